@@ -1,1 +1,3 @@
-"""crowdflow crowdflow."""
+"""crowdflow: configuration, CLI and the wiring of the service (ingest → detect → alerts → dashboard, store)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,223 @@
+"""`crowdflow` command line: demo, serve, sim, replay, check-site."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from crowdflow.config import Config, ConfigError, load_config
+from domain.loader import SiteError, load_site
+
+BOLD, RED, GREEN, YELLOW, RESET = "\033[1m", "\033[31m", "\033[32m", "\033[33m", "\033[0m"
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _c(code: str, text: str) -> str:
+    return f"{code}{text}{RESET}" if _tty() else text
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = getattr(args, "config", None) or os.environ.get("CROWDFLOW_CONFIG")
+    cfg = load_config(path)
+    # Command-line flags win over the file and the environment.
+    for flag, (section, key) in {
+        "mqtt_host": ("mqtt", "host"),
+        "mqtt_port": ("mqtt", "port"),
+        "influx_url": ("influx", "url"),
+        "site": ("service", "site"),
+        "clock": ("service", "clock"),
+        "data_dir": ("service", "data_dir"),
+        "port": ("dashboard", "port"),
+        "host": ("dashboard", "host"),
+    }.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            setattr(getattr(cfg, section), key, value)
+    return cfg
+
+
+def cmd_check_site(args: argparse.Namespace) -> int:
+    try:
+        site = load_site(args.file)
+    except SiteError as e:
+        print(_c(RED, str(e)), file=sys.stderr)
+        print("Fix the fields named above and run `crowdflow check-site` again.", file=sys.stderr)
+        return 1
+    from domain.profile import CapacityProfile
+
+    prof = CapacityProfile(site)
+    print(_c(GREEN, f"{args.file or site.path}: OK"))
+    print(
+        f"  {len(site.grids)} grids, {len(site.micro_grids)} micro-grids, {len(site.zones)} zones "
+        f"({len(site.riverside())} riverside segments), {len(site.sensors)} sensors"
+    )
+    for day in prof.day_types():
+        print(f"  {day:<8} expected arrivals {prof.arrivals(day).sum():>12,.0f}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from crowdflow.service import Service
+
+    cfg = _config(args)
+    asyncio.run(Service(cfg).run())
+    return 0
+
+
+def _run_sim(site_path: str | None, scenario: str, *, host: str, port: int, speed: float, out: Path | None,
+             start: str | None, duration_s: float | None, stop: threading.Event | None = None,
+             progress: bool = True) -> Any:
+    from sim.publisher import run_scenario
+    from sim.scenario import load_scenario
+
+    site = load_site(site_path)
+    return run_scenario(
+        site, load_scenario(scenario), host=host, port=port, speed=speed, out_dir=out, start=start,
+        duration_s=duration_s, progress=progress, stop=stop,
+    )
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    summary = _run_sim(
+        args.site, args.scenario, host=args.mqtt_host, port=args.mqtt_port, speed=args.speed,
+        out=Path(args.out) if args.out else None, start=args.start,
+        duration_s=args.duration * 60 if args.duration else None,
+    )
+    print(f"\n{summary}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sim.replay import replay_csv
+
+    summary = replay_csv(Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port,
+                         speed=args.speed)
+    print(f"\n{summary}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crowdflow.broker import EmbeddedBroker, free_port
+    from crowdflow.service import Service
+
+    cfg = _config(args)
+    data_dir = Path(cfg.service.data_dir) / "demo"
+    broker = None
+    if args.mqtt_host is None:
+        broker = EmbeddedBroker(data_dir / "broker")
+        broker.start()
+        cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", broker.port
+    cfg.service.clock = "sim"
+    cfg.service.data_dir = str(data_dir)
+    (data_dir / "state.json").unlink(missing_ok=True)  # each demo starts from a clean evening
+    cfg.dashboard.port = free_port(cfg.dashboard.port)
+    url = f"http://{cfg.dashboard.host}:{cfg.dashboard.port}/"
+    print(_c(BOLD, "crowdflow demo: New Year's Eve on the Lujiazui riverside"))
+    print(f"  live wall    {_c(GREEN, url)}")
+    print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
+    print(f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({'embedded Mosquitto' if broker else 'yours'})")
+    print(f"  simulator    scenario {args.scenario} from {args.start} at {args.speed:g}x; ground truth in "
+          f"{data_dir / 'truth'}")
+    print("  Ctrl-C stops everything.\n", flush=True)
+    service = Service(cfg, quiet=True)
+    stop = threading.Event()
+
+    def simulate() -> None:
+        time.sleep(1.5)  # let the service subscribe first
+        try:
+            _run_sim(cfg.service.site or None, args.scenario, host=cfg.mqtt.host, port=cfg.mqtt.port,
+                     speed=args.speed, out=data_dir / "truth", start=args.start, duration_s=None, stop=stop)
+            print(f"\nsimulation finished; the wall stays up at {url} until Ctrl-C", flush=True)
+        except Exception as e:  # the demo keeps serving what it has; say what broke
+            print(_c(RED, f"\nsimulator stopped: {e}"), file=sys.stderr, flush=True)
+
+    sim_thread = threading.Thread(target=simulate, name="sim", daemon=True)
+    sim_thread.start()
+    try:
+        asyncio.run(service.run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        if broker:
+            broker.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crowdflow", description="Real-time crowd-flow monitoring and alerting.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", help="TOML config file (or set CROWDFLOW_CONFIG)")
+        sp.add_argument("--site", help="site file (default: the shipped Lujiazui site)")
+        sp.add_argument("--mqtt-host", default=None)
+        sp.add_argument("--mqtt-port", type=int, default=None)
+
+    d = sub.add_parser("demo", help="embedded broker + simulator (New Year's Eve) + service + live wall")
+    common(d)
+    d.add_argument("--scenario", default="nye")
+    d.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
+    d.add_argument("--start", default="21:30", help="local time in the scenario to start publishing")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--host", default=None)
+    d.add_argument("--data-dir", default=None)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="run the service against a broker (and optionally InfluxDB)")
+    common(s)
+    s.add_argument("--influx-url", default=None)
+    s.add_argument("--clock", choices=["wall", "sim"], default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--host", default=None)
+    s.add_argument("--data-dir", default=None)
+    s.set_defaults(func=cmd_serve)
+
+    m = sub.add_parser("sim", help="publish a simulated scenario over MQTT")
+    common(m)
+    m.add_argument("scenario", help="weekday, holiday, nye, faults, or a scenario TOML file")
+    m.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second; 0 = max")
+    m.add_argument("--out", help="directory for ground truth")
+    m.add_argument("--start", help="local time to start publishing (HH:MM)")
+    m.add_argument("--duration", type=float, help="minutes of simulated time to publish")
+    m.set_defaults(func=cmd_sim)
+
+    r = sub.add_parser("replay", help="publish a recorded CSV over MQTT, accelerated")
+    common(r)
+    r.add_argument("file")
+    r.add_argument("--speed", type=float, default=60.0)
+    r.set_defaults(func=cmd_replay)
+
+    c = sub.add_parser("check-site", help="validate a site file and print its summary")
+    c.add_argument("file", nargs="?", default=None)
+    c.set_defaults(func=cmd_check_site)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("mqtt_host",):
+        if hasattr(args, name) and getattr(args, name) is None and args.command in ("sim", "replay"):
+            setattr(args, name, "127.0.0.1")
+    if args.command in ("sim", "replay") and args.mqtt_port is None:
+        args.mqtt_port = 1883
+    try:
+        return int(args.func(args))
+    except (ConfigError, SiteError) as e:
+        print(_c(RED, f"crowdflow: {e}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

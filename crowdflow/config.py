@@ -1,0 +1,126 @@
+"""Service configuration: a TOML file, then CROWDFLOW_<SECTION>_<KEY> environment variables, checked at start.
+
+Unknown sections or keys are errors (with a did-you-mean), so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class MqttConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    client_id: str = "crowdflow-service"
+    qos: int = 1
+    tls: bool = False
+    ca_file: str = ""
+
+
+class InfluxConfig(_Section):
+    url: str = ""  # empty: the embedded store (memory + SQLite file in service.data_dir)
+    api: Literal["auto", "v1", "v2"] = "auto"
+    database: str = "crowdflow"  # v1
+    username: str = ""
+    password: str = ""
+    token: str = ""  # v2
+    org: str = ""
+    bucket: str = ""
+
+
+class ServiceConfig(_Section):
+    site: str = ""  # path to a site file; empty: the shipped Lujiazui site
+    data_dir: str = "var"
+    # "wall": event times are checked against this machine's clock; "sim": against the simulator's clock,
+    # published on crowdflow/sim/clock, so an accelerated replay of another day is accepted.
+    clock: Literal["wall", "sim"] = "wall"
+    tick_s: float = 5.0
+    lateness_s: float = 120.0
+    store_readings: bool = True
+
+
+class DashboardConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_token: str = ""
+    allowed_origins: list[str] = []
+
+
+class Config(_Section):
+    mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
+    influx: InfluxConfig = msgspec.field(default_factory=InfluxConfig)
+    service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "mqtt": MqttConfig,
+    "influx": InfluxConfig,
+    "service": ServiceConfig,
+    "dashboard": DashboardConfig,
+}
+ENV_PREFIX = "CROWDFLOW_"
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    data: dict[str, dict[str, Any]] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read the config file ({e.strerror}); check the path") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{where}: not valid TOML: {e}") from e
+    for name, section in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown section [{name}]{_did_you_mean(name, _SECTIONS)}")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        fields = _SECTIONS[name].__struct_fields__
+        for key in section:
+            if key not in fields:
+                raise ConfigError(f"{where}: [{name}] unknown key '{key}'{_did_you_mean(key, fields)}")
+    _apply_env(data, env)
+    try:
+        return msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{where} (+ {ENV_PREFIX}* environment): {e}") from e
+
+
+def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTIONS:
+            continue  # other CROWDFLOW_* variables (e.g. CROWDFLOW_CONFIG) are not settings
+        fields = _SECTIONS[section].__struct_fields__
+        if key not in fields:
+            raise ConfigError(f"environment variable {var}: no setting [{section}] {key}{_did_you_mean(key, fields)}")
+        data.setdefault(section, {})[key] = value.split(",") if key == "allowed_origins" else value
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(choices))})"

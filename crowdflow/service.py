@@ -1,0 +1,299 @@
+"""The service: one asyncio loop running the MQTT subscriber, the pipeline, the off-path publisher and the
+dashboard. Per message: decode + validate + apply to zone state (a few µs). Per tick (event time): grade,
+alert, store, push. Storage and MQTT publishing run on their own queues so they never hold up ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from alerts.encode import alert_json, alert_mqtt_payload
+from alerts.lifecycle import AlertBook
+from crowdflow.config import Config
+from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
+from dashboard.app import create_app
+from dashboard.hub import Hub
+from detect.grading import Grader
+from detect.state import ZoneTracker
+from domain.clock import Clock, WallClock
+from domain.loader import load_site
+from domain.messages import ALERT_TOPIC_PREFIX, DEADLETTER_TOPIC, SUBSCRIPTION
+from domain.profile import CapacityProfile
+from domain.site import Site
+from domain.values import Alert, Reading
+from ingest.mqtt import MqttPublisher, MqttSettings, deadletter_payload, subscribe_forever
+from ingest.pipeline import Ingestor, Rejection
+from store.base import Store
+from store.factory import open_store
+
+log = logging.getLogger("crowdflow.service")
+
+
+class Pipeline:
+    """ingest → state → grade → alerts, driven by messages and ticks; no I/O of its own.
+
+    Outputs go to the sinks given: `store`, `hub`, `publish` (topic, payload, retain).
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        clock: Clock,
+        store: Store,
+        hub: Hub,
+        publish: Callable[[str, bytes, bool], bool],
+        tick_s: float = 5.0,
+        lateness_s: float = 120.0,
+        store_readings: bool = True,
+    ) -> None:
+        self.site = site
+        self.clock = clock
+        self.store = store
+        self.hub = hub
+        self.publish = publish
+        self.tick_s = tick_s
+        self.store_readings = store_readings
+        self.profile = CapacityProfile(site)
+        self.ingestor = Ingestor(site, lateness_s=lateness_s, on_reject=self._on_reject)
+        self.tracker = ZoneTracker(site, self.profile)
+        self.grader = Grader(site)
+        self.book = AlertBook(site)
+        self.next_tick: float | None = None
+        self.ticks = 0
+        self.deadletter_dropped = 0
+        self.last_data_at: float | None = None
+
+    # --- per message -------------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes, received_at: float) -> None:
+        now = self.clock.now()
+        readings = self.ingestor.feed(topic, payload, now)
+        if readings:
+            self._apply(readings)
+            self.last_data_at = received_at
+        self.maybe_tick(now)
+
+    def _apply(self, readings: list[Reading]) -> None:
+        for r in readings:
+            self.tracker.apply(r)
+        if self.store_readings:
+            self.store.write_readings(readings)
+
+    def _on_reject(self, rej: Rejection) -> None:
+        if not self.publish(DEADLETTER_TOPIC, deadletter_payload(rej), False):
+            self.deadletter_dropped += 1
+
+    # --- per tick ----------------------------------------------------------------------------------
+    def maybe_tick(self, now: float | None = None) -> None:
+        now = self.clock.now() if now is None else now
+        if self.next_tick is None:
+            self.next_tick = (now // self.tick_s + 1) * self.tick_s
+        if now >= self.next_tick:
+            self.tick(now)
+            self.next_tick = (now // self.tick_s + 1) * self.tick_s
+
+    def tick(self, now: float) -> list[Alert]:
+        released = self.ingestor.expire(now)
+        if released:
+            self._apply(released)
+        states = self.tracker.snapshot(now)
+        detections = [self.grader.grade(s) for s in states]
+        changed = self.book.observe(detections)
+        district = self.tracker.district(now, states)
+        self.store.write_states(states)
+        encoded = [alert_json(a, self.site) for a in changed]
+        self.hub.update(states, district, encoded)
+        for a in changed:
+            self.publish(f"{ALERT_TOPIC_PREFIX}/{a.zone}", alert_mqtt_payload(a, self.site), True)
+        self.ticks += 1
+        return changed
+
+    def flush(self) -> None:
+        """At shutdown or the end of a replay: release everything held for ordering, then one last tick."""
+        released = self.ingestor.flush()
+        if released:
+            self._apply(released)
+        self.tick(self.clock.now())
+
+    def status(self) -> dict[str, Any]:
+        st = self.ingestor.stats
+        return {
+            "ticks": self.ticks,
+            "ingest": _plain(st),
+            "deadletter_dropped": self.deadletter_dropped,
+            "store": _plain(getattr(self.store, "stats", {})),
+        }
+
+    # --- acknowledgements from the dashboard --------------------------------------------------------
+    def acknowledge(self, alert_id: str, by: str, note: str) -> dict[str, Any]:
+        alert = self.book.acknowledge(alert_id, by, note, self.clock.now())
+        encoded = alert_json(alert, self.site)
+        self.hub.update([], None, [encoded])
+        self.publish(f"{ALERT_TOPIC_PREFIX}/{alert.zone}", alert_mqtt_payload(alert, self.site), True)
+        return encoded
+
+    # --- persistence -------------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tracker": self.tracker.to_snapshot(), "alerts": self.book.to_snapshot()}))
+        tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
+
+    def load(self, path: Path) -> bool:
+        if not path.exists():
+            return False
+        try:
+            data = json.loads(path.read_text())
+            self.tracker.from_snapshot(data["tracker"])
+            self.book.from_snapshot(data["alerts"])
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring unreadable state snapshot %s: %s", path, e)
+            return False
+        return True
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _plain(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    if hasattr(obj, "__struct_fields__"):
+        return {k: _plain(getattr(obj, k)) for k in obj.__struct_fields__}
+    return obj
+
+
+class Service:
+    def __init__(self, cfg: Config, *, site: Site | None = None, quiet: bool = False) -> None:
+        self.cfg = cfg
+        self.quiet = quiet
+        self.site = site or load_site(cfg.service.site or None)
+        self.wall = WallClock()
+        self.clock: Clock = SimClock(self.wall) if cfg.service.clock == "sim" else self.wall
+        self.data_dir = Path(cfg.service.data_dir)
+        self.store = open_store(
+            cfg.influx.url or None,
+            database=cfg.influx.database,
+            token=cfg.influx.token or None,
+            org=cfg.influx.org or None,
+            bucket=cfg.influx.bucket or None,
+            api=cfg.influx.api,
+            embedded_path=self.data_dir / "history.sqlite",
+        )
+        self.hub = Hub(self.site)
+        self.publisher = MqttPublisher()
+        self.pipeline = Pipeline(
+            self.site,
+            clock=self.clock,
+            store=self.store,
+            hub=self.hub,
+            publish=lambda t, p, r: self.publisher.publish(t, p, qos=1, retain=r),
+            tick_s=cfg.service.tick_s,
+            lateness_s=cfg.service.lateness_s,
+            store_readings=cfg.service.store_readings,
+        )
+        self.mqtt = MqttSettings(
+            host=cfg.mqtt.host,
+            port=cfg.mqtt.port,
+            username=cfg.mqtt.username or None,
+            password=cfg.mqtt.password or None,
+            client_id=cfg.mqtt.client_id,
+            qos=cfg.mqtt.qos,
+        )
+        self.app = create_app(
+            self.hub,
+            store=self.store,
+            allowed_origins=cfg.dashboard.allowed_origins or None,
+            on_ack=self.pipeline.acknowledge,
+            api_token=cfg.dashboard.api_token or None,
+        )
+        self.stop_event = asyncio.Event()
+        self.state_path = self.data_dir / "state.json"
+
+    def _handle(self, topic: str, payload: bytes, received_at: float) -> None:
+        if topic == SIM_CLOCK_TOPIC:
+            if isinstance(self.clock, SimClock):
+                self.clock.feed(payload)
+                self.pipeline.maybe_tick()
+            return
+        self.pipeline.handle(topic, payload, received_at)
+
+    async def _ticker(self) -> None:
+        while not self.stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), timeout=min(1.0, self.cfg.service.tick_s))
+            self.pipeline.maybe_tick()
+            self.hub.set_status("pipeline", self.pipeline.status())
+
+    async def run(self) -> None:
+        self.pipeline.load(self.state_path)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop_event.set)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.app,
+                host=self.cfg.dashboard.host,
+                port=self.cfg.dashboard.port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours stop everything
+        topics = [SUBSCRIPTION, SIM_CLOCK_TOPIC]
+        tasks = [
+            asyncio.create_task(
+                subscribe_forever(
+                    self.mqtt,
+                    topics,
+                    self._handle,
+                    stop=self.stop_event,
+                    clock=self.wall,
+                    on_state=lambda s: self.hub.set_status("broker", s),
+                ),
+                name="subscriber",
+            ),
+            asyncio.create_task(
+                self.publisher.run(
+                    MqttSettings(
+                        host=self.mqtt.host,
+                        port=self.mqtt.port,
+                        username=self.mqtt.username,
+                        password=self.mqtt.password,
+                        client_id=f"{self.mqtt.client_id}-out",
+                        qos=self.mqtt.qos,
+                    ),
+                    self.stop_event,
+                ),
+                name="publisher",
+            ),
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(server.serve(), name="dashboard"),
+        ]
+        if not self.quiet:
+            print(
+                f"crowdflow serving: dashboard http://{self.cfg.dashboard.host}:{self.cfg.dashboard.port}/ "
+                f"· MQTT {self.mqtt.host}:{self.mqtt.port} · store {type(self.store).__name__}",
+                flush=True,
+            )
+        try:
+            await self.stop_event.wait()
+        finally:
+            server.should_exit = True
+            self.pipeline.flush()
+            self.pipeline.save(self.state_path)
+            await asyncio.sleep(0.2)  # let the publisher send the last alerts
+            for t in tasks:
+                if t.get_name() != "dashboard":
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.store.close)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the real servers crowdflow runs and tests against (Debian packages), only when missing.
+# Usage: scripts/system-deps.sh [mosquitto] [influxdb] [chromium]
+set -euo pipefail
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(mosquitto influxdb)
+declare -A bin=([mosquitto]=mosquitto [influxdb]=influxd [chromium]=chromium [mosquitto-clients]=mosquitto_pub)
+missing=()
+for pkg in "${want[@]}"; do
+  b=${bin[$pkg]:-$pkg}
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || [ -x "/usr/bin/$b" ] || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "need root or sudo to apt-get install ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"
