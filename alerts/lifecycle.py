@@ -1,0 +1,253 @@
+"""The alert lifecycle: at most one open alert per zone, raised, changed in place, acknowledged, resolved.
+
+- A detection at IV blue or worse for a zone with no open alert raises one (state "raised").
+- A level change on an open alert updates that alert in place (never a second alert for the zone). Going up
+  sets state "escalated", so an acknowledgement of a lesser level does not cover the worse one; going down
+  keeps the state and is recorded in the history.
+- A NORMAL detection resolves the open alert. Detect/ already debounces levels and holds them while sensors
+  are silent, so a NORMAL here means the zone really is calm.
+- The same level again refreshes evidence and message silently: observe() returns lifecycle changes only,
+  so the push stream is not flooded every tick.
+
+Memory is bounded: at most `max_resolved` resolved alerts are kept, and each alert's history keeps its
+first entry and the latest `max_history - 1`.
+
+>>> from domain.loader import load_site
+>>> from domain.values import Detection
+>>> ids = iter(["a1"])
+>>> book = AlertBook(load_site("tests/fixtures/mini_site.toml"), id_factory=lambda: next(ids))
+>>> [(a.id, a.state, a.level.label) for a in book.observe([Detection(zone="plaza", ts=1.0, level=Level.III,
+...     cause="density")])]
+[('a1', 'raised', 'III yellow')]
+>>> [(a.id, a.state, a.level.label) for a in book.observe([Detection(zone="plaza", ts=2.0, level=Level.II,
+...     cause="density")])]
+[('a1', 'escalated', 'II orange')]
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from domain.levels import Level
+from domain.site import Site
+from domain.values import Alert, AlertChange, Detection
+
+SNAPSHOT_VERSION = 1
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AlertBook:
+    """All alerts, keyed by id, with the open one of each zone."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        id_factory: Callable[[], str] | None = None,
+        max_resolved: int = 1000,
+        max_history: int = 100,
+    ) -> None:
+        if max_resolved < 0 or max_history < 2:
+            raise ValueError(
+                f"max_resolved must be >= 0 and max_history >= 2, got {max_resolved}, {max_history}"
+            )
+        self.site = site
+        self._new_id = id_factory or _new_id
+        self.max_resolved = max_resolved
+        self.max_history = max_history
+        self._alerts: dict[str, Alert] = {}
+        self._open: dict[str, str] = {}  # zone -> id of its open alert
+        self._resolved: deque[str] = deque()  # ids of resolved alerts, oldest first
+        self.rejected: Counter[str] = Counter()  # reason -> detections not applied; exported as a metric
+
+    # ---- detections in --------------------------------------------------------------------------
+
+    def observe(self, detections: Iterable[Detection]) -> list[Alert]:
+        """Apply detections; return the alerts whose lifecycle changed (raised, level changed, resolved)."""
+        changed: dict[str, Alert] = {}
+        for d in detections:
+            a = self._observe_one(d)
+            if a is not None:
+                changed[a.id] = a
+        return list(changed.values())
+
+    def _observe_one(self, d: Detection) -> Alert | None:
+        if d.zone not in self.site.zones:
+            self.rejected["unknown_zone"] += 1
+            return None
+        open_id = self._open.get(d.zone)
+        if open_id is None:
+            return self._raise(d) if d.level >= Level.IV else None
+        a = self._alerts[open_id]
+        if d.ts < a.updated_at:
+            self.rejected["stale_detection"] += 1  # older than what the alert already shows
+            return None
+        if d.level is Level.NORMAL:
+            return self._resolve(a, d)
+        if d.level == a.level:
+            a.evidence = dict(d.evidence)  # fresher numbers, not a lifecycle change
+            a.message = d.message
+            return None
+        return self._change_level(a, d)
+
+    def _raise(self, d: Detection) -> Alert:
+        a = Alert(
+            id=self._new_id(),
+            zone=d.zone,
+            level=d.level,
+            peak_level=d.level,
+            cause=d.cause,
+            state="raised",
+            opened_at=d.ts,
+            updated_at=d.ts,
+            evidence=dict(d.evidence),
+            message=d.message,
+            history=[AlertChange(ts=d.ts, state="raised", level=d.level, note=d.message)],
+        )
+        if a.id in self._alerts:
+            raise ValueError(f"id_factory returned {a.id!r} twice; alert ids must be unique")
+        self._alerts[a.id] = a
+        self._open[d.zone] = a.id
+        return a
+
+    def _change_level(self, a: Alert, d: Detection) -> Alert:
+        up = d.level > a.level
+        note = f"{a.level.label} → {d.level.label}"
+        if up:
+            a.state = "escalated"
+        a.level = d.level
+        a.peak_level = max(a.peak_level, d.level)
+        a.cause = d.cause
+        a.evidence = dict(d.evidence)
+        a.message = d.message
+        a.updated_at = d.ts
+        self._record(a, AlertChange(ts=d.ts, state=a.state, level=d.level, note=note))
+        return a
+
+    def _resolve(self, a: Alert, d: Detection) -> Alert:
+        a.state = "resolved"
+        a.level = Level.NORMAL
+        a.resolved_at = d.ts
+        a.updated_at = d.ts
+        a.evidence = dict(d.evidence)
+        a.message = d.message
+        self._record(a, AlertChange(ts=d.ts, state="resolved", level=Level.NORMAL, note=d.message))
+        del self._open[a.zone]
+        self._retire(a.id)
+        return a
+
+    def _retire(self, alert_id: str) -> None:
+        self._resolved.append(alert_id)
+        while len(self._resolved) > self.max_resolved:
+            self._alerts.pop(self._resolved.popleft(), None)
+
+    def _record(self, a: Alert, change: AlertChange) -> None:
+        a.history.append(change)
+        if len(a.history) > self.max_history:
+            del a.history[1]  # keep how it started; drop the oldest change after that
+
+    # ---- people -------------------------------------------------------------------------------
+
+    def acknowledge(self, alert_id: str, by: str, note: str, now: float) -> Alert:
+        """An officer takes the alert. KeyError for an unknown id, ValueError for a resolved alert."""
+        a = self._alerts.get(alert_id)
+        if a is None:
+            raise KeyError(f"no alert {alert_id!r} (unknown, or resolved long ago and dropped)")
+        if not a.open:
+            raise ValueError(f"alert {alert_id!r} for zone {a.zone!r} is already resolved")
+        if not by.strip():
+            raise ValueError("acknowledge needs who is acknowledging (by)")
+        a.state = "acknowledged"
+        a.updated_at = max(a.updated_at, now)
+        self._record(a, AlertChange(ts=now, state="acknowledged", level=a.level, note=note, by=by))
+        return a
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        return self._alerts.get(alert_id)
+
+    def open_alerts(self) -> list[Alert]:
+        """Open alerts, most severe first, then most recently changed."""
+        out = [self._alerts[i] for i in self._open.values()]
+        out.sort(key=lambda a: (a.level, a.updated_at), reverse=True)
+        return out
+
+    def open_for(self, zone_id: str) -> Alert | None:
+        i = self._open.get(zone_id)
+        return None if i is None else self._alerts[i]
+
+    def recent(self, limit: int = 200) -> list[Alert]:
+        """Open alerts first (most severe, then newest), then resolved ones, newest first."""
+        out = sorted(self._alerts.values(), key=lambda a: (a.open, a.level, a.updated_at), reverse=True)
+        return out[: max(limit, 0)]
+
+    # ---- restart --------------------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able dict: every kept alert and which are resolved, oldest resolved first."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "alerts": [msgspec.to_builtins(a) for a in self._alerts.values()],
+            "resolved": list(self._resolved),
+            "rejected": dict(self.rejected),
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: dict[str, Any],
+        site: Site,
+        *,
+        id_factory: Callable[[], str] | None = None,
+        max_resolved: int = 1000,
+        max_history: int = 100,
+    ) -> AlertBook:
+        """Rebuild from to_snapshot(). Raises ValueError on a snapshot that does not fit."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"alert snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
+        book = cls(site, id_factory=id_factory, max_resolved=max_resolved, max_history=max_history)
+        try:
+            alerts = msgspec.convert(data["alerts"], list[Alert])
+        except msgspec.ValidationError as e:
+            raise ValueError(f"alert snapshot: {e}") from e
+        for a in alerts:
+            if a.id in book._alerts:
+                raise ValueError(f"alert snapshot: alert id {a.id!r} twice")
+            book._alerts[a.id] = a
+            if a.open:
+                if a.zone in book._open:
+                    raise ValueError(f"alert snapshot: two open alerts for zone {a.zone!r}")
+                book._open[a.zone] = a.id
+        retired: set[str] = set()
+        for i in data["resolved"]:
+            if i in book._alerts and not book._alerts[i].open and i not in retired:
+                retired.add(i)
+                book._retire(i)
+        # Resolved alerts the list missed still count against the bound, oldest first.
+        rest = sorted((a for a in alerts if not a.open and a.id not in retired), key=lambda a: a.updated_at)
+        for a in rest:
+            book._retire(a.id)
+        # An open alert for a zone the site no longer has would never resolve: close it, saying why.
+        for zone, i in list(book._open.items()):
+            if zone not in site.zones:
+                a = book._alerts[i]
+                gone = Detection(
+                    zone=zone,
+                    ts=a.updated_at,
+                    level=Level.NORMAL,
+                    cause=a.cause,
+                    evidence=a.evidence,
+                    message=f"zone {zone!r} no longer in the site file",
+                )
+                book._resolve(a, gone)
+        book.rejected.update({str(k): int(v) for k, v in data.get("rejected", {}).items()})
+        return book

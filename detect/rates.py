@@ -1,0 +1,91 @@
+"""Inflow and outflow rates of one zone over a sliding event-time window, in bounded memory.
+
+Counts land in fixed-width event-time buckets held in a ring of ceil(window / bucket) slots; each slot
+remembers which bucket it holds, so a stale slot is recognised and reused without any sweeping. A reading's
+counts are spread over the buckets its interval covers, so a 60 s counter does not look like a 10 s spike.
+
+>>> ring = FlowRing(window_s=300.0, bucket_s=10.0)
+>>> ring.add(1000.0, 60.0, inflow=120, outflow=60)
+>>> ring.rates(1000.0)  # 120 in over the 60 s seen since data began
+(120.0, 60.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+class FlowRing:
+    __slots__ = ("_ids", "_in", "_out", "bucket_s", "first_ts", "n", "window_s")
+
+    def __init__(self, window_s: float = 300.0, bucket_s: float = 10.0) -> None:
+        if not (window_s > 0 and bucket_s > 0):
+            raise ValueError(f"window_s and bucket_s must be positive, got {window_s}, {bucket_s}")
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.n = max(1, math.ceil(window_s / bucket_s))
+        self._ids: list[int] = [-1] * self.n  # which bucket each slot holds; -1: empty
+        self._in: list[float] = [0.0] * self.n
+        self._out: list[float] = [0.0] * self.n
+        self.first_ts: float | None = None  # start of the earliest flow seen, so early rates are not diluted
+
+    def add(self, ts: float, interval_s: float, inflow: float, outflow: float) -> None:
+        """Counts for the interval (ts - interval_s, ts]; spread evenly over the buckets it covers."""
+        start = ts - max(interval_s, 0.0)
+        if self.first_ts is None or start < self.first_ts:
+            self.first_ts = start
+        b_end = math.floor(ts / self.bucket_s)
+        if interval_s <= 0:
+            self._put(b_end, inflow, outflow)
+            return
+        b_start = max(math.floor(start / self.bucket_s), b_end - self.n + 1)  # older parts left the ring
+        for b in range(b_start, b_end + 1):
+            lo = max(start, b * self.bucket_s)
+            hi = min(ts, (b + 1) * self.bucket_s)
+            if hi > lo:
+                f = (hi - lo) / interval_s
+                self._put(b, inflow * f, outflow * f)
+
+    def _put(self, b: int, inflow: float, outflow: float) -> None:
+        slot = b % self.n
+        held = self._ids[slot]
+        if held != b:
+            if held > b:
+                return  # the slot already holds a newer bucket: this one is outside any window we will read
+            self._ids[slot] = b
+            self._in[slot] = 0.0
+            self._out[slot] = 0.0
+        self._in[slot] += inflow
+        self._out[slot] += outflow
+
+    def rates(self, now: float) -> tuple[float, float]:
+        """(inflow, outflow) per minute over the window ending at now."""
+        b_now = math.floor(now / self.bucket_s)
+        oldest = b_now - self.n + 1
+        span_start = oldest * self.bucket_s
+        if self.first_ts is not None:
+            span_start = max(span_start, self.first_ts)
+        span = now - span_start
+        if span <= 0:
+            return 0.0, 0.0
+        tin = tout = 0.0
+        for slot in range(self.n):
+            if oldest <= self._ids[slot] <= b_now:
+                tin += self._in[slot]
+                tout += self._out[slot]
+        return tin / span * 60.0, tout / span * 60.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": self._ids[:], "in": self._in[:], "out": self._out[:], "first_ts": self.first_ts}
+
+    def load(self, data: dict[str, Any]) -> None:
+        ids, tin, tout = list(data["ids"]), list(data["in"]), list(data["out"])
+        if not (len(ids) == len(tin) == len(tout) == self.n):
+            # A different window or bucket width since the snapshot: start the rates afresh rather than guess.
+            return
+        self._ids = [int(x) for x in ids]
+        self._in = [float(x) for x in tin]
+        self._out = [float(x) for x in tout]
+        ft = data.get("first_ts")
+        self.first_ts = None if ft is None else float(ft)

@@ -1,0 +1,334 @@
+"""Per-zone state from readings: occupancy, flow rates, density, arrivals today, sensor health.
+
+How counters and anchors combine (one estimate per zone, no global state):
+
+* Counters (flow readings) integrate: occupancy += inflow - outflow, clamped at 0. They carry the fast
+  changes between anchors but drift (missed crossings, a counter down, people already there at start).
+* Anchors (area counts, and densities × zone area) measure the level. The zone's measurement is the average
+  of the latest value of each of its anchor sensors that is fresh (within 3 of its intervals) and not
+  faulty; the estimate moves part way towards it: occupancy += anchor_gain × (measured - occupancy). The
+  first anchor of a zone sets it outright (the service may start with people already there).
+* A flow that arrives late, ending at or before an anchor already applied, is already partly inside that
+  anchor's measurement. It is added scaled by the product of (1 - gain) over the anchors since, which is
+  exactly what the blend would have given had the flow arrived in order: (O + d) + g(M - O - d) =
+  (1 - g)O + gM + (1 - g)d. So the outcome does not depend on arrival order within the lateness window.
+
+apply() is O(1) per reading; snapshot() is O(zones × ring size) and runs on a tick.
+
+>>> from domain.loader import load_site
+>>> from domain.profile import CapacityProfile
+>>> from domain.values import Reading
+>>> site = load_site("tests/fixtures/mini_site.toml")
+>>> t = ZoneTracker(site, CapacityProfile(site))
+>>> t.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="flow", ts=1e9, seq=1, interval_s=60, inflow=30))
+>>> [s.occupancy for s in t.snapshot(1e9) if s.zone == "seg-2"]
+[30.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from typing import Any
+
+from detect.rates import FlowRing
+from domain.levels import Level
+from domain.profile import CapacityProfile
+from domain.site import Site, Zone
+from domain.values import DistrictState, Reading, ZoneState
+
+SNAPSHOT_VERSION = 1
+SILENT_INTERVALS = 3.0  # a sensor (or zone) silent this many reporting intervals counts as missing
+_DAY_SPAN_S = 30 * 3600.0  # from a local midnight, always inside the next local day, even across a DST change
+_KEPT_ANCHORS = 4  # anchors remembered for scaling late flows; beyond 4 the weight is negligible
+_STATUSES = ("online", "offline", "fault")
+
+
+class _ZoneMemory:
+    """Everything the tracker knows about one zone."""
+
+    __slots__ = (
+        "anchors",
+        "arrivals",
+        "day_end",
+        "day_start",
+        "density",
+        "density_ts",
+        "last_ts",
+        "occ_ts",
+        "occupancy",
+        "recent_anchors",
+        "ring",
+        "seen",
+        "status",
+    )
+
+    def __init__(self, window_s: float, bucket_s: float) -> None:
+        self.occupancy = 0.0
+        self.occ_ts: float | None = None  # event time of the last counter change
+        self.ring = FlowRing(window_s, bucket_s)
+        self.anchors: dict[str, tuple[float, float]] = {}  # sensor -> (ts, people measured)
+        self.recent_anchors: deque[tuple[float, float]] = deque(maxlen=_KEPT_ANCHORS)  # (ts, gain used)
+        self.density: float | None = None  # measured, people / m²
+        self.density_ts: float | None = None
+        self.arrivals = 0
+        self.day_start: float | None = None
+        self.day_end: float | None = None
+        self.last_ts: float | None = None  # newest reading of any kind
+        self.seen: dict[str, float] = {}  # sensor -> newest reading ts
+        self.status: dict[str, tuple[float, str, str]] = {}  # sensor -> (ts, offline|fault, detail)
+
+
+class ZoneTracker:
+    """Estimates every zone's state from readings; keyed by zone so it can be partitioned by zone later."""
+
+    def __init__(
+        self,
+        site: Site,
+        profile: CapacityProfile,
+        *,
+        rate_window_s: float = 300.0,
+        anchor_gain: float = 0.5,
+        bucket_s: float = 10.0,
+    ) -> None:
+        if not (0.0 < anchor_gain <= 1.0):
+            raise ValueError(f"anchor_gain must be within (0, 1], got {anchor_gain}")
+        if not (rate_window_s > 0 and bucket_s > 0):
+            raise ValueError(f"rate_window_s and bucket_s must be positive, got {rate_window_s}, {bucket_s}")
+        self.site = site
+        self.profile = profile
+        self.rate_window_s = rate_window_s
+        self.anchor_gain = anchor_gain
+        self.bucket_s = bucket_s
+        self.rejected: Counter[str] = Counter()  # reason -> readings refused; exported as a metric
+        self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
+        self._zones: dict[str, _ZoneMemory] = {z: _ZoneMemory(rate_window_s, bucket_s) for z in site.zones}
+        # How long a zone may stay silent: 3 intervals of its slowest sensor (60 s if it has none).
+        self._silence_s: dict[str, float] = {}
+        for zid in site.zones:
+            intervals = [s.interval_s for s in site.sensors_of(zid)]
+            self._silence_s[zid] = SILENT_INTERVALS * (max(intervals) if intervals else 60.0)
+
+    # ---- readings -------------------------------------------------------------------------------
+
+    def apply(self, r: Reading) -> None:
+        """Fold one reading into its zone. Bad readings are counted in `rejected` by reason, never raised."""
+        reason = self._check(r)
+        if reason:
+            self.rejected[reason] += 1
+            return
+        m = self._zones[r.zone]
+        if m.last_ts is None or r.ts > m.last_ts:
+            m.last_ts = r.ts
+        if r.ts > m.seen.get(r.sensor, -math.inf):
+            m.seen[r.sensor] = r.ts
+        if r.kind == "status":
+            self._apply_status(m, r)
+            return
+        # A sensor that sends data after saying it was offline is evidently back; a fault needs an "online".
+        st = m.status.get(r.sensor)
+        if st is not None and st[1] == "offline" and r.ts > st[0]:
+            del m.status[r.sensor]
+        if r.kind == "flow":
+            self._apply_flow(m, r)
+        elif r.kind == "occupancy":
+            assert r.count is not None
+            self._apply_anchor(m, r, float(r.count))
+        else:  # density
+            assert r.density is not None
+            if m.density_ts is None or r.ts >= m.density_ts:
+                m.density, m.density_ts = r.density, r.ts
+            self._apply_anchor(m, r, r.density * self.site.zones[r.zone].area_m2)
+
+    def _check(self, r: Reading) -> str:
+        if r.zone not in self._zones:
+            return "unknown_zone"
+        if not math.isfinite(r.ts):
+            return "bad_timestamp"
+        if r.kind == "flow":
+            if r.inflow < 0 or r.outflow < 0:
+                return "negative_flow"
+            if not (math.isfinite(r.interval_s) and r.interval_s >= 0):
+                return "bad_interval"
+        elif r.kind == "occupancy":
+            if r.count is None or r.count < 0:
+                return "bad_count"
+        elif r.kind == "density":
+            if r.density is None or not math.isfinite(r.density) or r.density < 0:
+                return "bad_density"
+        elif r.kind == "status":
+            if r.status not in _STATUSES:
+                return "bad_status"
+        else:
+            return "unknown_kind"
+        return ""
+
+    def _apply_status(self, m: _ZoneMemory, r: Reading) -> None:
+        prev = m.status.get(r.sensor)
+        if prev is not None and prev[0] > r.ts:
+            return  # an older status than the one we hold: the newer one stands
+        if r.status == "online":
+            m.status.pop(r.sensor, None)
+        else:
+            assert r.status is not None
+            m.status[r.sensor] = (r.ts, r.status, r.detail)
+
+    def _apply_flow(self, m: _ZoneMemory, r: Reading) -> None:
+        net = float(r.inflow - r.outflow)
+        weight = 1.0
+        for a_ts, gain in m.recent_anchors:  # see the module docstring: late flows vs anchors
+            if r.ts <= a_ts:
+                weight *= 1.0 - gain
+        m.occupancy = max(0.0, m.occupancy + weight * net)
+        if m.occ_ts is None or r.ts > m.occ_ts:
+            m.occ_ts = r.ts
+        m.ring.add(r.ts, r.interval_s, r.inflow, r.outflow)
+        self._roll_day(m, r.ts)
+        assert m.day_start is not None
+        if r.ts >= m.day_start:  # a late reading from before midnight belongs to yesterday's count
+            m.arrivals += r.inflow
+
+    def _apply_anchor(self, m: _ZoneMemory, r: Reading, people: float) -> None:
+        prev = m.anchors.get(r.sensor)
+        if prev is not None and prev[0] > r.ts:
+            return  # older than this sensor's latest value: the latest value stands
+        m.anchors[r.sensor] = (r.ts, people)
+        values = []
+        for sid, (ts, v) in m.anchors.items():
+            fresh = r.ts - ts <= SILENT_INTERVALS * self._interval(sid, r)
+            if fresh and sid not in m.status:
+                values.append(v)
+        if not values:
+            return  # the only anchor is marked offline or faulty: keep integrating counters
+        measured = sum(values) / len(values)
+        gain = 1.0 if not m.recent_anchors else self.anchor_gain
+        m.occupancy = max(0.0, m.occupancy + gain * (measured - m.occupancy))
+        m.recent_anchors.append((r.ts, gain))
+
+    def _interval(self, sensor_id: str, r: Reading) -> float:
+        s = self.site.sensors.get(sensor_id)
+        if s is not None:
+            return s.interval_s
+        return r.interval_s if r.interval_s > 0 else 60.0
+
+    def _roll_day(self, m: _ZoneMemory, ts: float) -> None:
+        """Reset arrivals at local midnight, by event time."""
+        if m.day_start is None or (m.day_end is not None and ts >= m.day_end):
+            start = self.profile.local_midnight(ts)
+            m.day_start = start
+            m.day_end = self.profile.local_midnight(start + _DAY_SPAN_S)
+            m.arrivals = 0
+
+    # ---- state out ------------------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> list[ZoneState]:
+        """Every zone's state at event time `now`, in site order."""
+        return [self._state(zid, m, now) for zid, m in self._zones.items()]
+
+    def _state(self, zid: str, m: _ZoneMemory, now: float) -> ZoneState:
+        zone: Zone = self.site.zones[zid]
+        if m.day_end is not None and now >= m.day_end:
+            self._roll_day(m, now)
+        occ = m.occupancy
+        density = occ / zone.area_m2
+        measured_fresher = m.density_ts is not None and (m.occ_ts is None or m.density_ts >= m.occ_ts)
+        if m.density is not None and measured_fresher:
+            density = m.density  # measured after the last counter change: the direct measure is better
+        rin, rout = m.ring.rates(now)
+        return ZoneState(
+            zone=zid,
+            ts=now,
+            occupancy=occ,
+            capacity=zone.capacity,
+            share=occ / zone.capacity,
+            density=density,
+            inflow_per_min=rin,
+            outflow_per_min=rout,
+            arrivals_today=m.arrivals,
+            healthy=self._healthy(zid, m, now),
+        )
+
+    def _healthy(self, zid: str, m: _ZoneMemory, now: float) -> bool:
+        if m.last_ts is None or m.status:
+            return False
+        return now - m.last_ts <= self._silence_s[zid]
+
+    def problems(self, zone_id: str) -> list[str]:
+        """Why a zone is unhealthy, one line per sensor, for the operator."""
+        m = self._zones[zone_id]
+        out = [f"{sid}: {st}" + (f" ({why})" if why else "") for sid, (_, st, why) in m.status.items()]
+        if m.last_ts is None:
+            out.append("no reading yet")
+        return out
+
+    def district(self, now: float, states: list[ZoneState]) -> DistrictState:
+        by_level = {lv.label: 0 for lv in Level}
+        for s in states:
+            by_level[s.level.label] += 1
+        return DistrictState(
+            ts=now,
+            people_now=sum(s.occupancy for s in states),
+            arrivals_today=sum(s.arrivals_today for s in states),
+            expected_arrivals_so_far=self.profile.expected_so_far(now),
+            peak_day_visits=self.site.info.peak_day_visits,
+            zones_by_level=by_level,
+        )
+
+    # ---- restart --------------------------------------------------------------------------------
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain JSON-able dict of everything needed to carry on after a restart."""
+        zones: dict[str, Any] = {}
+        for zid, m in self._zones.items():
+            zones[zid] = {
+                "occupancy": m.occupancy,
+                "occ_ts": m.occ_ts,
+                "ring": m.ring.to_dict(),
+                "anchors": {k: list(v) for k, v in m.anchors.items()},
+                "recent_anchors": [list(a) for a in m.recent_anchors],
+                "density": m.density,
+                "density_ts": m.density_ts,
+                "arrivals": m.arrivals,
+                "day_start": m.day_start,
+                "day_end": m.day_end,
+                "last_ts": m.last_ts,
+                "seen": dict(m.seen),
+                "status": {k: list(v) for k, v in m.status.items()},
+            }
+        return {"version": SNAPSHOT_VERSION, "zones": zones, "rejected": dict(self.rejected)}
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: dict[str, Any],
+        site: Site,
+        profile: CapacityProfile,
+        *,
+        rate_window_s: float = 300.0,
+        anchor_gain: float = 0.5,
+        bucket_s: float = 10.0,
+    ) -> ZoneTracker:
+        """Rebuild from to_snapshot(). Zones no longer in the site are listed in `dropped_zones`."""
+        if data.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(
+                f"tracker snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}; start afresh"
+            )
+        t = cls(site, profile, rate_window_s=rate_window_s, anchor_gain=anchor_gain, bucket_s=bucket_s)
+        t.rejected.update({str(k): int(v) for k, v in data.get("rejected", {}).items()})
+        t.dropped_zones = [z for z in data["zones"] if z not in t._zones]
+        for zid, d in data["zones"].items():
+            m = t._zones.get(zid)
+            if m is None:
+                continue
+            m.occupancy = float(d["occupancy"])
+            m.occ_ts = d["occ_ts"]
+            m.ring.load(d["ring"])
+            m.anchors = {k: (float(v[0]), float(v[1])) for k, v in d["anchors"].items()}
+            m.recent_anchors.extend((float(a[0]), float(a[1])) for a in d["recent_anchors"])
+            m.density, m.density_ts = d["density"], d["density_ts"]
+            m.arrivals = int(d["arrivals"])
+            m.day_start, m.day_end = d["day_start"], d["day_end"]
+            m.last_ts = d["last_ts"]
+            m.seen = {k: float(v) for k, v in d["seen"].items()}
+            m.status = {k: (float(v[0]), str(v[1]), str(v[2])) for k, v in d["status"].items()}
+        return t
