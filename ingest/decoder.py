@@ -1,0 +1,216 @@
+"""Decode and validate one MQTT message against the wire contract v1 and the site (docs/messages.md).
+
+Pure and stateless per message: no clock, no history. Everything that needs history (time range, duplicates,
+ordering, counter resets) is in `ingest.pipeline`. The per-sensor lookups and the msgspec decoders are built
+once per site, so the per-message work is a topic split, one msgspec decode and a few dict look-ups.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from domain.messages import (
+    KINDS,
+    MESSAGE_TYPES,
+    TOPIC_PREFIX,
+    VERSION,
+    CountMsg,
+    DensityMsg,
+    Message,
+    OccupancyMsg,
+    TotalMsg,
+)
+from domain.site import Site
+from ingest.rejection import Rejection, reject
+
+MAX_PAYLOAD_BYTES = 4096
+
+# Which message kinds each sensor kind may send.
+ALLOWED_KINDS: dict[str, frozenset[str]] = {
+    "counter": frozenset({"count", "total", "status"}),
+    "area": frozenset({"occupancy", "status"}),
+    "density": frozenset({"density", "status"}),
+}
+
+_PREFIX = TOPIC_PREFIX + "/"
+# MQTT wildcards and control characters have no place in a topic a sensor publishes on.
+_BAD_TOPIC_CHARS = re.compile(r"[\x00-\x1f\x7f+#]")
+
+
+class Decoder:
+    """Decoder for one site. Build once; `decode` is called per message."""
+
+    __slots__ = ("_decoders", "_route", "max_bytes", "site", "tz")
+
+    def __init__(self, site: Site, tz: tzinfo | None = None, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> None:
+        self.site = site
+        self.tz: tzinfo = tz if tz is not None else ZoneInfo(site.info.timezone)
+        self.max_bytes = max_bytes
+        # strict=False: numbers sent as strings ("12") are accepted, as some counters do.
+        self._decoders = {
+            kind: msgspec.json.Decoder(typ, strict=False) for kind, typ in MESSAGE_TYPES.items()
+        }
+        # sensor id -> (grid, zone, kinds it may send)
+        self._route: dict[str, tuple[str, str, frozenset[str]]] = {}
+        for s in site.sensors.values():
+            zone = site.zones[s.zone]
+            self._route[s.id] = (zone.grid, zone.id, ALLOWED_KINDS[s.kind])
+
+    def decode(self, topic: str, payload: bytes, received_at: float = 0.0) -> Message | Rejection:
+        if len(payload) > self.max_bytes:
+            return reject(
+                "oversized",
+                f"payload is {len(payload)} bytes, the limit is {self.max_bytes}; "
+                "send one reading per message",
+                topic,
+                payload,
+                received_at=received_at,
+            )
+        parts = topic.split("/")
+        if (
+            len(parts) != 6
+            or not topic.startswith(_PREFIX)
+            or not all(parts[2:])
+            or _BAD_TOPIC_CHARS.search(topic) is not None
+            or parts[5] not in KINDS
+        ):
+            return reject("bad_topic", _topic_problem(topic), topic, payload, received_at=received_at)
+        _, _, grid, zone, topic_sensor, kind = parts
+        known = topic_sensor if topic_sensor in self._route else None
+        try:
+            msg: Message = self._decoders[kind].decode(payload)
+        except msgspec.ValidationError as e:
+            if not _well_formed(payload):  # msgspec stops at the first type error, before reading it all
+                return self._malformed(topic, payload, known, received_at)
+            return reject(
+                "schema",
+                f"{kind} payload does not match contract v{VERSION}: {e}; "
+                "see docs/messages.md for the fields",
+                topic,
+                payload,
+                known,
+                received_at,
+            )
+        except msgspec.DecodeError:
+            return self._malformed(topic, payload, known, received_at)
+        sensor = msg.sensor
+        problem = _value_problem(msg)
+        if problem is not None:
+            return reject("schema", problem, topic, payload, sensor, received_at)
+        route = self._route.get(sensor)
+        if route is None:
+            return reject(
+                "unknown_sensor",
+                f"sensor '{sensor}' is not in site '{self.site.info.id}'; "
+                "add it to the site file or fix the id",
+                topic,
+                payload,
+                sensor,
+                received_at,
+            )
+        s_grid, s_zone, allowed = route
+        if topic_sensor != sensor or zone != s_zone or grid != s_grid:
+            return reject(
+                "topic_mismatch",
+                f"topic says {grid}/{zone}/{topic_sensor} but payload sensor '{sensor}' belongs to "
+                f"{s_grid}/{s_zone}; publish on {TOPIC_PREFIX}/{s_grid}/{s_zone}/{sensor}/{kind}",
+                topic,
+                payload,
+                sensor,
+                received_at,
+            )
+        if kind not in allowed:
+            skind = self.site.sensors[sensor].kind
+            return reject(
+                "wrong_kind",
+                f"a {skind} sensor cannot send '{kind}' messages (it may send {', '.join(sorted(allowed))}); "
+                "fix the topic's kind or the sensor's kind in the site file",
+                topic,
+                payload,
+                sensor,
+                received_at,
+            )
+        if msg.ts.tzinfo is None:
+            # A naive local time is read in the site's timezone (contract v1).
+            msg.ts = msg.ts.replace(tzinfo=self.tz)
+        return msg
+
+    def _malformed(self, topic: str, payload: bytes, sensor: str | None, received_at: float) -> Rejection:
+        why = "unreadable"
+        try:  # error path only: decode untyped to say where the JSON breaks
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as e:
+            why = str(e)
+        return reject(
+            "malformed_json",
+            f"payload is not valid UTF-8 JSON ({why}); send one JSON object per message",
+            topic,
+            payload,
+            sensor,
+            received_at,
+        )
+
+
+def _well_formed(payload: bytes) -> bool:
+    try:
+        msgspec.json.decode(payload)
+    except msgspec.ValidationError:  # syntactically JSON, a value out of range (1e999)
+        return True
+    except msgspec.DecodeError:
+        return False
+    return True
+
+
+def _value_problem(msg: Message) -> str | None:
+    """Range checks msgspec's types cannot express. None when the values are sane."""
+    if msg.v != VERSION:
+        return f"contract version {msg.v} is not supported (this service reads v{VERSION}); send v={VERSION}"
+    if msg.seq < 0:
+        return f"seq must be >= 0, got {msg.seq}"
+    if isinstance(msg, CountMsg):
+        if msg.in_ < 0 or msg.out < 0:
+            return f"counts cannot be negative (in={msg.in_}, out={msg.out})"
+        if not (math.isfinite(msg.interval_s) and msg.interval_s > 0):
+            return f"interval_s must be a positive number of seconds, got {msg.interval_s}"
+    elif isinstance(msg, TotalMsg):
+        if msg.in_total < 0 or msg.out_total < 0:
+            return f"totals cannot be negative (in_total={msg.in_total}, out_total={msg.out_total})"
+    elif isinstance(msg, OccupancyMsg):
+        if msg.count < 0:
+            return f"count cannot be negative, got {msg.count}"
+    elif isinstance(msg, DensityMsg) and not (math.isfinite(msg.density) and msg.density >= 0):
+        return f"density must be a finite number of people/m² >= 0, got {msg.density}"
+    return None
+
+
+def _topic_problem(topic: str) -> str:
+    shown = topic.encode("unicode_escape").decode("ascii")
+    if _BAD_TOPIC_CHARS.search(topic):
+        return (
+            f"topic '{shown}' contains a wildcard (+ #) or a control character; publish on a concrete topic"
+        )
+    parts = topic.split("/")
+    if len(parts) == 6 and topic.startswith(_PREFIX) and all(parts[2:]) and parts[5] not in KINDS:
+        return f"topic kind '{parts[5]}' is not one of {', '.join(KINDS)}"
+    return (
+        f"topic '{shown}' is not {TOPIC_PREFIX}/<grid>/<zone>/<sensor>/<kind> (lowercase, no leading slash)"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder_for(site: Site, tz: tzinfo | None) -> Decoder:
+    return Decoder(site, tz)
+
+
+def decode(topic: str, payload: bytes, site: Site, tz: tzinfo | None = None) -> Message | Rejection:
+    """Decode one message; the Decoder for (site, tz) is built on first use and cached.
+
+    A Rejection from here has received_at 0.0; use `Decoder.decode` to stamp it.
+    """
+    return _decoder_for(site, tz).decode(topic, payload)

@@ -1,0 +1,126 @@
+"""Per-stream ordering by sequence number: dedupe, hold after a gap, release in seq order, detect reboots.
+
+One Sequencer per (sensor, kind). The normal path (the next expected seq) releases at once with no added
+latency; only messages after a gap wait, until the gap fills or the lateness window passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+# in_order: released now (with any held successors); held: waiting for a gap; duplicate: seen before;
+# late: fills a gap already given up (caller decides to apply or drop); untracked: older than the first
+# message this stream saw, so it cannot be told from a duplicate; restart: the sensor rebooted (seq fell back
+# while time moved forward): older held items were flushed and tracking restarted at this message.
+Verdict = Literal["in_order", "held", "duplicate", "late", "untracked", "restart"]
+
+MAX_GAP_RANGES = 32  # remembered given-up gaps per stream; older ones are forgotten (memory stays bounded)
+
+
+@dataclass(slots=True)
+class Held(Generic[T]):
+    seq: int
+    ts: float
+    received_at: float
+    item: T
+
+
+class Sequencer(Generic[T]):
+    __slots__ = ("first_seq", "gaps", "held", "lateness_s", "missing", "newest_ts", "next_seq")
+
+    def __init__(self, lateness_s: float) -> None:
+        self.lateness_s = lateness_s
+        self.next_seq: int | None = None  # None: nothing seen yet
+        self.first_seq = 0
+        self.newest_ts = float("-inf")
+        self.held: dict[int, Held[T]] = {}
+        self.gaps: list[tuple[int, int]] = []  # given-up seq ranges [lo, hi)
+        self.missing = 0  # seqs given up on, cumulative
+
+    def offer(self, seq: int, ts: float, received_at: float, item: T, out: list[T]) -> Verdict:
+        """Take one message; append whatever is released now to `out`, in seq order."""
+        nxt = self.next_seq
+        if nxt is None or seq == nxt:
+            if nxt is None:
+                self.first_seq = seq
+            self.next_seq = seq + 1
+            if ts > self.newest_ts:
+                self.newest_ts = ts
+            out.append(item)
+            if self.held:
+                self._drain(out)
+                self._expire_event_time(received_at, out)
+            return "in_order"
+        if seq < nxt:
+            if ts > self.newest_ts:
+                # Seq fell back while event time moved on: a reboot. Flush the old epoch, start again here.
+                self.flush(out)
+                self.next_seq = seq + 1
+                self.first_seq = seq
+                self.newest_ts = ts
+                self.gaps.clear()
+                out.append(item)
+                return "restart"
+            if self._take_gap(seq):
+                return "late"
+            return "untracked" if seq < self.first_seq else "duplicate"
+        if seq in self.held:
+            return "duplicate"
+        self.held[seq] = Held(seq, ts, received_at, item)
+        if ts > self.newest_ts:
+            self.newest_ts = ts
+        self._expire_event_time(received_at, out)
+        return "held"
+
+    def expire(self, now: float, out: list[T]) -> None:
+        """Give up on gaps whose first held successor has waited more than lateness_s (processing time)."""
+        while self.held:
+            first = self.held[min(self.held)]
+            if now - first.received_at <= self.lateness_s:
+                return
+            self._give_up_until(first.seq, out)
+
+    def flush(self, out: list[T]) -> None:
+        while self.held:
+            self._give_up_until(min(self.held), out)
+
+    def _expire_event_time(self, received_at: float, out: list[T]) -> None:
+        while self.held:
+            first = self.held[min(self.held)]
+            if (
+                self.newest_ts - first.ts <= self.lateness_s
+                and received_at - first.received_at <= self.lateness_s
+            ):
+                return
+            self._give_up_until(first.seq, out)
+
+    def _give_up_until(self, seq: int, out: list[T]) -> None:
+        nxt = self.next_seq
+        assert nxt is not None and seq > nxt
+        self.missing += seq - nxt
+        self.gaps.append((nxt, seq))
+        if len(self.gaps) > MAX_GAP_RANGES:
+            del self.gaps[0]
+        self.next_seq = seq
+        self._drain(out)
+
+    def _drain(self, out: list[T]) -> None:
+        nxt = self.next_seq
+        assert nxt is not None
+        held = self.held
+        while nxt in held:
+            out.append(held.pop(nxt).item)
+            nxt += 1
+        self.next_seq = nxt
+
+    def _take_gap(self, seq: int) -> bool:
+        """If seq lies in a given-up gap, remove it from the gap (a second copy is then a duplicate)."""
+        for i, (lo, hi) in enumerate(self.gaps):
+            if lo <= seq < hi:
+                parts = [(a, b) for a, b in ((lo, seq), (seq + 1, hi)) if a < b]
+                self.gaps[i : i + 1] = parts
+                return True
+        return False
