@@ -1,0 +1,85 @@
+"""The one protocol every time-series store implements, its counters and its errors.
+
+A store sits beside the hot path: `write_states` / `write_readings` only enqueue (a background thread does the
+I/O), `history` serves charts and may block (call it from a worker thread in async code), and `close` writes
+everything still buffered before it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
+
+from domain.values import Reading, ZoneState
+
+# Columns of a history row, besides "ts" (bucket start, epoch seconds).
+HISTORY_FIELDS: tuple[str, ...] = (
+    "occupancy",
+    "share",
+    "density",
+    "inflow_per_min",
+    "outflow_per_min",
+    "level",
+)
+
+
+@dataclass
+class StoreStats:
+    """Counters a store keeps; every point handed to a store ends up in exactly one of them
+    (written, failed, invalid, dropped from the queue, or ignored by design) once `close()` has returned.
+
+    Each counter is written by one thread only, so reads from another thread are a consistent-enough snapshot.
+    """
+
+    points_written: int = 0
+    points_failed: int = 0  # the server refused them (e.g. a field type conflict) or close() timed out
+    batches: int = 0  # requests (or SQLite transactions) that completed, successfully or not
+    retries: int = 0  # transient failures retried (connection refused, 5xx, 429)
+    queue_dropped: int = 0  # the bounded buffer was full: oldest points dropped
+    fields_skipped: int = 0  # NaN/inf field values left out of an otherwise written point
+    points_invalid: int = 0  # points that could not be formatted at all (no finite field left)
+    points_ignored: int = 0  # accepted but not kept by design (the embedded store keeps no readings)
+    last_error: str = ""
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+@runtime_checkable
+class Store(Protocol):
+    stats: StoreStats
+
+    def write_states(self, states: Sequence[ZoneState]) -> None:
+        """Enqueue zone states; never blocks on I/O."""
+        ...
+
+    def write_readings(self, readings: Sequence[Reading]) -> None:
+        """Enqueue sensor readings; never blocks on I/O."""
+        ...
+
+    def history(
+        self, zone: str, since: float, until: float, *, every_s: float = 60.0
+    ) -> list[dict[str, float]]:
+        """zone_state rows in [since, until), one per `every_s` bucket that has data, oldest first.
+
+        Each row has "ts" (bucket start) and HISTORY_FIELDS: means over the bucket, `level` the worst one.
+        Blocking: run it in a thread from async code.
+        """
+        ...
+
+    def close(self) -> None:
+        """Write every buffered point (bounded by a timeout), then stop. Idempotent."""
+        ...
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreConfigError(StoreError, ValueError):
+    """The store cannot be opened as configured; the message says what to set."""
+
+
+class StoreUnreachableError(StoreError, ConnectionError):
+    """The configured server did not answer."""

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.levels import Level
+from domain.values import Reading, ZoneState
+from tests.servers import Server, start_influxdb
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+@pytest.fixture(scope="module")
+def shared_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One influxd for a module's tests (each test uses its own database): a start costs ~1 s."""
+    srv = start_influxdb(Path(tmp_path_factory.mktemp("influxdb")))
+    yield srv
+    srv.stop()
+
+
+def state(zone: str, ts: float, occupancy: float = 100.0, *, level: Level = Level.NORMAL) -> ZoneState:
+    return ZoneState(
+        zone=zone,
+        ts=ts,
+        occupancy=occupancy,
+        capacity=1000,
+        share=occupancy / 1000,
+        density=occupancy / 500,
+        inflow_per_min=10.0,
+        outflow_per_min=8.0,
+        arrivals_today=int(occupancy) * 3,
+        level=level,
+    )
+
+
+def flow(sensor: str, zone: str, ts: float, inflow: int = 5, outflow: int = 3, seq: int = 0) -> Reading:
+    return Reading(
+        sensor=sensor, zone=zone, kind="flow", ts=ts, seq=seq, interval_s=60, inflow=inflow, outflow=outflow
+    )
