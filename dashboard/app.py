@@ -1,0 +1,156 @@
+"""The dashboard's FastAPI app: REST for state, history and alert actions, the /ws push stream, static pages.
+
+The app holds no state of its own: everything lives in the Hub the service passes in (app.state.hub).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+import msgspec
+from fastapi import FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from dashboard.guard import bearer_ok
+from dashboard.hub import Hub
+from dashboard.stream import serve_stream
+
+STATIC_DIR = Path(__file__).parent / "static"
+OnAck = Callable[[str, str, str], dict[str, Any]]
+
+_encoder = msgspec.json.Encoder()
+
+
+def _json(body: object, status_code: int = 200) -> Response:
+    return Response(_encoder.encode(body), status_code=status_code, media_type="application/json")
+
+
+class AckBody(BaseModel):
+    by: str = Field(min_length=1, max_length=100, description="who acknowledges: officer id or name")
+    note: str = Field(default="", max_length=1000)
+
+
+def create_app(
+    hub: Hub,
+    *,
+    store: object | None = None,
+    allowed_origins: list[str] | None = None,
+    on_ack: OnAck | None = None,
+    api_token: str | None = None,
+    ping_interval_s: float = 15.0,
+) -> FastAPI:
+    """Build the app around a Hub.
+
+    store: anything with `history(zone: str, *, start: float, end: float) -> Sequence[ZoneState | dict]`
+        (blocking; run in a thread). on_ack(alert_id, by, note) -> the updated alert as a JSON dict; it may
+        raise KeyError (unknown alert -> 404) or ValueError (not acknowledgeable -> 409).
+    allowed_origins: Origins allowed to open /ws; None means the page's own host only.
+    api_token: when set, write endpoints need `Authorization: Bearer <token>` (never a query parameter).
+    """
+    history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
+    if store is not None and not callable(history_of):
+        raise TypeError(f"store {type(store).__name__} has no history(zone, *, start, end) method")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.hub = hub
+        yield
+        hub.close_all()  # every open socket's sender closes with 1001 instead of hanging shutdown
+
+    app = FastAPI(title="crowdflow dashboard", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app.state.hub = hub
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        # Only local assets, ever: the wall must work with no internet and leak nothing to third parties.
+        host = request.headers.get("host", "")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-cache")  # a redeploy reaches walls at reload
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json(hub.health())
+
+    @app.get("/api/zones")
+    async def zones() -> Response:
+        return _json(hub.zones())
+
+    @app.get("/api/zones/{zone_id}")
+    async def zone(zone_id: str) -> Response:
+        view = hub.zone(zone_id)
+        if view is None:
+            raise HTTPException(404, f"unknown zone {zone_id!r}")
+        return _json(view)
+
+    @app.get("/api/district")
+    async def district() -> Response:
+        if hub.district is None:
+            raise HTTPException(503, "no district state yet: the service has not completed a tick")
+        return _json(hub.district)
+
+    @app.get("/api/alerts")
+    async def alerts(state: Literal["open", "all"] = "open") -> Response:
+        return _json(hub.alerts(state))
+
+    @app.get("/api/zones/{zone_id}/history")
+    async def history(zone_id: str, minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Response:
+        if hub.zone(zone_id) is None:
+            raise HTTPException(404, f"unknown zone {zone_id!r}")
+        if history_of is None:
+            raise HTTPException(503, "no history store configured")
+        # Relative to the newest data's event time, so a replayed day shows its own last hour.
+        end = hub.data_ts if hub.data_ts is not None else hub.clock.now()
+        start = end - minutes * 60.0
+        call = functools.partial(history_of, zone_id, start=start, end=end)
+        try:
+            points: Sequence[object] = await anyio.to_thread.run_sync(call)
+        except Exception as e:  # the store is another component: report, do not crash the page
+            raise HTTPException(503, f"history store failed: {type(e).__name__}: {e}") from e
+        return _json(
+            {"zone": zone_id, "start": start, "end": end, "minutes": minutes,
+             "points": [msgspec.to_builtins(p) for p in points]}
+        )  # fmt: skip
+
+    @app.post("/api/alerts/{alert_id}/ack")
+    async def ack(
+        alert_id: str, body: AckBody, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        if not bearer_ok(authorization, api_token):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        current = hub.alert(alert_id)
+        if current is None:
+            raise HTTPException(404, f"unknown alert {alert_id!r}")
+        if current.get("state") == "resolved":
+            raise HTTPException(409, f"alert {alert_id!r} is already resolved")
+        if on_ack is None:
+            raise HTTPException(503, "acknowledgement is not wired to the alert manager")
+        try:
+            updated = on_ack(alert_id, body.by, body.note)
+        except KeyError as e:
+            raise HTTPException(404, f"unknown alert {alert_id!r}") from e
+        except ValueError as e:
+            raise HTTPException(409, str(e)) from e
+        hub.update([], None, [updated])  # every wall sees the acknowledgement now, not at the next tick
+        return _json(hub.alert(alert_id) or updated)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await serve_stream(websocket, hub, allowed_origins=allowed_origins, ping_interval_s=ping_interval_s)
+
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app

@@ -1,0 +1,257 @@
+"""The live state the dashboard shows, and its fan-out to connected clients.
+
+The service calls `update()` once per tick from the event loop that serves the app. It stores the latest
+view per zone and per alert and enqueues ONE pre-encoded delta to every client's bounded Feed; the work per
+tick is one encode, whatever the number of clients. Lives in app.state (created by the service), no globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, OrderedDict
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from dashboard.feed import Feed
+from dashboard.views import (
+    JSON,
+    AlertRejected,
+    alert_order,
+    alert_view,
+    district_view,
+    site_view,
+    zone_view,
+)
+from domain.clock import Clock, WallClock
+from domain.site import Site
+from domain.values import DistrictState, ZoneState
+
+log = logging.getLogger(__name__)
+
+_encoder = msgspec.json.Encoder()
+
+
+class Hub:
+    """Latest zone/district/alert views, per-client feeds, and service health for /healthz."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        client_queue: int = 64,
+        recent_resolved: int = 50,
+        stale_after_s: float = 60.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if client_queue < 1:
+            raise ValueError(f"client_queue must be at least 1, got {client_queue}")
+        self.site = site
+        self.client_queue = client_queue
+        self.recent_resolved = recent_resolved
+        self.stale_after_s = stale_after_s
+        self.clock: Clock = clock or WallClock()
+        self.seq = 0
+        self._site_view = site_view(site)
+        self._zones: dict[str, JSON] = {zid: zone_view(z, None) for zid, z in site.zones.items()}
+        self._district: JSON | None = None
+        self._open: dict[str, JSON] = {}
+        self._resolved: OrderedDict[str, JSON] = OrderedDict()  # newest last, capped at recent_resolved
+        self._feeds: set[Feed] = set()
+        self._status: dict[str, Any] = {}
+        self.data_ts: float | None = None  # event time of the newest data seen
+        self.last_update_at: float | None = None  # clock time of the last update carrying data
+        self.rejected: Counter[str] = Counter()  # reason -> count, for inputs the hub could not show
+        self.deltas = 0
+        self.resyncs_closed = 0  # resyncs of clients that have since disconnected
+
+    # -- producer side ---------------------------------------------------------------------------------
+
+    def update(
+        self, states: list[ZoneState], district: DistrictState | None, alerts_changed: list[dict[str, Any]]
+    ) -> None:
+        """Store this tick's changes and enqueue one delta to every client. Synchronous and cheap."""
+        zones_changed: list[JSON] = []
+        for st in states:
+            zone = self.site.zones.get(st.zone)
+            if zone is None:
+                self.reject("zone state for an unknown zone")
+                continue
+            try:
+                view = zone_view(zone, st)
+            except (ValueError, TypeError):  # e.g. a level outside 0..4
+                self.reject("zone state that cannot be shown")
+                continue
+            self._note_data(st.ts)
+            if view != self._zones[zone.id]:
+                self._zones[zone.id] = view
+                zones_changed.append(view)
+        district_out: JSON | None = None
+        if district is not None:
+            district_out = district_view(district)
+            self._district = district_out
+            self._note_data(district.ts)
+        alerts_out = self._store_alerts(alerts_changed)
+        self.seq += 1
+        self.deltas += 1
+        msg = {
+            "type": "delta",
+            "seq": self.seq,
+            "ts": self.data_ts,
+            "zones": zones_changed,
+            "district": district_out,
+            "alerts": alerts_out,
+        }
+        text = _encoder.encode(msg).decode()
+        for feed in self._feeds:
+            feed.push(text)
+
+    def set_status(self, key: str, value: object) -> None:
+        """Service health shown by /healthz, e.g. set_status("broker", "connected"), ("ingest", {...})."""
+        try:
+            self._status[key] = msgspec.to_builtins(value)
+        except TypeError:
+            self._status[key] = str(value)  # never let a health value break /healthz
+
+    def _store_alerts(self, alerts: list[dict[str, Any]]) -> list[JSON]:
+        out: list[JSON] = []
+        for raw in alerts:
+            if not isinstance(raw, Mapping):
+                self.reject("alert that is not a JSON object")
+                continue
+            try:
+                view = alert_view(raw, self.site)
+            except AlertRejected as e:
+                self.reject(str(e))
+                continue
+            aid = view["id"]
+            if self._open.get(aid) == view or self._resolved.get(aid) == view:
+                continue
+            if view["open"]:
+                self._resolved.pop(aid, None)
+                self._open[aid] = view
+            else:
+                self._open.pop(aid, None)
+                self._resolved.pop(aid, None)
+                self._resolved[aid] = view
+                while len(self._resolved) > self.recent_resolved:
+                    self._resolved.popitem(last=False)
+            out.append(view)
+        return out
+
+    def _note_data(self, ts: float) -> None:
+        self.last_update_at = self.clock.now()
+        if self.data_ts is None or ts > self.data_ts:
+            self.data_ts = ts
+
+    def reject(self, reason: str) -> None:
+        if self.rejected[reason] == 0:
+            log.warning("dashboard hub rejected input: %s (counted in /healthz from now on)", reason)
+        self.rejected[reason] += 1
+
+    # -- reader side -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> JSON:
+        return {
+            "type": "snapshot",
+            "seq": self.seq,
+            "ts": self.data_ts,
+            "site": self._site_view,
+            "zones": list(self._zones.values()),
+            "district": self._district,
+            "alerts": self.alerts("all"),
+        }
+
+    def snapshot_text(self) -> str:
+        return _encoder.encode(self.snapshot()).decode()
+
+    def ping_text(self) -> str:
+        return _encoder.encode(
+            {
+                "type": "ping",
+                "seq": self.seq,
+                "ts": self.clock.now(),
+                "last_data_age_s": self.last_data_age_s(),
+            }
+        ).decode()
+
+    def zones(self) -> list[JSON]:
+        return list(self._zones.values())
+
+    def zone(self, zone_id: str) -> JSON | None:
+        return self._zones.get(zone_id)
+
+    @property
+    def district(self) -> JSON | None:
+        return self._district
+
+    def alerts(self, state: Literal["open", "all"] = "open") -> list[JSON]:
+        """Open alerts (and, for "all", the recently resolved ones), open/most severe/newest first."""
+        items = list(self._open.values())
+        if state == "all":
+            items.extend(self._resolved.values())
+        return sorted(items, key=alert_order)
+
+    def alert(self, alert_id: str) -> JSON | None:
+        return self._open.get(alert_id) or self._resolved.get(alert_id)
+
+    def last_data_age_s(self) -> float | None:
+        if self.last_update_at is None:
+            return None
+        return round(max(0.0, self.clock.now() - self.last_update_at), 1)
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def subscribe(self) -> Feed:
+        """A new client's feed; its first message is a snapshot."""
+        feed = Feed(self.client_queue, self.snapshot_text)
+        self._feeds.add(feed)
+        return feed
+
+    def unsubscribe(self, feed: Feed) -> None:
+        if feed in self._feeds:
+            self._feeds.discard(feed)
+            self.resyncs_closed += feed.resyncs
+            feed.close()
+
+    def close_all(self) -> None:
+        """At shutdown: every client's sender ends and closes its socket."""
+        for feed in list(self._feeds):
+            self.unsubscribe(feed)
+
+    @property
+    def clients(self) -> int:
+        return len(self._feeds)
+
+    @property
+    def resyncs(self) -> int:
+        """Snapshots sent instead of a backlog to clients that fell behind (ever, all clients)."""
+        return self.resyncs_closed + sum(f.resyncs for f in self._feeds)
+
+    # -- health ----------------------------------------------------------------------------------------
+
+    def health(self) -> JSON:
+        reasons: list[str] = []
+        broker = self._status.get("broker")
+        if broker is not None and broker not in (True, "connected"):
+            reasons.append(f"broker {broker}")
+        age = self.last_data_age_s()
+        if age is None:
+            reasons.append("no data yet")
+        elif age > self.stale_after_s:
+            reasons.append(f"no data for {age:.0f} s")
+        out: JSON = {k: v for k, v in self._status.items() if k != "broker"}
+        out.update(  # the hub's own keys win over a status key of the same name
+            status="degraded" if reasons else "ok",
+            reasons=reasons,
+            broker=broker,
+            last_data_age_s=age,
+            data_ts=self.data_ts,
+            seq=self.seq,
+            clients=self.clients,
+            resyncs=self.resyncs,
+            deltas=self.deltas,
+            rejected=dict(self.rejected),
+        )
+        return out

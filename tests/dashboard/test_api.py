@@ -1,0 +1,149 @@
+"""REST: health, zones, district, alerts filter, history through a store, acknowledgement with a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dashboard.app import create_app
+from dashboard.hub import Hub
+from domain.clock import ManualClock
+from domain.levels import Level
+from domain.values import ZoneState
+from tests.dashboard.client import TestClient
+from tests.dashboard.conftest import T0, alert, district_state, zone_state
+
+TOKEN = "s3cret-token"
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, float]] = []
+
+    def history(self, zone: str, *, start: float, end: float) -> list[ZoneState | dict[str, Any]]:
+        self.calls.append((zone, start, end))
+        return [zone_state(zone, 100, ts=start + 60), {"ts": end, "occupancy": 120.0}]
+
+
+class BrokenStore:
+    def history(self, zone: str, *, start: float, end: float) -> list[ZoneState]:
+        raise ConnectionError("influxdb unreachable")
+
+
+@pytest.fixture
+def acks() -> list[tuple[str, str, str]]:
+    return []
+
+
+@pytest.fixture
+def client(hub: Hub, acks: list[tuple[str, str, str]]) -> TestClient:
+    def on_ack(alert_id: str, by: str, note: str) -> dict[str, Any]:
+        acks.append((alert_id, by, note))
+        if alert_id == "gone":
+            raise ValueError("alert 'gone' resolved meanwhile")
+        return alert(alert_id, state="acknowledged") | {"acked_by": by}
+
+    return TestClient(create_app(hub, store=FakeStore(), on_ack=on_ack, api_token=TOKEN))
+
+
+def test_healthz_reports_status_broker_and_ingest(hub: Hub, client: TestClient, clock: ManualClock) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "degraded"
+    hub.update([zone_state("seg-1", 10)], None, [])
+    hub.set_status("broker", "connected")
+    hub.set_status("ingest", {"accepted": 5})
+    clock.advance(3)
+    body = client.get("/healthz").json()
+    assert (body["status"], body["broker"], body["last_data_age_s"], body["ingest"]) == (
+        "ok", "connected", 3.0, {"accepted": 5}
+    )  # fmt: skip
+
+
+def test_zones_after_update(hub: Hub, client: TestClient) -> None:
+    hub.update([zone_state("seg-1", 1640, level=Level.II)], district_state(), [])
+    rows = client.get("/api/zones").json()
+    assert [z["id"] for z in rows] == ["seg-1", "seg-2", "plaza"]
+    seg1 = rows[0]
+    expected = {
+        "id": "seg-1", "name_zh": "滨江步道1段", "name_en": "Promenade segment 1",
+        "kind": "riverside_segment", "grid": "riverside", "micro_grid": "rs-01", "occupancy": 1640.0,
+        "capacity": 2000, "share": 0.82, "density": 0.82, "inflow_per_min": 12.0, "outflow_per_min": 8.0,
+        "level": 3, "level_label": "II orange", "colour": Level.II.colour, "healthy": True, "ts": T0,
+    }  # fmt: skip
+    assert {k: seg1[k] for k in expected} == expected
+    assert rows[1]["occupancy"] is None and rows[1]["healthy"] is False  # no data yet: unknown, not calm
+    assert client.get("/api/zones/seg-1").json()["occupancy"] == 1640.0
+    assert client.get("/api/zones/nope").status_code == 404
+
+
+def test_district(hub: Hub, client: TestClient) -> None:
+    assert client.get("/api/district").status_code == 503
+    hub.update([], district_state(), [])
+    d = client.get("/api/district").json()
+    assert (d["people_now"], d["arrivals_today"], d["arrivals_vs_peak_day_pct"]) == (3100, 40000, 40.0)
+
+
+def test_alerts_filter(hub: Hub, client: TestClient) -> None:
+    hub.update([], None, [alert("a1", level=2), alert("a2", level=4), alert("a3", state="resolved")])
+    assert [a["id"] for a in client.get("/api/alerts").json()] == ["a2", "a1"]
+    assert [a["id"] for a in client.get("/api/alerts?state=open").json()] == ["a2", "a1"]
+    assert [a["id"] for a in client.get("/api/alerts?state=all").json()] == ["a2", "a1", "a3"]
+    assert client.get("/api/alerts?state=bogus").status_code == 422
+
+
+def test_history_goes_through_the_store(hub: Hub, client: TestClient) -> None:
+    hub.update([zone_state("seg-1", 10, ts=T0 + 3600)], None, [])
+    r = client.get("/api/zones/seg-1/history?minutes=30")
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["zone"], body["start"], body["end"]) == ("seg-1", T0 + 1800, T0 + 3600)
+    assert body["points"][0]["occupancy"] == 100 and body["points"][1] == {
+        "ts": T0 + 3600,
+        "occupancy": 120.0,
+    }
+    assert client.get("/api/zones/ghost/history").status_code == 404
+    assert client.get("/api/zones/seg-1/history?minutes=0").status_code == 422
+
+
+def test_history_without_or_with_failing_store(hub: Hub) -> None:
+    assert TestClient(create_app(hub)).get("/api/zones/seg-1/history").status_code == 503
+    r = TestClient(create_app(hub, store=BrokenStore())).get("/api/zones/seg-1/history")
+    assert r.status_code == 503 and "influxdb unreachable" in r.json()["detail"]
+    with pytest.raises(TypeError, match="history"):
+        create_app(hub, store=object())
+
+
+def test_ack_requires_the_token(hub: Hub, client: TestClient, acks: list[tuple[str, str, str]]) -> None:
+    hub.update([], None, [alert("a1")])
+    body = {"by": "officer-7", "note": "on my way"}
+    r = client.post("/api/alerts/a1/ack", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert (
+        client.post("/api/alerts/a1/ack", json=body, headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    assert client.post(f"/api/alerts/a1/ack?token={TOKEN}", json=body).status_code == 401  # never in the URL
+    assert acks == []
+    r = client.post("/api/alerts/a1/ack", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (
+        r.status_code == 200 and r.json()["state"] == "acknowledged" and r.json()["acked_by"] == "officer-7"
+    )
+    assert acks == [("a1", "officer-7", "on my way")]
+    assert hub.alert("a1")["state"] == "acknowledged"  # type: ignore[index]  # visible to every wall at once
+
+
+def test_ack_unknown_resolved_and_invalid(hub: Hub, client: TestClient) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    hub.update([], None, [alert("done", state="resolved"), alert("gone")])
+    assert client.post("/api/alerts/nope/ack", json={"by": "x"}, headers=auth).status_code == 404
+    assert client.post("/api/alerts/done/ack", json={"by": "x"}, headers=auth).status_code == 409
+    assert client.post("/api/alerts/gone/ack", json={"by": "x"}, headers=auth).status_code == 409
+    assert client.post("/api/alerts/gone/ack", json={"by": ""}, headers=auth).status_code == 422
+    assert client.post("/api/alerts/gone/ack", content=b"{", headers=auth).status_code == 422
+
+
+def test_ack_without_a_configured_token_is_open(hub: Hub) -> None:
+    app = create_app(hub, on_ack=lambda aid, by, note: alert(aid, state="acknowledged"))
+    hub.update([], None, [alert("a1")])
+    assert TestClient(app).post("/api/alerts/a1/ack", json={"by": "x"}).status_code == 200
