@@ -1,0 +1,110 @@
+"""EmbeddedStore: history in memory, persisted per minute to SQLite, read back after a restart."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+from domain.levels import Level
+from store.base import Store
+from store.embedded import EmbeddedStore
+from tests.store.conftest import T0, flow, state
+
+M0 = 1_700_000_040.0  # a whole minute (T0 is 20 s past one)
+
+
+def test_memory_history_buckets_means_and_worst_level() -> None:
+    store = EmbeddedStore(None)
+    assert isinstance(store, Store)
+    states = [state("seg-1", M0 + i * 5, 100.0 + i) for i in range(24)]  # 2 minutes, every 5 s
+    states[15].level = Level.II
+    store.write_states(states)
+    store.write_states([state("plaza", M0, 5.0)])
+    h = store.history("seg-1", M0, M0 + 120)
+    assert [r["ts"] for r in h] == [M0, M0 + 60]
+    assert [r["occupancy"] for r in h] == [105.5, 117.5]
+    assert [r["level"] for r in h] == [0.0, 3.0]
+    assert h[0]["share"] == 0.1055 and h[0]["inflow_per_min"] == 10.0
+    assert set(h[0]) == {"ts", "occupancy", "share", "density", "inflow_per_min", "outflow_per_min", "level"}
+    ten = store.history("seg-1", M0, M0 + 30, every_s=10)  # memory keeps 10 s resolution
+    assert [r["ts"] for r in ten] == [M0, M0 + 10, M0 + 20]
+    assert [r["occupancy"] for r in ten] == [100.5, 102.5, 104.5]
+    assert store.history("nowhere", M0, M0 + 120) == []
+    store.write_readings([flow("c", "seg-1", M0)])
+    store.close()
+    assert store.stats.points_written == 25 and store.stats.points_ignored == 1
+
+
+def test_memory_is_bounded_by_keep_s() -> None:
+    store = EmbeddedStore(None, keep_s=600)
+    store.write_states([state("z", M0 + i) for i in range(3600)])
+    h = store.history("z", M0, M0 + 3600, every_s=60)
+    assert h[0]["ts"] >= M0 + 3600 - 660  # older slots fell out of memory
+    assert len(store._rings["z"]) <= 61
+    store.close()
+
+
+def test_late_states_merge_into_their_slot() -> None:
+    store = EmbeddedStore(None)
+    store.write_states([state("z", M0 + 30, 10.0), state("z", M0 + 50, 20.0)])
+    store.write_states([state("z", M0 + 31, 30.0), state("z", M0 + 41, 40.0)])  # late, out of order
+    h = store.history("z", M0, M0 + 60, every_s=10)
+    assert [(r["ts"], r["occupancy"]) for r in h] == [(M0 + 30, 20.0), (M0 + 40, 40.0), (M0 + 50, 20.0)]
+
+
+def test_nan_fields_are_skipped_and_bad_states_counted() -> None:
+    store = EmbeddedStore(None)
+    s = state("z", M0, 10.0)
+    s.density = math.nan
+    bad = state("z", math.inf)
+    store.write_states([s, state("z", M0 + 1, 20.0), bad])
+    (row,) = store.history("z", M0, M0 + 60)
+    assert row["occupancy"] == 15.0 and row["density"] == 20.0 / 500
+    assert store.stats.fields_skipped == 1 and store.stats.points_invalid == 1
+    assert "not finite" in store.stats.last_error
+
+
+def test_history_survives_a_restart_from_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "hist" / "crowdflow.sqlite"
+    store = EmbeddedStore(db, flush_interval_s=0.05)
+    # 10 minutes at one state per 10 s, two zones
+    store.write_states([state(z, M0 + i * 10, float(i)) for i in range(60) for z in ("a", "b")])
+    store.history("a", M0, M0 + 600)
+    store.close()
+    store.close()
+    assert store.stats.points_written == 120 and store.stats.points_failed == 0
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM zone_state_1m").fetchone()[0] == 20  # a row per zone-minute
+
+    again = EmbeddedStore(db)
+    h = again.history("a", M0, M0 + 600)
+    assert [r["ts"] for r in h] == [M0 + 60 * k for k in range(10)]
+    assert [r["occupancy"] for r in h] == [6 * k + 2.5 for k in range(10)]
+    two = again.history("a", M0, M0 + 600, every_s=120)  # buckets align to the epoch, as InfluxDB's do
+    assert [r["occupancy"] for r in two] == [5.5, 17.5, 29.5, 41.5, 53.5]
+    # New states after the restart: memory serves the recent part, SQLite the rest, without double counting.
+    again.write_states([state("a", M0 + 600 + i * 10, 100.0) for i in range(6)])
+    h2 = again.history("a", M0, M0 + 660)
+    assert len(h2) == 11 and h2[-1]["occupancy"] == 100.0 and h2[0]["occupancy"] == 2.5
+    again.close()
+
+
+def test_late_state_for_a_written_minute_is_merged_not_duplicated(tmp_path: Path) -> None:
+    db = tmp_path / "late.sqlite"
+    store = EmbeddedStore(db, flush_interval_s=0.05)
+    store.write_states([state("z", M0, 10.0), state("z", M0 + 60, 50.0)])  # minute M0 is sent
+    store.write_states([state("z", M0 + 30, 30.0, level=Level.I)])  # late for minute M0
+    store.close()
+    again = EmbeddedStore(db)
+    h = again.history("z", M0, M0 + 120)
+    assert [(r["ts"], r["occupancy"], r["level"]) for r in h] == [(M0, 20.0, 4.0), (M0 + 60, 50.0, 0.0)]
+    again.close()
+
+
+def test_writes_after_close_are_counted() -> None:
+    store = EmbeddedStore(None)
+    store.close()
+    store.write_states([state("z", T0)])
+    assert store.stats.points_failed == 1 and "after close" in store.stats.last_error
