@@ -23,6 +23,8 @@ from dashboard.hub import Hub
 from dashboard.stream import serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
+HISTORY_MAX_POINTS = 240
+HISTORY_MIN_STEP_S = 10.0
 OnAck = Callable[[str, str, str], dict[str, Any]]
 
 _encoder = msgspec.json.Encoder()
@@ -48,15 +50,16 @@ def create_app(
 ) -> FastAPI:
     """Build the app around a Hub.
 
-    store: anything with `history(zone: str, *, start: float, end: float) -> Sequence[ZoneState | dict]`
-        (blocking; run in a thread). on_ack(alert_id, by, note) -> the updated alert as a JSON dict; it may
-        raise KeyError (unknown alert -> 404) or ValueError (not acknowledgeable -> 409).
+    store: anything with `history(zone, since, until, *, every_s) -> Sequence[dict | ZoneState]`, as
+        store.base.Store (blocking; run in a thread).
+    on_ack(alert_id, by, note) -> the updated alert as a JSON dict (alerts.encode.alert_json); it may raise
+        KeyError (unknown alert -> 404) or ValueError (not acknowledgeable -> 409).
     allowed_origins: Origins allowed to open /ws; None means the page's own host only.
     api_token: when set, write endpoints need `Authorization: Bearer <token>` (never a query parameter).
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
     if store is not None and not callable(history_of):
-        raise TypeError(f"store {type(store).__name__} has no history(zone, *, start, end) method")
+        raise TypeError(f"store {type(store).__name__} has no history(zone, since, until, *, every_s) method")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -116,13 +119,14 @@ def create_app(
         # Relative to the newest data's event time, so a replayed day shows its own last hour.
         end = hub.data_ts if hub.data_ts is not None else hub.clock.now()
         start = end - minutes * 60.0
-        call = functools.partial(history_of, zone_id, start=start, end=end)
+        every_s = max(HISTORY_MIN_STEP_S, minutes * 60.0 / HISTORY_MAX_POINTS)  # a chart needs no more
+        call = functools.partial(history_of, zone_id, start, end, every_s=every_s)
         try:
             points: Sequence[object] = await anyio.to_thread.run_sync(call)
         except Exception as e:  # the store is another component: report, do not crash the page
             raise HTTPException(503, f"history store failed: {type(e).__name__}: {e}") from e
         return _json(
-            {"zone": zone_id, "start": start, "end": end, "minutes": minutes,
+            {"zone": zone_id, "start": start, "end": end, "minutes": minutes, "every_s": every_s,
              "points": [msgspec.to_builtins(p) for p in points]}
         )  # fmt: skip
 

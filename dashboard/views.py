@@ -119,16 +119,19 @@ class AlertRejected(ValueError):
 
 
 def alert_view(raw: Mapping[str, Any], site: Site) -> JSON:
-    """Check an encoded alert and add what the page needs to read it (level label, colour, zone names).
+    """Check an encoded alert and normalise what the page needs to read it.
 
-    Raises AlertRejected with a short reason for a dict missing id/zone/level/state or naming an unknown zone.
+    Accepts alerts/encode.alert_json's shape (level as {"severity": n, ...}, times as *_ts epoch seconds)
+    or a flat one (level as an int or "II orange"). Output: the input's keys plus level (int), level_name,
+    level_label, colour, zone_name_zh/zone_name_en and open. A zone no longer in the site file still shows,
+    by its id. Raises AlertRejected with a short reason for a dict without id, zone, level or state.
     """
     alert_id = raw.get("id")
     if not isinstance(alert_id, str) or not alert_id:
         raise AlertRejected("alert without a string id")
     zone_id = raw.get("zone")
-    if not isinstance(zone_id, str) or zone_id not in site.zones:
-        raise AlertRejected("alert for an unknown zone")
+    if not isinstance(zone_id, str) or not zone_id:
+        raise AlertRejected("alert without a zone")
     state = raw.get("state")
     if state not in ALERT_STATES:
         raise AlertRejected("alert with an unknown state")
@@ -136,20 +139,23 @@ def alert_view(raw: Mapping[str, Any], site: Site) -> JSON:
         level = _level_of(raw.get("level"))
     except ValueError:
         raise AlertRejected("alert with an unknown level") from None
-    zone = site.zones[zone_id]
+    zone = site.zones.get(zone_id)
     out = dict(raw)
     out.update(
         level=int(level),
+        level_name=level.name,
         level_label=level.label,
         colour=level.colour,
-        zone_name_zh=zone.name_zh,
-        zone_name_en=zone.name_en,
+        zone_name_zh=zone.name_zh if zone else str(raw.get("zone_name_zh") or zone_id),
+        zone_name_en=zone.name_en if zone else str(raw.get("zone_name") or zone_id),
         open=state != "resolved",
     )
     return out
 
 
 def _level_of(value: object) -> Level:
+    if isinstance(value, Mapping):  # alerts/encode.py: {"severity": 3, "label": "II orange", ...}
+        value = value.get("severity")
     if isinstance(value, bool):  # bool is an int subclass; True is not a level
         raise ValueError(value)
     if isinstance(value, int):
@@ -159,11 +165,15 @@ def _level_of(value: object) -> Level:
     raise ValueError(value)
 
 
+def alert_time(a: Mapping[str, Any]) -> float:
+    """Epoch seconds of the alert's last change: *_ts (alerts/encode.py) or numeric *_at."""
+    for key in ("updated_ts", "opened_ts", "updated_at", "opened_at"):
+        v = a.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return 0.0
+
+
 def alert_order(a: Mapping[str, Any]) -> tuple[int, int, float]:
     """Sort key: open before resolved, then most severe, then newest."""
-    ts = a.get("updated_at") or a.get("opened_at") or 0.0
-    return (
-        0 if a.get("open") else 1,
-        -int(a.get("level", 0)),
-        -float(ts) if isinstance(ts, int | float) else 0.0,
-    )
+    return (0 if a.get("open") else 1, -int(a.get("level", 0)), -alert_time(a))

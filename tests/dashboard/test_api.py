@@ -19,15 +19,15 @@ TOKEN = "s3cret-token"
 
 class FakeStore:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, float, float]] = []
+        self.calls: list[tuple[str, float, float, float]] = []
 
-    def history(self, zone: str, *, start: float, end: float) -> list[ZoneState | dict[str, Any]]:
-        self.calls.append((zone, start, end))
-        return [zone_state(zone, 100, ts=start + 60), {"ts": end, "occupancy": 120.0}]
+    def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[Any]:
+        self.calls.append((zone, since, until, every_s))
+        return [zone_state(zone, 100, ts=since + 60), {"ts": until, "occupancy": 120.0}]
 
 
 class BrokenStore:
-    def history(self, zone: str, *, start: float, end: float) -> list[ZoneState]:
+    def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[ZoneState]:
         raise ConnectionError("influxdb unreachable")
 
 
@@ -92,9 +92,12 @@ def test_alerts_filter(hub: Hub, client: TestClient) -> None:
     assert client.get("/api/alerts?state=bogus").status_code == 422
 
 
-def test_history_goes_through_the_store(hub: Hub, client: TestClient) -> None:
+def test_history_goes_through_the_store(hub: Hub) -> None:
+    store = FakeStore()
+    client = TestClient(create_app(hub, store=store))
     hub.update([zone_state("seg-1", 10, ts=T0 + 3600)], None, [])
     r = client.get("/api/zones/seg-1/history?minutes=30")
+    assert store.calls == [("seg-1", T0 + 1800, T0 + 3600, 10.0)]  # ending at the newest data's event time
     assert r.status_code == 200
     body = r.json()
     assert (body["zone"], body["start"], body["end"]) == ("seg-1", T0 + 1800, T0 + 3600)

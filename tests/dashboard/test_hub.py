@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from alerts.encode import alert_json
 from dashboard.hub import Hub
 from domain.clock import ManualClock
 from domain.levels import Level
 from domain.site import Site
+from domain.values import Alert
 from tests.dashboard.conftest import T0, alert, district_state, zone_state
 
 
@@ -109,13 +111,13 @@ async def test_bad_input_is_counted_never_raised(hub: Hub) -> None:
     hub.update(
         [zone_state("nowhere", 10), zone_state("seg-1", 10)],
         None,
-        [{"zone": "seg-1", "level": 3, "state": "raised"}, alert("x", zone="nowhere"), alert("y", level=9),
+        [{"zone": "seg-1", "level": 3, "state": "raised"}, alert("x", zone=""), alert("y", level=9),
          alert("z", state="lost"), "not a dict", alert("ok")],  # type: ignore[list-item]
     )  # fmt: skip
     assert hub.rejected == {
         "zone state for an unknown zone": 1,
         "alert without a string id": 1,
-        "alert for an unknown zone": 1,
+        "alert without a zone": 1,
         "alert with an unknown level": 1,
         "alert with an unknown state": 1,
         "alert that is not a JSON object": 1,
@@ -137,3 +139,28 @@ async def test_health_degrades_without_broker_or_fresh_data(hub: Hub, clock: Man
     hub.set_status("broker", "disconnected")
     h = hub.health()
     assert h["status"] == "degraded" and h["reasons"] == ["broker disconnected", "no data for 61 s"]
+
+
+async def test_alert_from_a_zone_dropped_from_the_site_still_shows(hub: Hub) -> None:
+    hub.update(
+        [], None, [alert("old", zone="demolished-pier") | {"zone_name": "Old pier", "zone_name_zh": "旧码头"}]
+    )
+    view = hub.alert("old")
+    assert view is not None and (view["zone_name_en"], view["zone_name_zh"]) == ("Old pier", "旧码头")
+
+
+async def test_accepts_the_alerts_package_encoding(hub: Hub, mini_site: Site) -> None:
+    """alerts/encode.alert_json gives level as a dict and times as *_ts: the hub reads it as it is."""
+    a = Alert(
+        id="A-1", zone="plaza", level=Level.I, peak_level=Level.I, cause="density", state="raised",
+        opened_at=T0, updated_at=T0 + 30, message="4.2 people/m²",
+    )  # fmt: skip
+    b = Alert(
+        id="A-2", zone="seg-1", level=Level.I, peak_level=Level.I, cause="capacity", state="raised",
+        opened_at=T0, updated_at=T0 + 90,
+    )  # fmt: skip
+    hub.update([], None, [alert_json(a, mini_site), alert_json(b, mini_site)])
+    views = hub.alerts()
+    assert [v["id"] for v in views] == ["A-2", "A-1"]  # same level: newest change first
+    assert (views[1]["level"], views[1]["level_label"], views[1]["zone_name_en"]) == (4, "I red", "Plaza")
+    assert views[1]["updated_at"].startswith("2026-01-01T08:00:30")  # the alert's own fields are kept
