@@ -5,7 +5,8 @@
   sets state "escalated", so an acknowledgement of a lesser level does not cover the worse one; going down
   keeps the state and is recorded in the history.
 - A NORMAL detection resolves the open alert. Detect/ already debounces levels and holds them while sensors
-  are silent, so a NORMAL here means the zone really is calm.
+  are silent; a NORMAL whose evidence says healthy = 0 (e.g. a grader fresh after a restart, zones still
+  silent) is not taken as calm either.
 - The same level again refreshes evidence and message silently: observe() returns lifecycle changes only,
   so the push stream is not flooded every tick.
 
@@ -91,6 +92,10 @@ class AlertBook:
             self.rejected["stale_detection"] += 1  # older than what the alert already shows
             return None
         if d.level is Level.NORMAL:
+            if d.evidence.get("healthy", 1.0) == 0.0:
+                # NORMAL from a zone whose sensors are silent or faulty is not calm: keep the alert open.
+                self.rejected["normal_while_unhealthy"] += 1
+                return None
             return self._resolve(a, d)
         if d.level == a.level:
             a.evidence = dict(d.evidence)  # fresher numbers, not a lifecycle change
@@ -201,45 +206,41 @@ class AlertBook:
             "rejected": dict(self.rejected),
         }
 
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: dict[str, Any],
-        site: Site,
-        *,
-        id_factory: Callable[[], str] | None = None,
-        max_resolved: int = 1000,
-        max_history: int = 100,
-    ) -> AlertBook:
-        """Rebuild from to_snapshot(). Raises ValueError on a snapshot that does not fit."""
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"alert snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
-        book = cls(site, id_factory=id_factory, max_resolved=max_resolved, max_history=max_history)
+    def from_snapshot(self, data: dict[str, Any]) -> None:
+        """Restore in place from to_snapshot(). ValueError on a snapshot that does not fit, book unchanged."""
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise ValueError(f"alert snapshot version {version!r} is not {SNAPSHOT_VERSION}")
         try:
             alerts = msgspec.convert(data["alerts"], list[Alert])
-        except msgspec.ValidationError as e:
-            raise ValueError(f"alert snapshot: {e}") from e
+            resolved_ids = [str(i) for i in data["resolved"]]
+            rejected = Counter({str(k): int(v) for k, v in data.get("rejected", {}).items()})
+        except (msgspec.ValidationError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"alert snapshot does not fit: {e}") from e
+        by_id: dict[str, Alert] = {}
+        open_by_zone: dict[str, str] = {}
         for a in alerts:
-            if a.id in book._alerts:
+            if a.id in by_id:
                 raise ValueError(f"alert snapshot: alert id {a.id!r} twice")
-            book._alerts[a.id] = a
+            by_id[a.id] = a
             if a.open:
-                if a.zone in book._open:
+                if a.zone in open_by_zone:
                     raise ValueError(f"alert snapshot: two open alerts for zone {a.zone!r}")
-                book._open[a.zone] = a.id
+                open_by_zone[a.zone] = a.id
+        self._alerts, self._open, self._resolved, self.rejected = by_id, open_by_zone, deque(), rejected
         retired: set[str] = set()
-        for i in data["resolved"]:
-            if i in book._alerts and not book._alerts[i].open and i not in retired:
+        for i in resolved_ids:
+            if i in by_id and not by_id[i].open and i not in retired:
                 retired.add(i)
-                book._retire(i)
+                self._retire(i)
         # Resolved alerts the list missed still count against the bound, oldest first.
         rest = sorted((a for a in alerts if not a.open and a.id not in retired), key=lambda a: a.updated_at)
         for a in rest:
-            book._retire(a.id)
+            self._retire(a.id)
         # An open alert for a zone the site no longer has would never resolve: close it, saying why.
-        for zone, i in list(book._open.items()):
-            if zone not in site.zones:
-                a = book._alerts[i]
+        for zone, i in list(self._open.items()):
+            if zone not in self.site.zones:
+                a = by_id[i]
                 gone = Detection(
                     zone=zone,
                     ts=a.updated_at,
@@ -248,6 +249,4 @@ class AlertBook:
                     evidence=a.evidence,
                     message=f"zone {zone!r} no longer in the site file",
                 )
-                book._resolve(a, gone)
-        book.rejected.update({str(k): int(v) for k, v in data.get("rejected", {}).items()})
-        return book
+                self._resolve(a, gone)

@@ -8,6 +8,8 @@ Per zone and per sample:
    once raw has been ≤ L for min_duration_s; I red is reported at once.
 3. a zone whose sensors are silent or faulty never falls (silence is not calm), but may still rise on
    whatever data is left.
+4. the first healthy state of a zone the grader has no memory of is taken at its level at once (nothing to
+   debounce against; keeps alerts open across a restart).
 
 >>> from domain.loader import load_site
 >>> from domain.values import ZoneState
@@ -16,9 +18,9 @@ Per zone and per sample:
 >>> def at(ts, occ):
 ...     return ZoneState(zone="seg-1", ts=ts, occupancy=occ, capacity=2000, share=occ / 2000,
 ...                      density=occ / 2000, inflow_per_min=120, outflow_per_min=80, arrivals_today=0)
->>> g.grade(at(0, 1640)).level.label, g.grade(at(30, 1640)).level.label
-('normal', 'II orange')
->>> g.grade(at(31, 1640)).message
+>>> [g.grade(at(ts, occ)).level.label for ts, occ in [(0, 400), (10, 1640), (39, 1640), (40, 1640)]]
+['normal', 'normal', 'normal', 'II orange']
+>>> g.grade(at(41, 1640)).message
 'Promenade segment 1 at 82% of capacity (1,640 / 2,000), 0.8 p/m², inflow 120/min: II orange'
 """
 
@@ -37,12 +39,13 @@ _ALL = tuple(Level)
 class _Grade:
     """One zone's grading memory."""
 
-    __slots__ = ("at_least_since", "at_most_since", "cause", "last_ts", "level")
+    __slots__ = ("at_least_since", "at_most_since", "cause", "last_ts", "level", "primed")
 
     def __init__(self) -> None:
         self.level = Level.NORMAL  # reported
         self.cause: Cause = "capacity"
         self.last_ts: float | None = None
+        self.primed = False  # has graded a healthy state of this zone
         # Per level L (index int(L)): since when raw has been continuously ≥ L, resp. ≤ L; None if not now.
         self.at_least_since: list[float | None] = [None] * len(_ALL)
         self.at_most_since: list[float | None] = [None] * len(_ALL)
@@ -96,7 +99,13 @@ class Grader:
             # min_duration_s of good low readings before its level drops.
             g.at_most_since = [None] * len(_ALL)
         before = g.level
-        if raw is Level.I:
+        if not g.primed and state.healthy:
+            # First data for a zone this grader has no memory of: no history to debounce against, so take
+            # the level as it is. After a restart this keeps an open alert open, where waiting
+            # min_duration_s would first resolve it and then raise it again.
+            g.primed = True
+            g.level = raw
+        elif raw is Level.I:
             # Red at once: at crush densities a wave forms within minutes, and waiting out min_duration_s
             # would spend time the crowd managers need (DESIGN.md §3). Red thresholds sit high enough
             # that noise does not reach them.
@@ -120,6 +129,7 @@ class Grader:
                 "density": state.density,
                 "inflow_per_min": state.inflow_per_min,
                 "outflow_per_min": state.outflow_per_min,
+                "healthy": 1.0 if state.healthy else 0.0,  # alerts/ never resolves on an unhealthy zone
             },
             message=self._message(zone.name_en, state, g.level),
         )
@@ -173,6 +183,7 @@ class Grader:
         zones = {
             zid: {
                 "level": int(g.level),
+                "primed": g.primed,
                 "cause": g.cause,
                 "last_ts": g.last_ts,
                 "at_least_since": list(g.at_least_since),
@@ -182,19 +193,37 @@ class Grader:
         }
         return {"version": SNAPSHOT_VERSION, "zones": zones}
 
-    @classmethod
-    def from_snapshot(cls, data: dict[str, Any], site: Site) -> Grader:
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"grader snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}")
-        out = cls(site)
-        for zid, d in data["zones"].items():
-            if zid not in site.zones:
-                continue  # zone removed from the site since: nothing to grade
-            g = _Grade()
-            g.level = Level(int(d["level"]))
-            g.cause = d["cause"]
-            g.last_ts = d["last_ts"]
-            g.at_least_since = [None if x is None else float(x) for x in d["at_least_since"]]
-            g.at_most_since = [None if x is None else float(x) for x in d["at_most_since"]]
-            out._zones[zid] = g
-        return out
+    def from_snapshot(self, data: dict[str, Any]) -> None:
+        """Restore in place from to_snapshot(); ValueError on a snapshot that does not fit, state kept."""
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise ValueError(f"grader snapshot version {version!r} is not {SNAPSHOT_VERSION}")
+        zones: dict[str, _Grade] = {}
+        try:
+            for zid, d in data["zones"].items():
+                if zid not in self.site.zones:
+                    continue  # zone removed from the site since: nothing to grade
+                g = _Grade()
+                g.level = Level(int(d["level"]))
+                g.primed = bool(d["primed"])
+                g.cause = _cause(d["cause"])
+                g.last_ts = None if d["last_ts"] is None else float(d["last_ts"])
+                g.at_least_since = _times(d["at_least_since"])
+                g.at_most_since = _times(d["at_most_since"])
+                zones[zid] = g
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"grader snapshot does not fit: {type(e).__name__}: {e}") from e
+        self._zones = zones
+
+
+def _cause(x: Any) -> Cause:
+    if x not in ("capacity", "density"):
+        raise ValueError(f"cause {x!r}")
+    return "capacity" if x == "capacity" else "density"
+
+
+def _times(xs: Any) -> list[float | None]:
+    out = [None if x is None else float(x) for x in xs]
+    if len(out) != len(_ALL):
+        raise ValueError(f"{len(out)} level timers, expected {len(_ALL)}")
+    return out

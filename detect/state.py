@@ -253,15 +253,18 @@ class ZoneTracker:
             return False
         return now - m.last_ts <= self._silence_s[zid]
 
-    def problems(self, zone_id: str) -> list[str]:
-        """Why a zone is unhealthy, one line per sensor, for the operator."""
+    def problems(self, zone_id: str, now: float) -> list[str]:
+        """Why a zone is unhealthy at `now`, one line each, for the operator. Empty when healthy."""
         m = self._zones[zone_id]
         out = [f"{sid}: {st}" + (f" ({why})" if why else "") for sid, (_, st, why) in m.status.items()]
         if m.last_ts is None:
             out.append("no reading yet")
+        elif now - m.last_ts > self._silence_s[zone_id]:
+            out.append(f"silent for {now - m.last_ts:.0f} s (allowed {self._silence_s[zone_id]:.0f} s)")
         return out
 
     def district(self, now: float, states: list[ZoneState]) -> DistrictState:
+        """District totals; grade `states` first, since zones_by_level counts their `level`."""
         by_level = {lv.label: 0 for lv in Level}
         for s in states:
             by_level[s.level.label] += 1
@@ -297,38 +300,37 @@ class ZoneTracker:
             }
         return {"version": SNAPSHOT_VERSION, "zones": zones, "rejected": dict(self.rejected)}
 
-    @classmethod
-    def from_snapshot(
-        cls,
-        data: dict[str, Any],
-        site: Site,
-        profile: CapacityProfile,
-        *,
-        rate_window_s: float = 300.0,
-        anchor_gain: float = 0.5,
-        bucket_s: float = 10.0,
-    ) -> ZoneTracker:
-        """Rebuild from to_snapshot(). Zones no longer in the site are listed in `dropped_zones`."""
-        if data.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(
-                f"tracker snapshot version {data.get('version')!r} is not {SNAPSHOT_VERSION}; start afresh"
-            )
-        t = cls(site, profile, rate_window_s=rate_window_s, anchor_gain=anchor_gain, bucket_s=bucket_s)
-        t.rejected.update({str(k): int(v) for k, v in data.get("rejected", {}).items()})
-        t.dropped_zones = [z for z in data["zones"] if z not in t._zones]
-        for zid, d in data["zones"].items():
-            m = t._zones.get(zid)
-            if m is None:
-                continue
-            m.occupancy = float(d["occupancy"])
-            m.occ_ts = d["occ_ts"]
-            m.ring.load(d["ring"])
-            m.anchors = {k: (float(v[0]), float(v[1])) for k, v in d["anchors"].items()}
-            m.recent_anchors.extend((float(a[0]), float(a[1])) for a in d["recent_anchors"])
-            m.density, m.density_ts = d["density"], d["density_ts"]
-            m.arrivals = int(d["arrivals"])
-            m.day_start, m.day_end = d["day_start"], d["day_end"]
-            m.last_ts = d["last_ts"]
-            m.seen = {k: float(v) for k, v in d["seen"].items()}
-            m.status = {k: (float(v[0]), str(v[1]), str(v[2])) for k, v in d["status"].items()}
-        return t
+    def from_snapshot(self, data: dict[str, Any]) -> None:
+        """Restore in place from to_snapshot(). ValueError on a snapshot that does not fit, leaving the
+        tracker as it was. Zones the site no longer has are listed in `dropped_zones`."""
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise ValueError(f"tracker snapshot version {version!r} is not {SNAPSHOT_VERSION}; start afresh")
+        fresh = {z: _ZoneMemory(self.rate_window_s, self.bucket_s) for z in self.site.zones}
+        try:
+            rejected = Counter({str(k): int(v) for k, v in data.get("rejected", {}).items()})
+            dropped = [z for z in data["zones"] if z not in fresh]
+            for zid, d in data["zones"].items():
+                if zid in fresh:
+                    _load_zone(fresh[zid], d)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise ValueError(f"tracker snapshot does not fit: {type(e).__name__}: {e}") from e
+        self._zones, self.rejected, self.dropped_zones = fresh, rejected, dropped
+
+
+def _opt(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _load_zone(m: _ZoneMemory, d: dict[str, Any]) -> None:
+    m.occupancy = max(0.0, float(d["occupancy"]))
+    m.occ_ts = _opt(d["occ_ts"])
+    m.ring.load(d["ring"])
+    m.anchors = {str(k): (float(v[0]), float(v[1])) for k, v in d["anchors"].items()}
+    m.recent_anchors.extend((float(a[0]), float(a[1])) for a in d["recent_anchors"])
+    m.density, m.density_ts = _opt(d["density"]), _opt(d["density_ts"])
+    m.arrivals = int(d["arrivals"])
+    m.day_start, m.day_end = _opt(d["day_start"]), _opt(d["day_end"])
+    m.last_ts = _opt(d["last_ts"])
+    m.seen = {str(k): float(v) for k, v in d["seen"].items()}
+    m.status = {str(k): (float(v[0]), str(v[1]), str(v[2])) for k, v in d["status"].items()}

@@ -176,7 +176,8 @@ def test_snapshot_round_trip(mini_site: Site, book: AlertBook) -> None:
     book.observe([det("plaza", 40, Level.NORMAL)])
     data = json.loads(json.dumps(book.to_snapshot()))
     n = itertools.count(100)
-    back = AlertBook.from_snapshot(data, mini_site, id_factory=lambda: f"a{next(n)}")
+    back = AlertBook(mini_site, id_factory=lambda: f"a{next(n)}")
+    back.from_snapshot(data)
     assert back.recent() == book.recent()
     assert back.rejected == book.rejected
     assert back.get("a1") == book.get("a1")
@@ -193,18 +194,32 @@ def test_snapshot_refuses_two_open_alerts_for_a_zone(mini_site: Site, book: Aler
     twin = dict(data["alerts"][0], id="twin")
     data["alerts"].append(twin)
     with pytest.raises(ValueError, match="two open alerts"):
-        AlertBook.from_snapshot(data, mini_site)
+        book.from_snapshot(data)
     with pytest.raises(ValueError, match="version"):
-        AlertBook.from_snapshot({"version": 0}, mini_site)
+        book.from_snapshot({"version": 0})
     with pytest.raises(ValueError, match="alert snapshot"):
-        AlertBook.from_snapshot({"version": 1, "alerts": [{"id": 3}], "resolved": []}, mini_site)
+        book.from_snapshot({"version": 1, "alerts": [{"id": 3}], "resolved": []})
+    with pytest.raises(ValueError, match="alert snapshot"):
+        book.from_snapshot({"version": 1, "alerts": []})
+    assert [a.id for a in book.open_alerts()] == ["a1"]  # unchanged by the failed restores
 
 
 def test_snapshot_closes_alerts_of_removed_zones(mini_site: Site, book: AlertBook) -> None:
     book.observe([det("seg-1", 10, Level.IV)])
     data = book.to_snapshot()
     data["alerts"][0]["zone"] = "demolished"
-    back = AlertBook.from_snapshot(data, mini_site)
+    back = AlertBook(mini_site)
+    back.from_snapshot(data)
     a = back.get("a1")
     assert a is not None and a.state == "resolved" and "no longer in the site" in a.message
     assert back.open_alerts() == []
+
+
+def test_normal_from_an_unhealthy_zone_does_not_resolve(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.II)])
+    silent = Detection(zone="seg-1", ts=20, level=Level.NORMAL, cause="capacity", evidence={"healthy": 0.0})
+    assert book.observe([silent]) == []
+    assert book.open_for("seg-1") is not None
+    assert book.rejected == {"normal_while_unhealthy": 1}
+    [a] = book.observe([det("seg-1", 30, Level.NORMAL)])
+    assert a.state == "resolved"

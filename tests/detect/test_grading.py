@@ -31,6 +31,13 @@ def seg(ts: float, share: float, *, density: float = 0.5, healthy: bool = True) 
     )
 
 
+def primed(site: Site) -> Grader:
+    """A grader that has already seen seg-1 calm and healthy, as in steady running."""
+    g = Grader(site)
+    g.grade(seg(-1000, 0.1))
+    return g
+
+
 def settled(g: Grader, s: ZoneState) -> Level:
     """Grade the same state twice, 30 s apart, so min_duration_s is met."""
     g.grade(s)
@@ -52,7 +59,7 @@ def settled(g: Grader, s: ZoneState) -> Level:
     ],
 )
 def test_level_by_share(mini_site: Site, share: float, level: Level) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, share)) == level
     d = g.grade(seg(60, share))
     assert d.level == level
@@ -65,7 +72,7 @@ def test_level_by_share(mini_site: Site, share: float, level: Level) -> None:
     [(1.0, Level.NORMAL), (1.5, Level.IV), (2.0, Level.III), (3.0, Level.II), (4.0, Level.I), (5.5, Level.I)],
 )
 def test_level_by_density(mini_site: Site, density: float, level: Level) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.3, density=density)) == level
     d = g.grade(seg(60, 0.3, density=density))
     if level is not Level.NORMAL:
@@ -73,10 +80,10 @@ def test_level_by_density(mini_site: Site, density: float, level: Level) -> None
 
 
 def test_worse_of_share_and_density_wins(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.72, density=3.2)) == Level.II  # III by share, II by density
     assert g.grade(seg(60, 0.72, density=3.2)).cause == "density"
-    g2 = Grader(mini_site)
+    g2 = primed(mini_site)
     assert settled(g2, seg(0, 0.85, density=1.6)) == Level.II
     assert g2.grade(seg(60, 0.85, density=1.6)).cause == "capacity"
 
@@ -88,11 +95,11 @@ def test_zone_thresholds_override(mini_site: Site) -> None:
     )
     site = Site(msgspec.structs.replace(mini_site.file, zones=zones))
     assert site.thresholds_for("seg-1") is own
-    assert settled(Grader(site), seg(0, 0.45)) == Level.III
+    assert settled(primed(site), seg(0, 0.45)) == Level.III
 
 
 def test_oscillating_around_80_percent_does_not_flap(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.78)) == Level.III
     levels = set()
     for i in range(200):  # ±2% around the II threshold, a sample every 5 s
@@ -102,7 +109,7 @@ def test_oscillating_around_80_percent_does_not_flap(mini_site: Site) -> None:
 
 
 def test_once_up_hysteresis_holds_the_level(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.82)) == Level.II
     levels = {g.grade(seg(60 + 5 * i, 0.82 if i % 2 else 0.78)).level for i in range(200)}
     assert levels == {Level.II}  # 0.78 is above 0.80 - 0.05
@@ -113,21 +120,21 @@ def test_once_up_hysteresis_holds_the_level(mini_site: Site) -> None:
 
 
 def test_density_hysteresis_is_relative(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.1, density=3.1)) == Level.II
     assert settled(g, seg(100, 0.1, density=2.9)) == Level.II  # above 3.0 × 0.95 = 2.85
     assert settled(g, seg(200, 0.1, density=2.8)) == Level.III
 
 
 def test_min_duration_before_going_up(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert g.grade(seg(0, 0.85)).level == Level.NORMAL
     assert g.grade(seg(29, 0.85)).level == Level.NORMAL
     assert g.grade(seg(30, 0.85)).level == Level.II
 
 
 def test_short_spike_is_not_reported(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert g.grade(seg(0, 0.85)).level == Level.NORMAL
     assert g.grade(seg(20, 0.4)).level == Level.NORMAL
     assert g.grade(seg(40, 0.85)).level == Level.NORMAL  # the clock restarted at the dip
@@ -136,7 +143,7 @@ def test_short_spike_is_not_reported(mini_site: Site) -> None:
 
 
 def test_rising_through_levels_reports_the_level_held_long_enough(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     g.grade(seg(0, 0.65))
     g.grade(seg(20, 0.75))
     assert g.grade(seg(30, 0.82)).level == Level.IV  # ≥ IV for 30 s, ≥ III only for 10 s
@@ -145,7 +152,7 @@ def test_rising_through_levels_reports_the_level_held_long_enough(mini_site: Sit
 
 
 def test_min_duration_before_going_down(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.85)) == Level.II
     assert g.grade(seg(100, 0.3)).level == Level.II
     assert g.grade(seg(110, 0.72)).level == Level.II  # ≤ III since 100
@@ -155,10 +162,10 @@ def test_min_duration_before_going_down(mini_site: Site) -> None:
 
 
 def test_red_is_reported_at_once(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     d = g.grade(seg(0, 0.97))
     assert d.level == Level.I and d.cause == "capacity"
-    g2 = Grader(mini_site)
+    g2 = primed(mini_site)
     assert g2.grade(seg(0, 0.3, density=4.2)).level == Level.I
     # Red still needs min_duration_s to come down.
     assert g2.grade(seg(10, 0.3, density=1.0)).level == Level.I
@@ -166,7 +173,7 @@ def test_red_is_reported_at_once(mini_site: Site) -> None:
 
 
 def test_silence_does_not_resolve(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.85)) == Level.II
     for ts in range(100, 1000, 10):
         d = g.grade(seg(ts, 0.1, healthy=False))
@@ -179,12 +186,12 @@ def test_silence_does_not_resolve(mini_site: Site) -> None:
 
 
 def test_unhealthy_zone_can_still_escalate(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     assert settled(g, seg(0, 0.85, healthy=False)) == Level.II
 
 
 def test_sets_state_level_and_detection_fields(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     g.grade(seg(0, 0.84, density=2.1))
     s = ZoneState(
         zone="seg-1",
@@ -211,12 +218,13 @@ def test_sets_state_level_and_detection_fields(mini_site: Site) -> None:
         "density": 2.1,
         "inflow_per_min": 120,
         "outflow_per_min": 90,
+        "healthy": 1.0,
     }
     assert d.score == pytest.approx(0.84 / 0.95)
 
 
 def test_out_of_order_state_does_not_rewind(mini_site: Site) -> None:
-    g = Grader(mini_site)
+    g = primed(mini_site)
     g.grade(seg(100, 0.85))
     assert g.grade(seg(50, 0.85)).level == Level.NORMAL
     assert g.grade(seg(130, 0.85)).level == Level.II
@@ -229,11 +237,43 @@ def test_unknown_zone(mini_site: Site) -> None:
         Grader(mini_site).grade(s)
 
 
-def test_snapshot_round_trip(mini_site: Site) -> None:
+def test_first_healthy_state_is_taken_at_its_level(mini_site: Site) -> None:
     g = Grader(mini_site)
+    assert g.grade(seg(0, 0.1, healthy=False)).level == Level.NORMAL  # no data yet
+    assert g.grade(seg(10, 0.82)).level == Level.II  # nothing to debounce against (e.g. after a restart)
+    assert g.grade(seg(20, 0.3)).level == Level.II  # from here on the usual rules
+    assert g.grade(seg(50, 0.3)).level == Level.NORMAL
+
+
+def test_evidence_says_whether_the_zone_is_healthy(mini_site: Site) -> None:
+    g = primed(mini_site)
+    assert g.grade(seg(0, 0.1)).evidence["healthy"] == 1.0
+    assert g.grade(seg(10, 0.1, healthy=False)).evidence["healthy"] == 0.0
+
+
+def test_snapshot_round_trip(mini_site: Site) -> None:
+    g = primed(mini_site)
     settled(g, seg(0, 0.85))
     g.grade(seg(100, 0.5))
-    back = Grader.from_snapshot(json.loads(json.dumps(g.to_snapshot())), mini_site)
+    back = Grader(mini_site)
+    back.from_snapshot(json.loads(json.dumps(g.to_snapshot())))
     for ts in (110, 129, 130):
         assert back.grade(seg(ts, 0.5)).level == g.grade(seg(ts, 0.5)).level
     assert back.grade(seg(131, 0.5)).level == Level.NORMAL
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"version": 2},
+        [],
+        {"version": 1, "zones": {"seg-1": {"level": 9}}},
+        {"version": 1, "zones": {"seg-1": 1}},
+    ],
+)
+def test_unfit_snapshot_is_refused(mini_site: Site, data: object) -> None:
+    g = primed(mini_site)
+    settled(g, seg(0, 0.85))
+    with pytest.raises(ValueError, match="snapshot"):
+        g.from_snapshot(data)  # type: ignore[arg-type]
+    assert g.grade(seg(100, 0.85)).level == Level.II

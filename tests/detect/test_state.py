@@ -187,6 +187,9 @@ def test_healthy_until_silent_for_three_intervals(tracker: ZoneTracker) -> None:
     assert not state_of(tracker, "seg-2", NOON + 181).healthy
     tracker.apply(flow("seg-2", NOON + 240, inflow=1))
     assert state_of(tracker, "seg-2", NOON + 240).healthy
+    assert tracker.problems("seg-2", NOON + 240) == []
+    assert tracker.problems("seg-2", NOON + 500) == ["silent for 260 s (allowed 180 s)"]
+    assert tracker.problems("seg-1", NOON) == ["no reading yet"]
 
 
 def test_fault_and_offline_status(tracker: ZoneTracker) -> None:
@@ -194,7 +197,7 @@ def test_fault_and_offline_status(tracker: ZoneTracker) -> None:
     tracker.apply(density(NOON, 0.5))
     tracker.apply(status("plaza", "plaza-cam", NOON + 1, "fault"))
     assert not state_of(tracker, "plaza", NOON + 2).healthy
-    assert tracker.problems("plaza") == ["plaza-cam: fault (lens dirty)"]
+    assert tracker.problems("plaza", NOON + 2) == ["plaza-cam: fault (lens dirty)"]
     tracker.apply(density(NOON + 10, 0.6))  # data from a faulty sensor does not clear the fault
     assert not state_of(tracker, "plaza", NOON + 10).healthy
     tracker.apply(status("plaza", "plaza-cam", NOON + 20, "online"))
@@ -252,7 +255,8 @@ def test_snapshot_round_trip_survives_json(mini_site: Site, tracker: ZoneTracker
         tracker.apply(flow("seg-1", NOON + 60 * i, inflow=100, outflow=30))
     tracker.apply(Reading(sensor="x", zone="nowhere", kind="flow", ts=NOON, seq=0))
     data = json.loads(json.dumps(tracker.to_snapshot()))
-    back = ZoneTracker.from_snapshot(data, mini_site, CapacityProfile(mini_site))
+    back = ZoneTracker(mini_site, CapacityProfile(mini_site))
+    back.from_snapshot(data)
     now = NOON + 300
     assert back.snapshot(now) == tracker.snapshot(now)
     assert back.rejected == tracker.rejected
@@ -263,16 +267,32 @@ def test_snapshot_round_trip_survives_json(mini_site: Site, tracker: ZoneTracker
     assert back.snapshot(now + 60) == tracker.snapshot(now + 60)
 
 
-def test_snapshot_of_another_version_is_refused(mini_site: Site) -> None:
-    with pytest.raises(ValueError, match="version"):
-        ZoneTracker.from_snapshot({"version": 99, "zones": {}}, mini_site, CapacityProfile(mini_site))
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"version": 99, "zones": {}},
+        [],
+        {"version": 1},
+        {"version": 1, "zones": {"plaza": {"occupancy": "lots"}}},
+        {"version": 1, "zones": {"plaza": None}},
+    ],
+)
+def test_unfit_snapshot_is_refused_and_state_kept(tracker: ZoneTracker, data: object) -> None:
+    tracker.apply(count("plaza", NOON, 700))
+    before = tracker.snapshot(NOON)
+    with pytest.raises(ValueError, match="snapshot"):
+        tracker.from_snapshot(data)  # type: ignore[arg-type]
+    assert tracker.snapshot(NOON) == before
 
 
 def test_snapshot_with_a_removed_zone(mini_site: Site, tracker: ZoneTracker) -> None:
+    tracker.apply(count("plaza", NOON, 700))
     data = tracker.to_snapshot()
     data["zones"]["gone"] = data["zones"]["plaza"]
-    back = ZoneTracker.from_snapshot(data, mini_site, CapacityProfile(mini_site))
+    back = ZoneTracker(mini_site, CapacityProfile(mini_site))
+    back.from_snapshot(data)
     assert back.dropped_zones == ["gone"]
+    assert state_of(back, "plaza", NOON).occupancy == 700
 
 
 _flows = st.lists(
