@@ -54,6 +54,7 @@ class _ZoneMemory:
         "day_start",
         "density",
         "density_ts",
+        "first_ts",
         "last_ts",
         "occ_ts",
         "occupancy",
@@ -74,6 +75,9 @@ class _ZoneMemory:
         self.arrivals = 0
         self.day_start: float | None = None
         self.day_end: float | None = None
+        self.first_ts: float | None = (
+            None  # oldest reading of any kind: silence of unseen sensors counts from it
+        )
         self.last_ts: float | None = None  # newest reading of any kind
         self.seen: dict[str, float] = {}  # sensor -> newest reading ts
         self.status: dict[str, tuple[float, str, str]] = {}  # sensor -> (ts, offline|fault, detail)
@@ -103,11 +107,15 @@ class ZoneTracker:
         self.rejected: Counter[str] = Counter()  # reason -> readings refused; exported as a metric
         self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
         self._zones: dict[str, _ZoneMemory] = {z: _ZoneMemory(rate_window_s, bucket_s) for z in site.zones}
-        # How long a zone may stay silent: 3 intervals of its slowest sensor (60 s if it has none).
+        # How long each sensor may stay silent (3 of its intervals), and the zone as a whole (3 intervals of
+        # its slowest sensor, 60 s if it has none). One silent sensor is enough to make the zone unhealthy:
+        # a missing entrance counter quietly skews the occupancy.
+        self._allowed: dict[str, tuple[tuple[str, float], ...]] = {}
         self._silence_s: dict[str, float] = {}
         for zid in site.zones:
-            intervals = [s.interval_s for s in site.sensors_of(zid)]
-            self._silence_s[zid] = SILENT_INTERVALS * (max(intervals) if intervals else 60.0)
+            sensors = site.sensors_of(zid)
+            self._allowed[zid] = tuple((s.id, SILENT_INTERVALS * s.interval_s) for s in sensors)
+            self._silence_s[zid] = SILENT_INTERVALS * max([s.interval_s for s in sensors], default=60.0)
 
     # ---- readings -------------------------------------------------------------------------------
 
@@ -120,6 +128,8 @@ class ZoneTracker:
         m = self._zones[r.zone]
         if m.last_ts is None or r.ts > m.last_ts:
             m.last_ts = r.ts
+        if m.first_ts is None or r.ts < m.first_ts:
+            m.first_ts = r.ts
         if r.ts > m.seen.get(r.sensor, -math.inf):
             m.seen[r.sensor] = r.ts
         if r.kind == "status":
@@ -251,15 +261,32 @@ class ZoneTracker:
     def _healthy(self, zid: str, m: _ZoneMemory, now: float) -> bool:
         if m.last_ts is None or m.status:
             return False
-        return now - m.last_ts <= self._silence_s[zid]
+        if now - m.last_ts > self._silence_s[zid]:
+            return False
+        return not any(self._silent(m, now, sid, allowed) for sid, allowed in self._allowed[zid])
+
+    @staticmethod
+    def _silent(m: _ZoneMemory, now: float, sensor_id: str, allowed_s: float) -> float | None:
+        """How long a sensor of the zone has been silent, if longer than allowed. A sensor not heard from
+        since the tracker began is counted from the zone's first reading, so startup is not an alarm."""
+        ref = m.seen.get(sensor_id, m.first_ts)
+        if ref is None:
+            return None
+        quiet = now - ref
+        return quiet if quiet > allowed_s else None
 
     def problems(self, zone_id: str, now: float) -> list[str]:
         """Why a zone is unhealthy at `now`, one line each, for the operator. Empty when healthy."""
         m = self._zones[zone_id]
         out = [f"{sid}: {st}" + (f" ({why})" if why else "") for sid, (_, st, why) in m.status.items()]
         if m.last_ts is None:
-            out.append("no reading yet")
-        elif now - m.last_ts > self._silence_s[zone_id]:
+            return [*out, "no reading yet"]
+        for sid, allowed in self._allowed[zone_id]:
+            quiet = self._silent(m, now, sid, allowed)
+            if quiet is not None:
+                never = "" if sid in m.seen else ", never heard from"
+                out.append(f"{sid}: silent for {quiet:.0f} s (allowed {allowed:.0f} s{never})")
+        if not self._allowed[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
             out.append(f"silent for {now - m.last_ts:.0f} s (allowed {self._silence_s[zone_id]:.0f} s)")
         return out
 
@@ -294,6 +321,7 @@ class ZoneTracker:
                 "arrivals": m.arrivals,
                 "day_start": m.day_start,
                 "day_end": m.day_end,
+                "first_ts": m.first_ts,
                 "last_ts": m.last_ts,
                 "seen": dict(m.seen),
                 "status": {k: list(v) for k, v in m.status.items()},
@@ -331,6 +359,7 @@ def _load_zone(m: _ZoneMemory, d: dict[str, Any]) -> None:
     m.density, m.density_ts = _opt(d["density"]), _opt(d["density_ts"])
     m.arrivals = int(d["arrivals"])
     m.day_start, m.day_end = _opt(d["day_start"]), _opt(d["day_end"])
+    m.first_ts = _opt(d["first_ts"])
     m.last_ts = _opt(d["last_ts"])
     m.seen = {str(k): float(v) for k, v in d["seen"].items()}
     m.status = {str(k): (float(v[0]), str(v[1]), str(v[2])) for k, v in d["status"].items()}

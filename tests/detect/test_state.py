@@ -188,8 +188,22 @@ def test_healthy_until_silent_for_three_intervals(tracker: ZoneTracker) -> None:
     tracker.apply(flow("seg-2", NOON + 240, inflow=1))
     assert state_of(tracker, "seg-2", NOON + 240).healthy
     assert tracker.problems("seg-2", NOON + 240) == []
-    assert tracker.problems("seg-2", NOON + 500) == ["silent for 260 s (allowed 180 s)"]
+    assert tracker.problems("seg-2", NOON + 500) == ["seg2-gate: silent for 260 s (allowed 180 s)"]
     assert tracker.problems("seg-1", NOON) == ["no reading yet"]
+
+
+def test_one_silent_sensor_makes_the_zone_unhealthy(tracker: ZoneTracker) -> None:
+    for i in range(5):  # seg-1 has two counters; only the west one reports
+        tracker.apply(flow("seg-1", NOON + 60 * i, inflow=10, sensor="seg1-west"))
+    assert state_of(tracker, "seg-1", NOON + 180).healthy  # grace from the zone's first reading
+    assert not state_of(tracker, "seg-1", NOON + 240).healthy
+    assert tracker.problems("seg-1", NOON + 240) == [
+        "seg1-east: silent for 240 s (allowed 180 s, never heard from)"
+    ]
+    tracker.apply(flow("seg-1", NOON + 240, sensor="seg1-east"))
+    assert state_of(tracker, "seg-1", NOON + 240).healthy
+    assert not state_of(tracker, "seg-1", NOON + 500).healthy  # both silent now
+    assert len(tracker.problems("seg-1", NOON + 500)) == 2
 
 
 def test_fault_and_offline_status(tracker: ZoneTracker) -> None:
