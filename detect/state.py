@@ -75,9 +75,8 @@ class _ZoneMemory:
         self.arrivals = 0
         self.day_start: float | None = None
         self.day_end: float | None = None
-        self.first_ts: float | None = (
-            None  # oldest reading of any kind: silence of unseen sensors counts from it
-        )
+        # Oldest reading of any kind: the silence of a sensor never heard from counts from here.
+        self.first_ts: float | None = None
         self.last_ts: float | None = None  # newest reading of any kind
         self.seen: dict[str, float] = {}  # sensor -> newest reading ts
         self.status: dict[str, tuple[float, str, str]] = {}  # sensor -> (ts, offline|fault, detail)
