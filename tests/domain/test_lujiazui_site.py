@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,3 +307,12 @@ def test_riverside_calibrated_against_the_bund(
     assert 320_000 <= daily <= 570_000
     at_once = holiday_occupancy[rows].sum(axis=0).max()
     assert at_once < 54_000, "a normal peak day is below the Bund's New Year's Eve crowds"
+
+
+def test_docs_list_every_zone_with_its_capacity(site: Site) -> None:
+    """docs/site.md carries the zone table; it must not drift from the file."""
+    doc = (Path(__file__).parents[2] / "docs" / "site.md").read_text(encoding="utf-8")
+    for z in site.zones.values():
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{z.id}`")), None)
+        assert row is not None, f"docs/site.md has no row for {z.id}"
+        assert f"| {z.capacity:,} |" in row, f"docs/site.md shows another capacity for {z.id}"
