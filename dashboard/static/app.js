@@ -38,6 +38,17 @@
 
   function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
 
+  // A headline number shrinks to fit its box rather than being cut off (1,234,567 on a narrow panel).
+  function setBig(e, text) {
+    if (e.textContent === text) return;
+    e.textContent = text;
+    e.style.fontSize = "";
+    if (e.scrollWidth > e.clientWidth && e.clientWidth > 0) {
+      var base = parseFloat(getComputedStyle(e).fontSize);
+      e.style.fontSize = Math.floor(base * e.clientWidth / e.scrollWidth) + "px";
+    }
+  }
+
   // Dark text on light level colours (yellow, orange), white on dark ones: readable at a distance.
   function inkFor(hex) {
     var h = (hex || "#757575").replace("#", "");
@@ -156,7 +167,8 @@
   // ---- layout (once per snapshot) --------------------------------------------------------------
 
   function build() {
-    setText($("site-name"), S.site.name_zh + " · " + S.site.name_en);
+    setText($("site-name"), S.site.name_zh);
+    setText($("site-en"), S.site.name_en);
     buildLevelChips();
     buildStrip();
     buildTiles();
@@ -199,7 +211,8 @@
       bar.appendChild(lvl);
       seg.appendChild(bar);
       var caption = el("div");
-      caption.appendChild(el("div", "seg-name", zone.name_zh + " " + zone.name_en));
+      caption.appendChild(el("div", "seg-name", zone.name_zh));
+      caption.appendChild(el("div", "seg-en", zone.name_en));
       var occ = el("div", "seg-occ", "");
       caption.appendChild(occ);
       seg.appendChild(caption);
@@ -220,26 +233,41 @@
     S.site.zones.forEach(function (zone) {
       if (river[zone.id]) return; // riverside segments live in the strip above
       var t = el("div", "tile");
-      var lvl = el("div", "tile-level", "");
       var zh = el("div", "tile-zh", zone.name_zh);
       var en = el("div", "tile-en", zone.name_en);
-      var row = el("div", "tile-row");
+      var p = el("div", "tile-pct num", "—");
       var occBox = el("div", "tile-occ num");
       var occ = el("span", "", "—");
       var cap = el("span", "tile-cap", " / " + people(zone.capacity));
       occBox.appendChild(occ);
       occBox.appendChild(cap);
-      var p = el("div", "tile-pct num", "—");
-      row.appendChild(occBox);
-      row.appendChild(p);
-      t.appendChild(lvl);
-      t.appendChild(zh);
-      t.appendChild(en);
-      t.appendChild(row);
+      var lvl = el("div", "tile-level", "");
+      t.title = zone.name_zh + " " + zone.name_en;
+      [zh, p, en, occBox, lvl].forEach(function (c) { t.appendChild(c); });
       box.appendChild(t);
       S.els.tiles[zone.id] = { tile: t, level: lvl, occ: occ, cap: cap, pct: p };
       updateTile(S.zones[zone.id]);
     });
+    fitTiles();
+  }
+
+  // Choose the column count that gives the largest tiles (about 2:1) with every tile visible.
+  function fitTiles() {
+    var box = $("tiles");
+    var n = Object.keys(S.els.tiles).length;
+    var area = box.parentElement;
+    var W = area.clientWidth, H = area.clientHeight, GAP = 8;
+    if (!n || !W || !H) return;
+    var best = { score: -1, cols: 1, h: 120 };
+    for (var cols = 1; cols <= n; cols++) {
+      var rows = Math.ceil(n / cols);
+      var w = (W - GAP * (cols - 1)) / cols;
+      var h = (H - GAP * (rows - 1)) / rows;
+      var score = Math.min(w / 2, h);
+      if (score > best.score) best = { score: score, cols: cols, h: Math.min(h, w / 1.6, 200) };
+    }
+    box.style.setProperty("--tile-cols", String(best.cols));
+    box.style.setProperty("--tile-h", Math.floor(best.h) + "px");
   }
 
   function siteZone(id) {
@@ -267,8 +295,8 @@
     e.fill.style.background = z.colour;
     e.bar.style.borderColor = z.level >= 2 ? z.colour : "";
     setText(e.pct, pct(z.share));
-    e.pct.style.color = z.level >= 1 ? z.colour : "#fff";
     setText(e.level, zoneLabel(z));
+    paintBadge(e.level, z.colour);
     setText(e.occ, people(z.occupancy) + " / " + people(z.capacity));
   }
 
@@ -289,18 +317,9 @@
 
   function renderHeadline() {
     var d = S.district;
-    setText($("people-now"), d ? people(d.people_now) : "—");
-    setText($("arrivals"), d ? people(d.arrivals_today) : "—");
-    var sub = "—";
-    if (d) {
-      var parts = [];
-      if (d.arrivals_vs_profile_pct !== null) parts.push(Math.round(d.arrivals_vs_profile_pct) + "% of profile");
-      if (d.arrivals_vs_peak_day_pct !== null) {
-        parts.push(Math.round(d.arrivals_vs_peak_day_pct) + "% of " + (d.peak_day_visits / 1e6).toFixed(2) + "M peak day");
-      }
-      sub = parts.join(" · ");
-    }
-    setText($("arrivals-pct"), sub);
+    setBig($("people-now"), d ? people(d.people_now) : "—");
+    setBig($("arrivals"), d ? people(d.arrivals_today) : "—");
+    renderArrivalsRatio(d);
 
     var counts = { 0: 0, 1: 0, 2: 0, 3: 0, 4: 0, nodata: 0 };
     Object.keys(S.zones).forEach(function (id) {
@@ -320,8 +339,32 @@
       if (a.open) { open++; worst = Math.max(worst, a.level); }
     });
     var oa = $("open-alerts");
-    setText(oa, String(open));
+    setBig(oa, String(open));
     oa.style.color = open ? S.levels[worst].colour : "";
+  }
+
+  // "112% of profile · 56% of 1.47M peak": today so far against the capacity profile, and against the
+  // peak day. The first is coloured: well above the profile is the early sign of a crowd building.
+  function renderArrivalsRatio(d) {
+    var box = $("arrivals-pct");
+    var key = d ? [d.arrivals_vs_profile_pct, d.arrivals_vs_peak_day_pct, d.peak_day_visits].join("|") : "";
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.textContent = "";
+    if (!d) { box.textContent = "—"; return; }
+    var vp = d.arrivals_vs_profile_pct;
+    if (vp !== null) {
+      var b = el("b", "", Math.round(vp) + "%");
+      b.style.color = vp >= 130 ? S.levels[3].colour : vp >= 110 ? S.levels[2].colour : "";
+      box.appendChild(b);
+      box.appendChild(document.createTextNode(" of profile"));
+    }
+    if (d.arrivals_vs_peak_day_pct !== null) {
+      var peak = (d.peak_day_visits / 1e6).toFixed(2) + "M";
+      box.appendChild(document.createTextNode(
+        (vp !== null ? " · " : "") + Math.round(d.arrivals_vs_peak_day_pct) + "% of " + peak + " peak"));
+    }
+    box.title = "arrivals today vs the capacity profile so far, and vs the peak day";
   }
 
   function alertOrder(a, b) {
@@ -407,6 +450,7 @@
     refreshBanner();
   }
 
+  window.addEventListener("resize", fitTiles);
   connect();
   setInterval(tick, 1000);
   tick();
