@@ -71,7 +71,14 @@ class Hub:
     def update(
         self, states: list[ZoneState], district: DistrictState | None, alerts_changed: list[dict[str, Any]]
     ) -> None:
-        """Store this tick's changes and enqueue one delta to every client. Synchronous and cheap."""
+        """Store this tick's changes and enqueue one delta to every client. Synchronous and cheap.
+
+        states: this tick's zone states (all or only the changed ones; an unchanged view is not re-sent).
+        district: the district state, or None if unchanged. alerts_changed: alerts as JSON dicts
+        (alerts.encode.alert_json or flat), each at least id, zone, level, state.
+        Call it on the app's event loop; from another thread use loop.call_soon_threadsafe(hub.update, ...).
+        Every call sends one delta (seq + 1), even an empty one: it doubles as the page's heartbeat.
+        """
         zones_changed: list[JSON] = []
         for st in states:
             zone = self.site.zones.get(st.zone)
