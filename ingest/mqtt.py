@@ -201,7 +201,12 @@ async def _session(
         st.connected = True
         st.connects += 1
         # Subscribe after every connect, even with a persistent session (see the module docstring).
-        await client.subscribe([(t, settings.qos) for t in topics])
+        granted = await client.subscribe([(t, settings.qos) for t in topics])
+        refused = [t for t, code in zip(topics, granted, strict=False) if _refused(code)]
+        if refused:  # e.g. an ACL: retrying with backoff, loudly, beats listening to nothing
+            raise aiomqtt.MqttError(
+                f"broker refused the subscription to {', '.join(refused)} (check its ACL)"
+            )
         report("connected")
         async for message in client.messages:
             payload = message.payload
@@ -213,6 +218,13 @@ async def _session(
             except Exception:
                 st.handler_errors += 1
                 log.exception("MQTT message handler failed on %s", message.topic.value)
+
+
+def _refused(code: object) -> bool:
+    failure = getattr(code, "is_failure", None)
+    if isinstance(failure, bool):
+        return failure
+    return isinstance(code, int) and code >= 0x80
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -19,6 +19,11 @@ def mosquitto(tmp_path: Path) -> Iterator[Server]:
     session across a restart. `user <us>` keeps it as the user running the tests (no effect when not root).
     Drop this override once tests/servers.py adds the line itself.
     """
-    srv = start_mosquitto(tmp_path / "mosquitto", extra_conf=f"user {pwd.getpwuid(os.geteuid()).pw_name}\n")
+    srv = start_broker(tmp_path / "mosquitto")
     yield srv
     srv.stop()
+
+
+def start_broker(workdir: Path, extra_conf: str = "") -> Server:
+    """start_mosquitto, running as the user running the tests, so it can read and write its files."""
+    return start_mosquitto(workdir, extra_conf=f"user {pwd.getpwuid(os.geteuid()).pw_name}\n{extra_conf}")

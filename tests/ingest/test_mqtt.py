@@ -21,6 +21,7 @@ from ingest.mqtt import (
     MqttSettingsError,
     SubscriberStats,
     _counting_queue,
+    _refused,
     deadletter_payload,
     subscribe_forever,
 )
@@ -374,3 +375,14 @@ def test_settings_validate_themselves(kw: dict[str, Any], needle: str) -> None:
 def test_settings_tls_context() -> None:
     assert MqttSettings().tls_context() is None
     assert MqttSettings(tls=True).tls_context() is not None
+
+
+def test_refused_subscription_codes() -> None:
+    # Mosquitto 2.0 grants every subscription and filters by ACL at delivery, so this is checked on codes:
+    # brokers that refuse (EMQX, HiveMQ, Mosquitto with other settings) answer 0x80 or a failure ReasonCode.
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    assert _refused(0x80) and not _refused(1) and not _refused(0)
+    assert _refused(ReasonCode(PacketTypes.SUBACK, identifier=0x87))  # not authorised
+    assert not _refused(ReasonCode(PacketTypes.SUBACK, identifier=1))  # granted QoS 1
