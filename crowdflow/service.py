@@ -130,6 +130,8 @@ class Pipeline:
             "ticks": self.ticks,
             "ingest": _plain(st),
             "deadletter_dropped": self.deadletter_dropped,
+            "tracker_rejected": dict(self.tracker.rejected),
+            "alerts_rejected": dict(self.book.rejected),
             "store": _plain(getattr(self.store, "stats", {})),
         }
 
@@ -145,7 +147,12 @@ class Pipeline:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"tracker": self.tracker.to_snapshot(), "alerts": self.book.to_snapshot()}))
+        snap = {
+            "tracker": self.tracker.to_snapshot(),
+            "grader": self.grader.to_snapshot(),
+            "alerts": self.book.to_snapshot(),
+        }
+        tmp.write_text(json.dumps(snap))
         tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
 
     def load(self, path: Path) -> bool:
@@ -154,6 +161,7 @@ class Pipeline:
         try:
             data = json.loads(path.read_text())
             self.tracker.from_snapshot(data["tracker"])
+            self.grader.from_snapshot(data["grader"])
             self.book.from_snapshot(data["alerts"])
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable state snapshot %s: %s", path, e)

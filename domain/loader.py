@@ -39,8 +39,8 @@ def load_site(path: str | Path | None = None) -> Site:
 
 
 def parse_site(raw: bytes | str, path: str = "<memory>") -> Site:
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         data = tomllib.loads(text)  # tomllib only parses data: a site file can never execute code
     except tomllib.TOMLDecodeError as e:
         raise SiteError(path, [f"not valid TOML: {e}"]) from e
@@ -119,6 +119,8 @@ def check_references(spec: SiteFile) -> list[str]:
                 problems.append(f"{where}, field neighbours: no zone '{n}'")
             elif n == z.id:
                 problems.append(f"{where}, field neighbours: a zone cannot neighbour itself")
+            elif z.id not in zones[n].neighbours:
+                problems.append(f"{where}, field neighbours: '{n}' does not list '{z.id}' back; add it there")
         if z.kind == "riverside_segment" and z.segment is None:
             problems.append(f"{where}, field segment: riverside segments need their order along the river")
     for s in spec.sensors:

@@ -201,3 +201,14 @@ def test_load_site_reads_a_file(tmp_path: Path) -> None:
     path = tmp_path / "copy.toml"
     path.write_text(TEXT, encoding="utf-8")
     assert load_site(path).path == str(path)
+
+
+def test_non_utf8_bytes_name_the_file() -> None:
+    with pytest.raises(SiteError, match=r"(?s)bad\.toml.*not UTF-8"):
+        parse_site(b"[site]\nid = '\xff\xfe'\n", "bad.toml")
+
+
+def test_one_sided_neighbour_is_reported() -> None:
+    text = FIXTURE.read_text().replace('neighbours = ["seg-1"]\nsegment = 2', "segment = 2")
+    with pytest.raises(SiteError, match=r"zones 'seg-1', field neighbours: 'seg-2' does not list 'seg-1' back"):
+        parse_site(text, "one-sided.toml")
