@@ -12,7 +12,7 @@ through `received_at` and `now`, so a replay is deterministic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from domain.messages import CountMsg, DensityMsg, Message, OccupancyMsg, StatusMsg, TotalMsg
 from domain.site import Sensor, Site
@@ -136,7 +136,12 @@ class Ingestor:
         ts = msg.ts.timestamp()
         if not (received_at - self.max_age_s <= ts <= received_at + self.max_future_s):
             self._reject(
-                "timestamp_out_of_range", _time_problem(ts, received_at), topic, payload, msg, received_at
+                "timestamp_out_of_range",
+                _time_problem(msg.ts, ts, received_at),
+                topic,
+                payload,
+                msg,
+                received_at,
             )
             return []
         kind = _KIND_OF[type(msg)]
@@ -249,11 +254,11 @@ class Ingestor:
             self.on_reject(rej)
 
 
-def _time_problem(ts: float, received_at: float) -> str:
-    when = datetime.fromtimestamp(ts, UTC).isoformat() if abs(ts) < 1e11 else f"{ts:g}"
+def _time_problem(when: datetime, ts: float, received_at: float) -> str:
     delta = ts - received_at
     rel = f"{delta / 3600:.1f} h ahead of" if delta > 0 else f"{-delta / 3600:.1f} h older than"
     return (
-        f"event time {when} is {rel} the time it was received; check the sensor's clock (NTP) and that its "
-        "timestamps carry the right UTC offset (naive times are read in the site's timezone)"
+        f"event time {when.isoformat()} is {rel} the time it was received; "
+        "check the sensor's clock (NTP) and that its timestamps carry the right UTC offset "
+        "(naive times are read in the site's timezone)"
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from domain.site import Site
@@ -238,3 +240,12 @@ def test_flush_releases_all_streams_in_seq_order(rig: Rig) -> None:
     out = rig.ing.flush()
     assert [(r.sensor, r.seq) for r in out] == [("seg1-west", 3), ("seg1-west", 4), ("seg2-gate", 3)]
     assert rig.ing.stats.held == 0 and rig.ing.flush() == []
+
+
+@pytest.mark.parametrize(
+    "ts", ["0001-01-01T00:00:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00", 0, 1e10]
+)
+def test_extreme_timestamps_are_rejected_not_crashing(rig: Rig, ts: object) -> None:
+    raw = json.dumps({"sensor": "seg1-west", "ts": ts, "seq": 1, "in": 1, "out": 0}).encode()
+    assert rig.ing.feed(topic("seg1-west", "count"), raw, T0) == []
+    assert rig.reasons() in (["timestamp_out_of_range"], ["schema"])
