@@ -157,6 +157,7 @@ async def subscribe_forever(
     )
     delay = reconnect_delay
     stopped = asyncio.ensure_future(stop.wait())
+    session: asyncio.Future[None] | None = None
     try:
         while not stop.is_set():
             report("connecting")
@@ -184,6 +185,8 @@ async def subscribe_forever(
             delay = min(delay * 2, max(MAX_RECONNECT_DELAY_S, reconnect_delay))
     finally:
         stopped.cancel()
+        if session is not None and not session.done():  # we were cancelled ourselves: take the session along
+            session.cancel()
         st.connected = False
         report("stopped")
 

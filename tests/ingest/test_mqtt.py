@@ -386,3 +386,26 @@ def test_refused_subscription_codes() -> None:
     assert _refused(0x80) and not _refused(1) and not _refused(0)
     assert _refused(ReasonCode(PacketTypes.SUBACK, identifier=0x87))  # not authorised
     assert not _refused(ReasonCode(PacketTypes.SUBACK, identifier=1))  # granted QoS 1
+
+
+async def test_cancelling_the_subscriber_closes_its_connection(mosquitto: Server) -> None:
+    states: list[str] = []
+    stats = SubscriberStats()
+    task = asyncio.create_task(
+        subscribe_forever(
+            settings_for(mosquitto, "crowdflow-test-cancel"),
+            [SUBSCRIPTION],
+            lambda *_a: None,
+            stop=asyncio.Event(),
+            clock=ManualClock(0.0),
+            on_state=states.append,
+            stats=stats,
+        )
+    )
+    await until(lambda: "connected" in states, "connect")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    assert states[-1] == "stopped" and not stats.connected
+    assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task())
