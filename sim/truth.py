@@ -66,6 +66,7 @@ class TruthRecorder:
         self.malformed = 0
         self.sent = 0
         self.last_t = window[0]
+        self.finished = False
 
     def step(self, t: float, arrivals: IntArray, departures: IntArray, occ: IntArray) -> None:
         """Called at the end of every model step (before and during the published window)."""
@@ -108,6 +109,10 @@ class TruthRecorder:
             self.windows.append(w)
 
     def finish(self) -> None:
+        """Close windows still open (the run ended, or was stopped, above capacity). Idempotent."""
+        if self.finished:
+            return
+        self.finished = True
         for i in np.nonzero(~np.isnan(self.crossing))[0].tolist():
             self._close(i, self.last_t, closed=False)
 
@@ -142,6 +147,7 @@ class TruthRecorder:
         }
 
     def write(self, out_dir: Path, suppressed: Counter[str]) -> dict[str, Any]:
+        self.finish()
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "truth_occupancy.csv", "w", newline="") as f:
             w = csv.writer(f)

@@ -1,0 +1,182 @@
+"""Publishing simulated messages over MQTT with paho (its own network thread), paced by a simulated clock.
+
+`speed` = simulated seconds per real second (60: an hour in a minute); 0 = as fast as the broker acks.
+At most `window` messages are unacknowledged at once (QoS 1 PUBACKs, or written to the socket at QoS 0);
+beyond that the producer waits, so memory stays bounded. If the broker goes away, paho reconnects by itself
+and re-sends what it holds; the producer waits when the window is full, so nothing is lost, only delayed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+_ids = itertools.count(1)
+
+
+class BrokerUnavailable(ConnectionError):
+    pass
+
+
+class MqttSink:
+    """A connected paho client with an acknowledgement window. Thread-safe counters; one producer thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        qos: int = 1,
+        window: int = 2000,
+        client_id: str | None = None,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
+        self.host, self.port, self.qos, self.window = host, port, qos, window
+        self.sent = 0
+        self.acked = 0
+        self.connects = 0
+        self.disconnects = 0
+        self._cond = threading.Condition()
+        self._connected = False
+        cid = client_id or f"crowdflow-sim-{os.getpid()}-{next(_ids)}"
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
+        self.client.max_inflight_messages_set(100)  # matches Mosquitto's default per-client inflight
+        self.client.max_queued_messages_set(0)  # the window bounds it instead
+        self.client.reconnect_delay_set(1, 5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.connect_async(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self.wait_connected(connect_timeout_s):
+            self.close(drain_s=0)
+            raise BrokerUnavailable(
+                f"no MQTT broker answered at {host}:{port} within {connect_timeout_s:.0f}s; "
+                "start one (e.g. `mosquitto -p 1883`) or pass the right --host/--port"
+            )
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        with self._cond:
+            if not rc.is_failure:
+                self._connected = True
+                self.connects += 1
+            self._cond.notify_all()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        with self._cond:
+            self._connected = False
+            self.disconnects += 1
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._cond:
+            self.acked += 1
+            self._cond.notify_all()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.acked
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._connected, timeout_s)
+
+    def publish(self, topic: str, payload: bytes, stop: threading.Event | None = None) -> bool:
+        """Queue one message, first waiting while the window is full. False if `stop` was set meanwhile."""
+        with self._cond:
+            while self.sent - self.acked >= self.window:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+        info = self.client.publish(topic, payload, qos=self.qos)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # cannot happen with an unlimited queue; never drop silently
+            raise RuntimeError(f"paho refused to queue a message to {topic}")
+        with self._cond:
+            self.sent += 1
+        return True
+
+    def drain(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
+        """Wait until every message is acknowledged; False on timeout or stop."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self.acked < self.sent:
+                left = deadline - time.monotonic()
+                if left <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                self._cond.wait(min(left, 0.2))
+        return True
+
+    def close(self, drain_s: float = 30.0) -> None:
+        if drain_s > 0:
+            self.drain(drain_s)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Progress:
+    """One status line on stderr, rewritten at most once per second of wall time."""
+
+    def __init__(self, enabled: bool, now: Callable[[], float] = time.monotonic, out: TextIO | None = None):
+        self.enabled = enabled
+        self.now = now
+        self.out = out or sys.stderr
+        self.t0 = now()
+        self.last = -1.0
+        self.shown = False
+
+    def update(self, text: Callable[[], str], force: bool = False) -> None:
+        if not self.enabled:
+            return
+        t = self.now()
+        if force or t - self.last >= 1.0:
+            self.last = t
+            self.out.write("\r" + text() + "\033[K")
+            self.out.flush()
+            self.shown = True
+
+    def done(self) -> None:
+        if self.enabled and self.shown:
+            self.out.write("\n")
+            self.out.flush()
+
+
+class Pacer:
+    """Maps simulated time onto wall time at `speed` simulated seconds per real second (0: no pacing)."""
+
+    def __init__(
+        self,
+        speed: float,
+        sim_start: float,
+        now: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if speed < 0:
+            raise ValueError(f"speed must be >= 0 (0 = as fast as possible), got {speed}")
+        self.speed, self.sim_start, self.now, self.sleep = speed, sim_start, now, sleep
+        self.real_start = now()
+
+    def wait_until(self, sim_ts: float, stop: threading.Event | None = None) -> bool:
+        """Sleep until sim_ts is due; False if `stop` was set meanwhile."""
+        if self.speed == 0:
+            return not (stop is not None and stop.is_set())
+        due = self.real_start + (sim_ts - self.sim_start) / self.speed
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            left = due - self.now()
+            if left <= 0:
+                return True
+            self.sleep(min(left, 0.2))
