@@ -32,7 +32,7 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.received.append((msg.topic, msg.payload))
+            self.received.append((msg.topic, bytes(msg.payload)))
 
     def wait_for(self, n: int, timeout_s: float = 20.0) -> int:
         deadline = time.monotonic() + timeout_s
