@@ -6,6 +6,8 @@ Never skipped: if a binary is missing, the test fails saying how to install it.
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -81,6 +83,9 @@ def start_mosquitto(workdir: Path, port: int | None = None, extra_conf: str = ""
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
+        # As root, Mosquitto drops to user `mosquitto`, which cannot write pytest's tmp dirs; staying the
+        # current user lets it save the persistent sessions that restart tests rely on.
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {workdir}/\n"
