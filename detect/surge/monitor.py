@@ -1,0 +1,175 @@
+"""Surge monitor: one detector per zone, fed each zone's inflow once per tick, flags turned into Detections.
+
+A surge is inflow well above the usual for the zone, slot and day type. It is graded IV blue when flagged and
+III yellow when the score reaches `yellow_at` (0.97 by default), never higher: an unusual inflow says people
+are coming, not that the zone is full. Whether it becomes dangerous (II orange, I red) is decided by what the
+zone holds (capacity and density grading) and by the time-to-capacity forecast, which both measure the crowd
+itself; a surge into a half-empty plaza must not outrank them.
+
+Unhealthy zones are neither scored nor learned (a dead counter reads as zero inflow, which would teach the
+model that the slot is quiet); bad values are counted in `rejected` by reason, never raised.
+
+>>> from domain.loader import load_site
+>>> from domain.profile import CapacityProfile
+>>> from domain.values import ZoneState
+>>> site = load_site("tests/fixtures/mini_site.toml")
+>>> mon = SurgeMonitor(site, CapacityProfile(site), detector="profile_ratio")
+>>> def at(inflow):  # 31 Dec 2026 22:15 in Shanghai
+...     return ZoneState(zone="seg-1", ts=1798726500.0, occupancy=900, capacity=2000, share=0.45,
+...                      density=0.45, inflow_per_min=inflow, outflow_per_min=40, arrivals_today=0)
+>>> mon.observe(at(60.0)) is None
+True
+>>> d = mon.observe(at(120.0))
+>>> d.cause, d.level.label
+('surge', 'III yellow')
+>>> d.message
+"Promenade segment 1: inflow 120/min, 3.5× the usual for 22:15 on New Year's Eve"
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from detect.base import Decision, Detector, Obs, learn_guarded
+from detect.registry import DEFAULT_SURGE, make_detector
+from domain.levels import Level
+from domain.profile import CapacityProfile
+from domain.site import Site
+from domain.values import Detection, ZoneState
+
+SNAPSHOT_VERSION = 1
+DEFAULT_DECISION = Decision()  # flag at 0.9, learn only below 0.8
+_DAY_WORDS = {"weekday": "a weekday", "holiday": "a holiday", "nye": "New Year's Eve"}
+
+
+class SurgeMonitor:
+    """Per-zone surge scores and flags; state keyed by zone, so it partitions by zone like the tracker."""
+
+    def __init__(
+        self,
+        site: Site,
+        profile: CapacityProfile,
+        *,
+        detector: str | None = None,
+        decision: Decision = DEFAULT_DECISION,
+        yellow_at: float = 0.97,
+    ) -> None:
+        if not 0.0 <= decision.protect <= decision.threshold <= 1.0:
+            raise ValueError(f"need 0 <= protect <= threshold <= 1, got {decision}")
+        self.site = site
+        self.profile = profile
+        self.detector_name = detector or DEFAULT_SURGE
+        self.decision = decision
+        self.yellow_at = max(yellow_at, decision.threshold)
+        proto = make_detector(self.detector_name)
+        self._detectors: dict[str, Detector] = {z: proto.clone() for z in site.zones}
+        self.rejected: Counter[str] = Counter()  # reason -> observations not scored; exported as a metric
+        self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
+        self._when: tuple[float, int, str] | None = None  # (ts, slot, day type): all zones share a tick
+
+    def _slot_day(self, ts: float) -> tuple[int, str]:
+        if self._when is None or self._when[0] != ts:
+            self._when = (ts, self.profile.slot_of(ts), self.profile.day_type_of(ts))
+        return self._when[1], self._when[2]
+
+    def _obs(self, zone: str, ts: float, inflow: float) -> Obs | None:
+        """The observation, or None with the reason counted."""
+        if zone not in self._detectors:
+            self.rejected["unknown_zone"] += 1
+            return None
+        if not math.isfinite(ts):
+            self.rejected["bad_timestamp"] += 1
+            return None
+        if not (math.isfinite(inflow) and inflow >= 0.0):
+            self.rejected["bad_inflow"] += 1
+            return None
+        slot, day_type = self._slot_day(ts)
+        known = day_type in self.profile.day_factor
+        expected = self.profile.expected_rate_per_min(zone, ts) if known else None
+        return Obs(ts=ts, value=inflow, slot=slot, day_type=day_type, expected=expected)
+
+    def observe(self, state: ZoneState) -> Detection | None:
+        """Score one zone's state (call once per tick per zone); a Detection when it is a surge."""
+        if not state.healthy:
+            self.rejected["unhealthy"] += 1  # sensor health reports it; a blind zone teaches nothing
+            return None
+        x = self._obs(state.zone, state.ts, state.inflow_per_min)
+        if x is None:
+            return None
+        score = learn_guarded(self._detectors[state.zone], x, self.decision)
+        if not self.decision.flagged(score):
+            return None
+        level = Level.III if score >= self.yellow_at else Level.IV
+        expected = x.expected if x.expected is not None else 0.0
+        return Detection(
+            zone=state.zone,
+            ts=state.ts,
+            level=level,
+            cause="surge",
+            score=score,
+            evidence={"inflow_per_min": x.value, "expected_per_min": expected, "score": score},
+            message=self._message(state.zone, x, expected),
+        )
+
+    def _message(self, zone: str, x: Obs, expected: float) -> str:
+        name = self.site.zones[zone].name_en
+        hhmm = f"{x.slot // 4:02d}:{x.slot % 4 * 15:02d}"  # the slot's start: "the usual for 22:15"
+        day = _DAY_WORDS.get(x.day_type, f"a {x.day_type} day")
+        if expected < 0.05:
+            return f"{name}: inflow {x.value:,.0f}/min where almost none is usual for {hhmm} on {day}"
+        return f"{name}: inflow {x.value:,.0f}/min, {x.value / expected:.1f}× the usual for {hhmm} on {day}"
+
+    def warm(self, rows: Iterable[tuple[str, float, float]]) -> int:
+        """Learn from stored history rows (zone, ts, inflow_per_min), oldest first, guarded as live data is.
+        Returns how many rows were learned from; unusable rows are counted in `rejected`."""
+        learned = 0
+        for zone, ts, inflow in rows:
+            x = self._obs(zone, float(ts), float(inflow))
+            if x is None:
+                continue
+            if learn_guarded(self._detectors[zone], x, self.decision) < self.decision.protect:
+                learned += 1
+        return learned
+
+    def detector(self, zone: str) -> Detector:
+        """The zone's detector (read-only use: benchmarks and the dashboard's explanation)."""
+        return self._detectors[zone]
+
+    # ---- restart --------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every zone's learned state."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "detector": self.detector_name,
+            "zones": {z: d.to_state() for z, d in self._detectors.items()},
+            "rejected": dict(self.rejected),
+        }
+
+    def from_state(self, data: dict[str, Any]) -> None:
+        """Restore in place from to_state(). ValueError on a snapshot that does not fit (another version or
+        detector, damaged zone state), leaving the monitor as it was. Zones the site no longer has are
+        listed in `dropped_zones`; zones new to the site start fresh."""
+        if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
+            version = data.get("version") if isinstance(data, dict) else None
+            raise ValueError(f"surge snapshot version {version!r} is not {SNAPSHOT_VERSION}; start afresh")
+        if data.get("detector") != self.detector_name:
+            raise ValueError(
+                f"surge snapshot was learned by {data.get('detector')!r}, this monitor runs "
+                f"{self.detector_name!r}; start afresh or warm from history"
+            )
+        proto = make_detector(self.detector_name)
+        fresh = {z: proto.clone() for z in self.site.zones}
+        try:
+            zones = data["zones"]
+            for zid, st in zones.items():
+                if zid in fresh:
+                    fresh[zid].from_state(st)
+            rejected = Counter({str(k): int(v) for k, v in data.get("rejected", {}).items()})
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"surge snapshot does not fit: {type(e).__name__}: {e}") from e
+        self._detectors, self.rejected = fresh, rejected
+        self.dropped_zones = [z for z in zones if z not in fresh]
