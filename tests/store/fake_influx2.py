@@ -25,6 +25,7 @@ class Request:
 class FakeInflux2:
     write_script: list[tuple[int, str]] = field(default_factory=list)  # (status, body) answered in turn
     query_answer: str = ""
+    version: str = "v2.7.11"  # X-Influxdb-Version on GET /ping
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -56,6 +57,16 @@ class FakeInflux2:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if self.path == "/ping":
+                    self.send_response(204)
+                    self.send_header("X-Influxdb-Version", fake.version)
+                    self.send_header("X-Influxdb-Build", "OSS")
+                else:
+                    self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_POST(self) -> None:
                 url = urllib.parse.urlsplit(self.path)

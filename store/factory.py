@@ -1,0 +1,86 @@
+"""Open the store the configuration asks for: the embedded one when no URL is set, otherwise InfluxDB 1.x or
+2.x/3.x, told apart by the X-Influxdb-Version header of GET /ping unless `api` says which.
+
+    >>> store = open_store(None)  # no server to set up: memory only, nothing persisted
+    >>> type(store).__name__
+    'EmbeddedStore'
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from domain.site import Site
+from store.base import Store, StoreConfigError, StoreUnreachableError
+from store.embedded import EmbeddedStore
+from store.influx_v1 import InfluxV1Store
+from store.influx_v2 import InfluxV2Store
+
+Api = Literal["auto", "v1", "v2"]
+_MAJOR = re.compile(r"^\s*v?(\d+)\.")
+
+
+def detect_api(url: str, *, timeout_s: float = 5.0) -> Literal["v1", "v2"]:
+    """ "v1" for InfluxDB 1.x, "v2" for 2.x and 3.x (both take /api/v2/write), from GET /ping."""
+    try:
+        r = httpx.get(f"{url.rstrip('/')}/ping", timeout=timeout_s)
+    except httpx.HTTPError as err:
+        raise StoreUnreachableError(
+            f"InfluxDB at {url} did not answer GET /ping ({type(err).__name__}: {err}). Start it, fix the "
+            "store URL, or leave the URL unset to use the embedded store."
+        ) from err
+    version = r.headers.get("X-Influxdb-Version", "")
+    m = _MAJOR.match(version)
+    if m is None:
+        raise StoreConfigError(
+            f"{url} answered /ping with HTTP {r.status_code} but no InfluxDB version header "
+            f"(X-Influxdb-Version: {version!r}); is it InfluxDB? If so, set the API explicitly "
+            "(api='v1' or 'v2')."
+        )
+    return "v1" if int(m.group(1)) == 1 else "v2"
+
+
+def open_store(
+    url: str | None,
+    *,
+    database: str = "crowdflow",
+    token: str | None = None,
+    org: str | None = None,
+    bucket: str | None = None,
+    api: Api = "auto",
+    embedded_path: Path | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    site: Site | None = None,
+    timeout_s: float = 5.0,
+) -> Store:
+    """None → EmbeddedStore(embedded_path); an http(s) URL → InfluxV1Store or InfluxV2Store.
+
+    `site` gives the grid and kind tags of each zone (InfluxDB stores); `database` is the 1.x database.
+    """
+    if not url:
+        return EmbeddedStore(embedded_path)
+    if not url.startswith(("http://", "https://")):
+        raise StoreConfigError(
+            f"store URL {url!r} must start with http:// or https:// (e.g. http://localhost:8086), "
+            "or be unset for the embedded store"
+        )
+    if api not in ("auto", "v1", "v2"):
+        raise StoreConfigError(f"api must be 'auto', 'v1' or 'v2', not {api!r}")
+    chosen = detect_api(url, timeout_s=timeout_s) if api == "auto" else api
+    if chosen == "v1":
+        return InfluxV1Store(
+            url, database, username=username, password=password, site=site, timeout_s=timeout_s
+        )
+    missing = [name for name, value in (("token", token), ("org", org), ("bucket", bucket)) if not value]
+    if missing or token is None or org is None or bucket is None:
+        raise StoreConfigError(
+            f"InfluxDB at {url} speaks the 2.x/3.x API, which needs an API token, an organisation and a "
+            f"bucket; missing: {', '.join(missing)}. Set them (token=, org=, bucket=), or use a 1.x server."
+        )
+    return InfluxV2Store(url, token, org, bucket, site=site, timeout_s=timeout_s)

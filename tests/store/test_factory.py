@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store.base import Store, StoreConfigError, StoreUnreachableError
+from store.embedded import EmbeddedStore
+from store.factory import detect_api, open_store
+from store.influx_v1 import InfluxV1Store
+from store.influx_v2 import InfluxV2Store
+from tests.servers import Server, free_port, influx_query
+from tests.store.conftest import T0, state
+from tests.store.fake_influx2 import FakeInflux2
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeInflux2]:
+    srv = FakeInflux2().start()
+    yield srv
+    srv.stop()
+
+
+def test_no_url_opens_the_embedded_store(tmp_path: Path) -> None:
+    store = open_store(None, embedded_path=tmp_path / "h.sqlite")
+    assert isinstance(store, EmbeddedStore) and isinstance(store, Store)
+    store.close()
+    assert (tmp_path / "h.sqlite").exists()
+
+
+def test_picks_v1_on_a_real_influxdb_1_6(shared_influxdb: Server) -> None:
+    assert detect_api(shared_influxdb.url) == "v1"
+    store = open_store(shared_influxdb.url, database="factory")
+    assert isinstance(store, InfluxV1Store)
+    store.write_states([state("z", T0)])
+    store.close()
+    res = influx_query(shared_influxdb.url, "factory", "SELECT count(occupancy) FROM zone_state")
+    assert res["results"][0]["series"][0]["values"][0][1] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("version", ["v2.7.11", "3.0.1"])
+def test_picks_v2_for_2x_and_3x(fake: FakeInflux2, version: str) -> None:
+    fake.version = version
+    store = open_store(fake.url, token="t", org="o", bucket="b")
+    assert isinstance(store, InfluxV2Store)
+    store.close()
+
+
+def test_v2_without_token_org_bucket_says_what_to_set(fake: FakeInflux2) -> None:
+    with pytest.raises(StoreConfigError, match="missing: token, bucket"):
+        open_store(fake.url, org="o")
+
+
+def test_unreachable_server_says_so() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(StoreUnreachableError, match=r"did not answer GET /ping.*embedded store"):
+        open_store(url)
+    with pytest.raises(StoreUnreachableError, match="unreachable"):
+        open_store(url, api="v1")
+
+
+def test_not_an_influxdb_or_not_a_url(fake: FakeInflux2) -> None:
+    fake.version = ""
+    with pytest.raises(StoreConfigError, match="no InfluxDB version header"):
+        open_store(fake.url)
+    with pytest.raises(StoreConfigError, match="http:// or https://"):
+        open_store("localhost:8086")
+    # an explicit api skips the probe
+    store = open_store(fake.url, api="v2", token="t", org="o", bucket="b")
+    assert isinstance(store, InfluxV2Store)
+    store.close()
