@@ -1,0 +1,108 @@
+"""Command line: `python -m sim run nye --speed 60 --out runs/nye`, `python -m sim replay rec.csv`,
+`python -m sim dry nye` (simulate without a broker, print the truth summary), `python -m sim list`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import msgspec
+
+from domain.loader import SiteError, load_site
+from sim.mqtt import BrokerUnavailable
+from sim.publisher import run_scenario
+from sim.replay import ReplayError, replay_csv
+from sim.scenario import ScenarioError, load_scenario, shipped_scenarios
+from sim.stream import Simulation
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sim", description="crowdflow simulator")
+    p.add_argument("--site", help="site file (default: the shipped Lujiazui site)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="list shipped scenarios")
+    for name in ("run", "dry"):
+        r = sub.add_parser(name, help="publish a scenario" if name == "run" else "simulate only, no broker")
+        r.add_argument("scenario", help="shipped scenario name or path to a .toml file")
+        r.add_argument("--start", help="publish from this local time (e.g. 23:00) or ISO datetime")
+        r.add_argument("--duration", type=float, help="publish this many simulated seconds")
+        r.add_argument("--out", type=Path, help="directory for the ground truth files")
+        if name == "run":
+            _mqtt_args(r)
+    rp = sub.add_parser("replay", help="replay a recorded CSV")
+    rp.add_argument("csv", type=Path)
+    _mqtt_args(rp)
+    return p
+
+
+def _mqtt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="localhost")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second; 0 = max")
+    p.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.cmd == "list":
+        for name in shipped_scenarios():
+            print(f"{name:10} {load_scenario(name).description}")
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        site = load_site(args.site)
+        if args.cmd == "replay":
+            r = replay_csv(
+                args.csv,
+                site,
+                host=args.host,
+                port=args.port,
+                speed=args.speed,
+                qos=args.qos,
+                progress=True,
+                stop=stop,
+            )
+            print(json.dumps(msgspec.to_builtins(r), indent=2, ensure_ascii=False))
+            return 0
+        sc = load_scenario(args.scenario)
+        if args.cmd == "dry":
+            sim = Simulation(site, sc, args.start, args.duration)
+            for _ in sim.messages():
+                pass
+            summary = sim.write_truth(args.out) if args.out else sim.summary()
+            print(json.dumps(summary, indent=2, ensure_ascii=False))
+            return 0
+        s = run_scenario(
+            site,
+            sc,
+            host=args.host,
+            port=args.port,
+            speed=args.speed,
+            out_dir=args.out,
+            start=args.start,
+            duration_s=args.duration,
+            qos=args.qos,
+            stop=stop,
+        )
+        out = msgspec.to_builtins(s)
+        out.pop("truth", None)
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    except (SiteError, ScenarioError, ReplayError, BrokerUnavailable, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
