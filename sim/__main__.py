@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # Ctrl-C / SIGTERM stop a run cleanly (truth still written); the previous handlers come back after.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         site = load_site(args.site)
         if args.cmd == "replay":
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SiteError, ScenarioError, ReplayError, BrokerUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
