@@ -1,0 +1,295 @@
+"""Fast local signals at pinch points, within a minute of event time: stalls and counter-flow.
+
+Each counter's flows land in a ring of `bucket_s` event-time buckets (spread over the interval they cover, as
+in detect.rates), kept for `baseline_s + recent_s`. Both signals compare the last `recent_s` (60 s) of a
+sensor's own data with the `baseline_s` (10 min) before it, so a busy entrance is judged against itself:
+
+* stall (per zone): the zone's outflow over the last minute is below `stall_out_ratio` (30%) of its recent
+  level while its inflow is still at least `stall_in_ratio` (80%) of normal, and the zone is busy (share
+  ≥ `busy_share`). Measured over a whole minute, so the collapse has lasted ≥ 60 s when it shows. People
+  still coming in but not getting out is a blocked exit or a crowd that has stopped moving.
+* counter-flow (per entrance, zones of pinch-point kinds): strong flows both ways at once — the weaker
+  direction is at least `counter_ratio` of the stronger, at least `counter_min_per_min`, and at least
+  `counter_factor` × its own recent level. Steady two-way traffic (in ≈ out at the usual volume) is normal
+  and does not qualify; a wave pushing against the stream does.
+
+Sensors silent for 3 of their intervals are left out (a dead counter is detect.health's business, not a
+stall), and a sensor needs half a baseline of history before it is judged.
+
+>>> from domain.loader import load_site
+>>> from domain.values import Reading
+>>> site = load_site("tests/fixtures/mini_site.toml")
+>>> fs = FlowSignals(site)
+>>> t = 1e9
+>>> for i in range(12):  # seg-2's gate: 80 in and 80 out a minute, then the outflow stops
+...     fs.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="flow", ts=t + 60 * i, seq=i, interval_s=60,
+...                      inflow=80, outflow=80 if i < 11 else 5))
+>>> fs.set_share("seg-2", 0.7)
+>>> [d.cause for d in fs.detect(t + 660)]
+['stall']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import NamedTuple
+
+from domain.levels import Level
+from domain.site import Site, ZoneKind
+from domain.values import Detection, Reading, ZoneState
+
+PINCH_KINDS: frozenset[ZoneKind] = frozenset({"bridge", "metro_exit", "riverside_segment", "plaza"})
+_SILENT_INTERVALS = 3.0
+
+
+class _Ring:
+    """One sensor's in/out counts per event-time bucket, in fixed memory."""
+
+    __slots__ = ("_ids", "_in", "_out", "bucket_s", "first_ts", "interval_s", "last_ts", "n")
+
+    def __init__(self, keep_s: float, bucket_s: float) -> None:
+        self.bucket_s = bucket_s
+        self.n = max(1, math.ceil(keep_s / bucket_s)) + 1
+        self._ids = [-1] * self.n
+        self._in = [0.0] * self.n
+        self._out = [0.0] * self.n
+        self.first_ts: float | None = None  # start of the oldest data
+        self.last_ts: float | None = None  # end of the newest data
+        self.interval_s = 60.0
+
+    def add(self, ts: float, interval_s: float, inflow: float, outflow: float) -> None:
+        start = ts - max(interval_s, 0.0)
+        if interval_s > 0:
+            self.interval_s = interval_s
+        self.first_ts = start if self.first_ts is None else min(self.first_ts, start)
+        self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        b_end = math.ceil(ts / self.bucket_s) - 1  # the bucket holding the instant just before ts
+        if interval_s <= 0:
+            self._put(b_end, inflow, outflow)
+            return
+        for b in range(max(math.floor(start / self.bucket_s), b_end - self.n + 1), b_end + 1):
+            lo, hi = max(start, b * self.bucket_s), min(ts, (b + 1) * self.bucket_s)
+            if hi > lo:
+                f = (hi - lo) / interval_s
+                self._put(b, inflow * f, outflow * f)
+
+    def _put(self, b: int, inflow: float, outflow: float) -> None:
+        slot = b % self.n
+        if self._ids[slot] != b:
+            if self._ids[slot] > b:
+                return  # older than anything kept
+            self._ids[slot], self._in[slot], self._out[slot] = b, 0.0, 0.0
+        self._in[slot] += inflow
+        self._out[slot] += outflow
+
+    def total(self, lo: float, hi: float) -> tuple[float, float]:
+        """People in and out in buckets within [lo, hi) (bucket-aligned bounds)."""
+        b_lo, b_hi = math.floor(lo / self.bucket_s), math.floor(hi / self.bucket_s)
+        tin = tout = 0.0
+        for slot in range(self.n):
+            if b_lo <= self._ids[slot] < b_hi:
+                tin += self._in[slot]
+                tout += self._out[slot]
+        return tin, tout
+
+
+class Rates(NamedTuple):
+    """Per-minute rates of one sensor (or a zone's sum): the last `recent_s`, and the baseline before it."""
+
+    inflow: float
+    outflow: float
+    base_in: float
+    base_out: float
+
+
+class FlowSignals:
+    """Stall and counter-flow detection from flow readings; state keyed by sensor and zone."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        bucket_s: float = 10.0,
+        recent_s: float = 60.0,
+        baseline_s: float = 600.0,
+        stall_out_ratio: float = 0.3,
+        stall_in_ratio: float = 0.8,
+        busy_share: float = 0.5,
+        min_baseline_per_min: float = 10.0,
+        counter_ratio: float = 0.5,
+        counter_factor: float = 2.0,
+        counter_min_per_min: float = 20.0,
+        pinch_kinds: frozenset[ZoneKind] = PINCH_KINDS,
+    ) -> None:
+        if not (bucket_s > 0 and recent_s >= bucket_s and baseline_s >= recent_s):
+            raise ValueError("need 0 < bucket_s <= recent_s <= baseline_s")
+        self.site = site
+        self.bucket_s = bucket_s
+        self.recent_s = recent_s
+        self.baseline_s = baseline_s
+        self.stall_out_ratio = stall_out_ratio
+        self.stall_in_ratio = stall_in_ratio
+        self.busy_share = busy_share
+        self.min_baseline_per_min = min_baseline_per_min
+        self.counter_ratio = counter_ratio
+        self.counter_factor = counter_factor
+        self.counter_min_per_min = counter_min_per_min
+        self.pinch_kinds = pinch_kinds
+        self.ignored: Counter[str] = Counter()  # reason -> readings not used
+        self._rings: dict[str, _Ring] = {}
+        self._share: dict[str, float] = {}
+
+    # ---- input ----------------------------------------------------------------------------------
+
+    def apply(self, r: Reading) -> None:
+        """Take one reading; only flow readings of known counters are used, the rest counted in `ignored`."""
+        if r.kind != "flow":
+            self.ignored["not_flow"] += 1
+            return
+        sensor = self.site.sensors.get(r.sensor)
+        if sensor is None or sensor.zone != r.zone:
+            self.ignored["unknown_sensor"] += 1
+            return
+        if not math.isfinite(r.ts) or not math.isfinite(r.interval_s) or r.inflow < 0 or r.outflow < 0:
+            self.ignored["bad_values"] += 1
+            return
+        ring = self._rings.get(r.sensor)
+        if ring is None:
+            keep_s = self.baseline_s + self.recent_s + self.bucket_s
+            ring = self._rings[r.sensor] = _Ring(keep_s, self.bucket_s)
+        ring.add(r.ts, r.interval_s, float(r.inflow), float(r.outflow))
+
+    def observe_zone(self, state: ZoneState) -> None:
+        """The tracker's state of a zone, for its share of capacity (stalls only matter in a busy zone)."""
+        if state.healthy:
+            self.set_share(state.zone, state.share)
+
+    def set_share(self, zone_id: str, share: float) -> None:
+        self._share[zone_id] = share
+
+    # ---- evaluation -----------------------------------------------------------------------------
+
+    def rates(self, sensor_id: str, now: float) -> Rates | None:
+        """A sensor's rates, or None if it is silent or has too little history to judge."""
+        ring = self._rings.get(sensor_id)
+        if ring is None or ring.last_ts is None or ring.first_ts is None:
+            return None
+        if now - ring.last_ts > _SILENT_INTERVALS * ring.interval_s:
+            return None
+        end = math.ceil(ring.last_ts / self.bucket_s) * self.bucket_s
+        mid = end - self.recent_s
+        lo = max(mid - self.baseline_s, math.floor(ring.first_ts / self.bucket_s) * self.bucket_s)
+        if mid - lo < self.baseline_s / 2:
+            return None
+        rin, rout = ring.total(mid, end)
+        bin_, bout = ring.total(lo, mid)
+        k, kb = 60.0 / self.recent_s, 60.0 / (mid - lo)
+        return Rates(rin * k, rout * k, bin_ * kb, bout * kb)
+
+    def detect(self, now: float) -> list[Detection]:
+        """Stall and counter-flow detections at event time `now`, at most one of each per zone."""
+        out: list[Detection] = []
+        for zid, zone in self.site.zones.items():
+            per_sensor = []
+            for s in self.site.sensors_of(zid):
+                if s.kind != "counter":
+                    continue
+                r = self.rates(s.id, now)
+                if r is not None:
+                    per_sensor.append((s.id, s.entrance or s.id, r))
+            if not per_sensor:
+                continue
+            share = self._share.get(zid)
+            stall = self._stall(zid, zone.name_en, [r for _, _, r in per_sensor], share, now)
+            if stall is not None:
+                out.append(stall)
+            if zone.kind in self.pinch_kinds:
+                cf = self._counterflow(zid, zone.name_en, per_sensor, share, now)
+                if cf is not None:
+                    out.append(cf)
+        return out
+
+    def _level(self, zone_id: str, share: float | None) -> Level:
+        # Orange above the zone's II threshold (80% by default, the LB/T 034 line): in a crowd that dense a
+        # blocked exit or a counter-flow wave turns into a crush within minutes (the 2014 Bund wave formed in
+        # about ten), so it needs action now, not watching.
+        orange = self.site.thresholds_for(zone_id).share_for(Level.II)
+        return Level.II if share is not None and share >= orange else Level.III
+
+    def _stall(
+        self, zone_id: str, name: str, rates: list[Rates], share: float | None, now: float
+    ) -> Detection | None:
+        if share is None or share < self.busy_share:
+            return None
+        rin = sum(r.inflow for r in rates)
+        rout = sum(r.outflow for r in rates)
+        bin_ = sum(r.base_in for r in rates)
+        bout = sum(r.base_out for r in rates)
+        if bout < self.min_baseline_per_min or bin_ < self.min_baseline_per_min:
+            return None
+        if not (rout < self.stall_out_ratio * bout and rin >= self.stall_in_ratio * bin_):
+            return None
+        return Detection(
+            zone=zone_id,
+            ts=now,
+            level=self._level(zone_id, share),
+            cause="stall",
+            score=min(1.0, 1.0 - rout / bout),
+            evidence={
+                "inflow_per_min": rin,
+                "outflow_per_min": rout,
+                "baseline_inflow_per_min": bin_,
+                "baseline_outflow_per_min": bout,
+                "share": share,
+            },
+            message=(
+                f"{name}: outflow stalled ({rout:,.0f}/min, usually {bout:,.0f}/min) "
+                f"while {rin:,.0f}/min keep coming in, at {share:.0%} of capacity; "
+                "check the exits for a blockage and hold arrivals"
+            ),
+        )
+
+    def _counterflow(
+        self,
+        zone_id: str,
+        name: str,
+        per_sensor: list[tuple[str, str, Rates]],
+        share: float | None,
+        now: float,
+    ) -> Detection | None:
+        hits = []
+        for _, entrance, r in per_sensor:
+            lo, hi = min(r.inflow, r.outflow), max(r.inflow, r.outflow)
+            base_lo = min(r.base_in, r.base_out)
+            if hi <= 0 or lo < self.counter_min_per_min:
+                continue
+            if lo / hi >= self.counter_ratio and lo >= self.counter_factor * base_lo:
+                hits.append((lo / hi, entrance, r))
+        if not hits:
+            return None
+        hits.sort(key=lambda h: (h[0], h[2].inflow + h[2].outflow), reverse=True)
+        ratio, entrance, r = hits[0]
+        where = entrance if len(hits) == 1 else f"{entrance} and {len(hits) - 1} more"
+        at = "" if share is None else f", at {share:.0%} of capacity"
+        return Detection(
+            zone=zone_id,
+            ts=now,
+            level=self._level(zone_id, share),
+            cause="counterflow",
+            score=min(1.0, ratio),
+            evidence={
+                "inflow_per_min": r.inflow,
+                "outflow_per_min": r.outflow,
+                "baseline_inflow_per_min": r.base_in,
+                "baseline_outflow_per_min": r.base_out,
+                "ratio": ratio,
+                "entrances": float(len(hits)),
+                **({} if share is None else {"share": share}),
+            },
+            message=(
+                f"{name}, {where}: counter-flow, {r.inflow:,.0f}/min in and {r.outflow:,.0f}/min out at once "
+                f"(usually {r.base_in:,.0f} in, {r.base_out:,.0f} out){at}; separate the directions "
+                "(one-way flow, alternating gates)"
+            ),
+        )
