@@ -1,0 +1,83 @@
+"""Vectorised timestamp parsing for recorded CSVs: epoch seconds, ISO 8601 with offsets, or naive local time.
+
+The kind is decided per row, so one file may mix them:
+* a plain number is epoch seconds (above 1e11 it is taken as epoch milliseconds, as some loggers write);
+* a string ending in `Z` or `±hh:mm` / `±hhmm` carries its own offset and is read as such;
+* anything else is local time in `tz` (the `--tz` option, else the site's timezone, else Asia/Shanghai).
+Local times that do not exist or are ambiguous in `tz` (daylight-saving changes) are rejected, not guessed.
+
+>>> import pandas as pd
+>>> ns, why = parse_timestamps(pd.Series(["2024-01-01 08:00", "2024-01-01T00:00:00Z", "1704067200", "x"]),
+...                            "Asia/Shanghai")
+>>> [int(v // 10**9) for v in ns[:3]], why[3]
+([1704067200, 1704067200, 1704067200], "cannot read timestamp 'x'")
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pandas.tseries.api import guess_datetime_format
+
+NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
+_OFFSET_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+_NUMBER_RE = r"^[+-]?\d+(?:\.\d*)?$"
+EPOCH_MS_ABOVE = 1e11  # epoch seconds reach 1e11 in the year 5138; bigger numbers are milliseconds
+
+
+def parse_timestamps(text: pd.Series, tz: str) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
+    """Parse strings to UTC epoch nanoseconds. Returns (ns, problems): ns is NAT where a row failed and
+    problems maps those row positions to a reason."""
+    # Sensors of one file share their timestamps: parse each distinct string once.
+    codes, uniques = pd.factorize(text.astype(str), use_na_sentinel=False)
+    ns, why = _parse_unique(pd.Series(uniques, dtype=object), tz)
+    problems: dict[int, str] = {}
+    if why:
+        bad = np.flatnonzero(np.isin(codes, np.fromiter(why, dtype=np.int64)))
+        problems = {int(i): why[int(codes[i])] for i in bad}
+    return ns[codes], problems
+
+
+def _parse_unique(text: pd.Series, tz: str) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
+    s = text.str.strip()
+    n = len(s)
+    out = np.full(n, NAT, dtype=np.int64)
+    problems: dict[int, str] = {}
+    empty = (s == "").to_numpy()
+    is_num = s.str.match(_NUMBER_RE).to_numpy(dtype=bool)
+    has_off = s.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool) & ~is_num
+    naive = ~(empty | is_num | has_off)
+
+    if is_num.any():
+        secs = pd.to_numeric(s[is_num], errors="coerce").to_numpy(dtype=np.float64)
+        secs = np.where(np.abs(secs) > EPOCH_MS_ABOVE, secs / 1000.0, secs)
+        out[is_num] = np.round(secs * 1e6).astype(np.int64) * 1000  # µs: exact in a float64
+    if has_off.any():
+        out[has_off] = _to_ns(s[has_off], utc=True, tz=None)
+    if naive.any():
+        out[naive] = _to_ns(s[naive], utc=False, tz=tz)
+
+    for i in np.flatnonzero(empty):
+        problems[int(i)] = "empty timestamp"
+    for i in np.flatnonzero((out == NAT) & ~empty):
+        problems[int(i)] = f"cannot read timestamp {s.iat[int(i)]!r}"
+    return out, problems
+
+
+def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> npt.NDArray[np.int64]:
+    """ISO 8601 first (fast path); rows it cannot read are retried with the format guessed from the first
+    of them (e.g. 01/02/2024 08:00), so a whole file in another format stays vectorised."""
+    parsed = pd.to_datetime(s, format="ISO8601", utc=utc, errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        fmt = guess_datetime_format(str(s[bad].iat[0]))
+        if fmt is not None:
+            retry = pd.to_datetime(s[bad], format=fmt, utc=utc, errors="coerce")
+            parsed = parsed.where(~bad, retry) if not retry.isna().all() else parsed
+    if not utc:
+        assert tz is not None
+        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    # Resolution may be s/ms/us/ns depending on the strings: normalise to ns; NaT views as NAT.
+    naive_utc = parsed.dt.tz_convert(None).dt.as_unit("ns")
+    return np.asarray(naive_utc.to_numpy(), dtype="datetime64[ns]").view(np.int64)
