@@ -168,3 +168,13 @@ def test_history_buckets_means_and_worst_level(shared_influxdb: Server) -> None:
         assert reopened.history("no'such\\zone", T0, T0 + 600) == []  # quoted safely
     finally:
         reopened.close()
+
+
+def test_a_dropped_database_is_created_again(shared_influxdb: Server) -> None:
+    url = shared_influxdb.url
+    store = InfluxV1Store(url, "dropped", flush_interval_s=0.02, retry_initial_s=0.02)
+    influx_query(url, "", 'DROP DATABASE "dropped"')
+    store.write_states([state("z", T0 + i) for i in range(7)])
+    store.close()
+    assert store.stats.points_written == 7 and store.stats.retries == 1
+    assert rows(url, "dropped", "SELECT count(occupancy) FROM zone_state")[0]["count"] == 7
