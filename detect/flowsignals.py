@@ -6,8 +6,10 @@ sensor's own data with the `baseline_s` (10 min) before it, so a busy entrance i
 
 * stall (per zone): the zone's outflow over the last minute is below `stall_out_ratio` (30%) of its recent
   level while its inflow is still at least `stall_in_ratio` (80%) of normal, and the zone is busy (share
-  ≥ `busy_share`). Measured over a whole minute, so the collapse has lasted ≥ 60 s when it shows. People
-  still coming in but not getting out is a blocked exit or a crowd that has stopped moving.
+  ≥ `busy_share`) with at least `min_baseline_per_min` (30) both ways at baseline — below that, chance
+  alone over one minute mimics a collapse (seen on quiet residential areas of a holiday run). Measured
+  over a whole minute, so the collapse has lasted ≥ 60 s when it shows. People still coming in but not
+  getting out is a blocked exit or a crowd that has stopped moving.
 * counter-flow (per entrance, zones of pinch-point kinds): strong flows both ways at once — the weaker
   direction is at least `counter_ratio` of the stronger, at least `counter_min_per_min`, and at least
   `counter_factor` × its own recent level. Steady two-way traffic (in ≈ out at the usual volume) is normal
@@ -116,7 +118,7 @@ class FlowSignals:
         stall_out_ratio: float = 0.3,
         stall_in_ratio: float = 0.8,
         busy_share: float = 0.5,
-        min_baseline_per_min: float = 10.0,
+        min_baseline_per_min: float = 30.0,
         counter_ratio: float = 0.5,
         counter_factor: float = 2.0,
         counter_min_per_min: float = 20.0,
@@ -217,9 +219,7 @@ class FlowSignals:
         orange = self.site.thresholds_for(zone_id).share_for(Level.II)
         return Level.II if share is not None and share >= orange else Level.III
 
-    def _stall(
-        self, zone_id: str, name: str, rates: list[Rates], share: float | None, now: float
-    ) -> Detection | None:
+    def _stall(self, zone_id: str, name: str, rates: list[Rates], share: float | None, now: float) -> Detection | None:
         if share is None or share < self.busy_share:
             return None
         rin = sum(r.inflow for r in rates)
