@@ -1,0 +1,392 @@
+"""Sensor health as its own class of detection: offline, stuck, implausible and drifting sensors.
+
+A zone with an unhealthy sensor has an estimate nobody should trust: `zone_health` is then False and the
+zone is shown as unknown, never as calm. Each problem says what to do about it.
+
+* offline: no data for `offline_intervals` of the sensor's reporting interval (by arrival time, `received_at`
+  against `now`); a sensor never heard from counts from the first reading this monitor received. A device's
+  own "offline" status counts too.
+* stuck: a counter repeating the same nonzero count `stuck_intervals` times in a row (live counts are never
+  that regular); or a zero count, or a frozen area count or density, repeated as often while the zone's
+  other sensors or those of neighbouring zones move (a quiet zone at night legitimately reads zero).
+* implausible: a negative value, a saturated one (4095, 65535: a register's maximum), a count above what the
+  entrance could pass (`max_rate_per_s`, 100 people/s), an area count above `max_jump_factor` × capacity or
+  jumping faster than every entrance at full rate could explain, a density above `max_density` (10 p/m²),
+  or the device reporting a fault. It clears after `offline_intervals` good readings in a row.
+* drifting: for zone kinds that empty at night, occupancy (from `observe_zone`) whose minimum between 02:00
+  and 05:00 local stayed above `drift_share` of capacity: counters that integrate a small bias drift away.
+  It clears when the occupancy next falls to that share or below.
+
+>>> from domain.loader import load_site
+>>> from domain.values import Reading
+>>> site = load_site("tests/fixtures/mini_site.toml")
+>>> h = SensorHealth(site)
+>>> h.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="flow", ts=1e9, seq=1, interval_s=60,
+...                 inflow=4095), received_at=1e9)
+>>> [(p.sensor, p.kind) for p in h.check(1e9)]
+[('seg2-gate', 'implausible')]
+>>> h.zone_health("seg-2", 1e9), h.zone_health("plaza", 1e9)
+(False, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter, deque
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from domain.levels import Level
+from domain.site import Site, ZoneKind
+from domain.values import Detection, Reading, ZoneState
+
+ProblemKind = Literal["offline", "stuck", "implausible", "drifting"]
+PROBLEM_KINDS: tuple[ProblemKind, ...] = ("offline", "stuck", "implausible", "drifting")
+# Kinds that empty overnight (residential areas do not; offices and malls close).
+EMPTIES_AT_NIGHT: frozenset[ZoneKind] = frozenset(
+    {"riverside_segment", "plaza", "bridge", "metro_exit", "mall", "office", "street", "park"}
+)
+_MOVES_KEPT = 32
+_MOVES_NEEDED = 3  # movements by the other sensors while one repeats, to call it stuck
+_NIGHT = (2, 5)  # local hours of the overnight minimum
+_NIGHT_COVER_S = 1.5 * 3600  # the night must be observed for at least half its span to be judged
+
+
+class SensorProblem(msgspec.Struct, frozen=True, kw_only=True):
+    sensor: str  # empty for a zone-level problem (drifting)
+    zone: str
+    kind: ProblemKind
+    since: float  # event time (offline: arrival time of the last data)
+    detail: str  # what was seen and what to do
+
+
+class _Sensor:
+    __slots__ = (
+        "bad",
+        "good_after_bad",
+        "last_rx",
+        "last_ts",
+        "last_value",
+        "moves",
+        "repeat_count",
+        "repeat_since",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.last_rx: float | None = None  # arrival time of the newest data reading
+        self.last_ts: float | None = None  # event time of the newest data reading
+        self.last_value: tuple[float, ...] | None = None
+        self.repeat_count = 0
+        self.repeat_since = 0.0
+        self.moves: deque[float] = deque(maxlen=_MOVES_KEPT)  # event times of readings that showed movement
+        self.bad: tuple[float, str] | None = None  # (since, detail) of an implausible value
+        self.good_after_bad = 0
+        self.status: tuple[float, str] | None = None  # device-reported offline: (ts, detail)
+
+
+class _Night:
+    __slots__ = ("first", "key", "last", "min_occ", "min_share")
+
+    def __init__(self, key: dt.date, ts: float) -> None:
+        self.key = key
+        self.first = self.last = ts
+        self.min_share = math.inf
+        self.min_occ = math.inf
+
+
+class SensorHealth:
+    """Per-sensor health from readings, per-zone drift from the tracker's states; keyed by sensor and zone."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        offline_intervals: int = 3,
+        stuck_intervals: int = 10,
+        saturation_values: tuple[int, ...] = (4095, 65535),
+        max_jump_factor: float = 3.0,
+        max_rate_per_s: float = 100.0,
+        max_density: float = 10.0,
+        drift_share: float = 0.2,
+    ) -> None:
+        if offline_intervals < 1 or stuck_intervals < 2:
+            raise ValueError("offline_intervals must be >= 1 and stuck_intervals >= 2")
+        self.site = site
+        self.tz = ZoneInfo(site.info.timezone)
+        self.offline_intervals = offline_intervals
+        self.stuck_intervals = stuck_intervals
+        self.saturation_values = frozenset(saturation_values)
+        self.max_jump_factor = max_jump_factor
+        self.max_rate_per_s = max_rate_per_s
+        self.max_density = max_density
+        self.drift_share = drift_share
+        self.rejected: Counter[str] = Counter()  # reason -> readings that could not be attributed
+        self.started: float | None = None  # first arrival (or check): silence of never-heard sensors counts from here
+        self._sensors: dict[str, _Sensor] = {sid: _Sensor() for sid in site.sensors}
+        self._nights: dict[str, _Night] = {}
+        self._drift: dict[str, tuple[float, str]] = {}  # zone -> (since, detail)
+        # Who counts as "the others" when deciding a sensor is stuck: its zone's and the neighbours' sensors.
+        self._others: dict[str, tuple[str, ...]] = {}
+        for s in site.sensors.values():
+            zones = {s.zone, *site.zones[s.zone].neighbours}
+            self._others[s.id] = tuple(o.id for o in site.sensors.values() if o.zone in zones and o.id != s.id)
+        self._entrances = {z: max(2, sum(1 for s in site.sensors_of(z) if s.kind == "counter")) for z in site.zones}
+
+    # ---- input ----------------------------------------------------------------------------------
+
+    def apply(self, r: Reading, received_at: float) -> None:
+        """Take one reading. Readings of sensors the site does not know are counted in `rejected`."""
+        sensor = self.site.sensors.get(r.sensor)
+        if sensor is None:
+            self.rejected["unknown_sensor"] += 1
+            return
+        if sensor.zone != r.zone:
+            self.rejected["zone_mismatch"] += 1
+            return
+        if self.started is None or received_at < self.started:
+            self.started = received_at
+        m = self._sensors[r.sensor]
+        if r.kind == "status":
+            if r.status == "offline":
+                m.status = (r.ts, r.detail)
+            elif r.status == "fault":
+                self._mark_bad(m, r.ts, "the device reports a fault" + (f" ({r.detail})" if r.detail else ""))
+                m.status = None
+            else:
+                m.status = None
+            return
+        if m.last_rx is None or received_at > m.last_rx:
+            m.last_rx = received_at
+        m.status = None  # data flows again, whatever the device last said
+        problem = self._implausible(r, m)
+        if problem:
+            self._mark_bad(m, r.ts, problem)
+        elif m.bad is not None:
+            m.good_after_bad += 1
+            if m.good_after_bad >= self.offline_intervals:
+                m.bad = None
+        if m.last_ts is not None and r.ts <= m.last_ts:
+            return  # late or repeated: counts as data, but says nothing about what the sensor shows now
+        value = _value(r)
+        moved = value != m.last_value if r.kind != "flow" else r.inflow + r.outflow > 0
+        if moved:
+            m.moves.append(r.ts)
+        if value == m.last_value:
+            m.repeat_count += 1
+        else:
+            m.repeat_count, m.repeat_since = 1, r.ts
+        m.last_value, m.last_ts = value, r.ts
+
+    def _mark_bad(self, m: _Sensor, ts: float, detail: str) -> None:
+        m.bad = (m.bad[0] if m.bad is not None else ts, detail)
+        m.good_after_bad = 0
+
+    def _implausible(self, r: Reading, m: _Sensor) -> str:
+        zone = self.site.zones[r.zone]
+        if r.kind == "flow":
+            for name, v in (("in", r.inflow), ("out", r.outflow)):
+                if v < 0:
+                    return f"negative count ({name} {v})"
+                if v in self.saturation_values:
+                    return f"saturated count ({name} {v}, a register's maximum)"
+            interval = r.interval_s if r.interval_s > 0 else self.site.sensors[r.sensor].interval_s
+            rate = max(r.inflow, r.outflow) / max(interval, 1.0)
+            if rate > self.max_rate_per_s:
+                return (
+                    f"{max(r.inflow, r.outflow):,} people in {interval:g} s ({rate:,.0f}/s), more than one "
+                    f"entrance can pass ({self.max_rate_per_s:g}/s)"
+                )
+        elif r.kind == "occupancy":
+            c = r.count
+            if c is None or c < 0:
+                return f"negative or missing count ({c})"
+            if c in self.saturation_values:
+                return f"saturated count ({c}, a register's maximum)"
+            if c > self.max_jump_factor * zone.capacity:
+                return f"count {c:,} is over {self.max_jump_factor:g} × the zone's capacity ({zone.capacity:,})"
+            prev = m.last_value
+            if prev is not None and m.last_ts is not None and r.ts > m.last_ts:
+                limit = self.max_rate_per_s * self._entrances[r.zone] * (r.ts - m.last_ts)
+                if abs(c - prev[0]) > limit:
+                    return f"count jumped from {prev[0]:,.0f} to {c:,} in {r.ts - m.last_ts:g} s"
+        elif r.kind == "density":
+            d = r.density
+            if d is None or not math.isfinite(d) or d < 0:
+                return f"negative or missing density ({d})"
+            if d > self.max_density:
+                return f"density {d:g} p/m² is above anything physically possible ({self.max_density:g})"
+        return ""
+
+    def observe_zone(self, state: ZoneState) -> None:
+        """The tracker's state of a zone on a tick: its overnight minimum reveals drifting counters."""
+        zone = self.site.zones.get(state.zone)
+        if zone is None or zone.kind not in EMPTIES_AT_NIGHT or not math.isfinite(state.share):
+            return
+        drift = self._drift.get(state.zone)
+        if drift is not None and state.share <= self.drift_share:
+            del self._drift[state.zone]  # back near empty: the counters agree with reality again
+        local = dt.datetime.fromtimestamp(state.ts, self.tz)
+        night = self._nights.get(state.zone)
+        in_night = _NIGHT[0] <= local.hour < _NIGHT[1]
+        if night is not None and (not in_night or local.date() != night.key):
+            self._judge(state.zone, night)
+            night = None
+            del self._nights[state.zone]
+        if in_night:
+            if night is None:
+                night = self._nights[state.zone] = _Night(local.date(), state.ts)
+            night.last = max(night.last, state.ts)
+            if state.share < night.min_share:
+                night.min_share, night.min_occ = state.share, state.occupancy
+
+    def _judge(self, zone_id: str, night: _Night) -> None:
+        if night.last - night.first < _NIGHT_COVER_S:
+            return  # not watched long enough to say
+        if night.min_share > self.drift_share:
+            zone = self.site.zones[zone_id]
+            counters = ", ".join(s.id for s in self.site.sensors_of(zone_id) if s.kind == "counter") or "none"
+            self._drift[zone_id] = (
+                night.last,
+                f"occupancy never fell below {night.min_share:.0%} of capacity ({night.min_occ:,.0f} / "
+                f"{zone.capacity:,}) between {_NIGHT[0]:02d}:00 and {_NIGHT[1]:02d}:00, when this {zone.kind} "
+                f"empties; its counters ({counters}) are drifting: recalibrate them and reset the zone's "
+                "occupancy from a head count or an area sensor",
+            )
+        elif zone_id in self._drift:
+            del self._drift[zone_id]
+
+    # ---- output ---------------------------------------------------------------------------------
+
+    def check(self, now: float) -> list[SensorProblem]:
+        """Every current problem, zone by zone in site order."""
+        if self.started is None:
+            self.started = now
+        return [p for zid in self.site.zones for p in self._zone_problems(zid, now)]
+
+    def zone_health(self, zone_id: str, now: float) -> bool:
+        """False when a problem makes the zone's estimate unreliable: show it as unknown, not calm."""
+        if self.started is None:
+            self.started = now
+        return not self._zone_problems(zone_id, now)
+
+    def detections(self, now: float) -> list[Detection]:
+        """One IV blue 'sensor' detection per zone with problems."""
+        out = []
+        by_zone: dict[str, list[SensorProblem]] = {}
+        for p in self.check(now):
+            by_zone.setdefault(p.zone, []).append(p)
+        for zid, probs in by_zone.items():
+            zone = self.site.zones[zid]
+            total = len(self.site.sensors_of(zid))
+            bad = len({p.sensor for p in probs if p.sensor})
+            kinds = Counter(p.kind for p in probs)
+            listed = "; ".join(f"{p.sensor or 'zone'} {p.kind}: {p.detail}" for p in probs)
+            out.append(
+                Detection(
+                    zone=zid,
+                    ts=now,
+                    level=Level.IV,
+                    cause="sensor",
+                    score=1.0 if total == 0 else min(1.0, max(bad, 1) / total),
+                    evidence={"bad_sensors": float(bad), "sensors": float(total)}
+                    | {k: float(kinds[k]) for k in PROBLEM_KINDS if kinds[k]},
+                    message=f"{zone.name_en}: {bad} of {total} sensors unhealthy, level unknown (not calm). {listed}",
+                )
+            )
+        return out
+
+    def _zone_problems(self, zone_id: str, now: float) -> list[SensorProblem]:
+        out = []
+        for s in self.site.sensors_of(zone_id):
+            out.extend(self._sensor_problems(s.id, zone_id, s.interval_s, s.kind, now))
+        drift = self._drift.get(zone_id)
+        if drift is not None:
+            out.append(SensorProblem(sensor="", zone=zone_id, kind="drifting", since=drift[0], detail=drift[1]))
+        return out
+
+    def _sensor_problems(self, sid: str, zone_id: str, interval_s: float, kind: str, now: float) -> list[SensorProblem]:
+        m = self._sensors[sid]
+        out = []
+        interval = max(interval_s, 1.0)
+        ref = m.last_rx if m.last_rx is not None else self.started
+        if m.status is not None:
+            why = f" ({m.status[1]})" if m.status[1] else ""
+            out.append(
+                SensorProblem(
+                    sensor=sid,
+                    zone=zone_id,
+                    kind="offline",
+                    since=m.status[0],
+                    detail=f"the device reported itself offline at {self._clock(m.status[0])}{why}; "
+                    "check its power and network",
+                )
+            )
+        elif ref is not None and now - ref > self.offline_intervals * interval:
+            n = int((now - ref) // interval)
+            last = f"last {self._clock(ref)}" if m.last_rx is not None else f"never heard from since {self._clock(ref)}"
+            out.append(
+                SensorProblem(
+                    sensor=sid,
+                    zone=zone_id,
+                    kind="offline",
+                    since=ref,
+                    detail=f"no data for {n} intervals ({last}); check the device's power and network",
+                )
+            )
+        if m.bad is not None:
+            out.append(
+                SensorProblem(
+                    sensor=sid,
+                    zone=zone_id,
+                    kind="implausible",
+                    since=m.bad[0],
+                    detail=f"{m.bad[1]}; its data is ignored until it reads sensibly again: "
+                    "check the device's configuration and firmware",
+                )
+            )
+        stuck = self._stuck(sid, m, kind)
+        if stuck:
+            out.append(SensorProblem(sensor=sid, zone=zone_id, kind="stuck", since=m.repeat_since, detail=stuck))
+        return out
+
+    def _stuck(self, sid: str, m: _Sensor, kind: str) -> str:
+        if m.repeat_count < self.stuck_intervals or m.last_value is None:
+            return ""
+        shown = _show(m.last_value, kind)
+        if kind == "counter" and any(v != 0 for v in m.last_value):
+            return (
+                f"the same count ({shown}) {m.repeat_count} times in a row since {self._clock(m.repeat_since)}; "
+                "live counts are never that regular: restart the counter"
+            )
+        moving = [o for o in self._others[sid] if sum(1 for t in self._sensors[o].moves if t >= m.repeat_since)]
+        moves = sum(sum(1 for t in self._sensors[o].moves if t >= m.repeat_since) for o in moving)
+        if moves < _MOVES_NEEDED:
+            return ""  # everything around is quiet too: a calm zone, not a stuck sensor
+        return (
+            f"reads {shown} {m.repeat_count} times in a row since {self._clock(m.repeat_since)} while "
+            f"{moving[0]}{' and others' if len(moving) > 1 else ''} nearby saw people move; check the sensor's "
+            "view (blocked lens, misaligned beam) and restart it"
+        )
+
+    def _clock(self, ts: float) -> str:
+        return dt.datetime.fromtimestamp(ts, self.tz).strftime("%H:%M:%S")
+
+
+def _value(r: Reading) -> tuple[float, ...]:
+    if r.kind == "flow":
+        return (float(r.inflow), float(r.outflow))
+    if r.kind == "occupancy":
+        return (float(r.count if r.count is not None else -1),)
+    return (float(r.density if r.density is not None else -1.0),)
+
+
+def _show(v: tuple[float, ...], kind: str) -> str:
+    if kind == "counter":
+        return f"{v[0]:,.0f} in, {v[1]:,.0f} out"
+    if kind == "density":
+        return f"{v[0]:g} p/m²"
+    return f"{v[0]:,.0f} people"
