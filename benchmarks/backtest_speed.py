@@ -41,9 +41,9 @@ def make_input(path: Path, rows: int, sensors: int, seed: int = 7) -> None:
     start = pd.Timestamp("2024-03-04 00:00:00")
     stamps = (start + pd.to_timedelta(minutes, unit="min")).strftime("%Y-%m-%dT%H:%M:%S").to_numpy()
     ids = np.array([f"s{i:03d}" for i in range(sensors)], dtype=object)
-    pd.DataFrame(
-        {"timestamp": np.repeat(stamps, sensors), "sensor_id": np.tile(ids, steps), "count": counts}
-    ).to_csv(path, index=False)
+    pd.DataFrame({"timestamp": np.repeat(stamps, sensors), "sensor_id": np.tile(ids, steps), "count": counts}).to_csv(
+        path, index=False
+    )
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ Exit codes: 0 done, 2 unusable input or options (header, file, labels, site, --s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -66,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT.csv", help="recorded data")
     p.add_argument("--out", required=True, metavar="RESULT.csv", help="where to write the per-row result")
     p.add_argument("--labels", metavar="WINDOWS.csv", help="surge windows: series,start,end[,crossing]")
-    p.add_argument(
-        "--site", metavar="FILE", help="site file: maps sensors to zones, gives profile and timezone"
-    )
+    p.add_argument("--site", metavar="FILE", help="site file: maps sensors to zones, gives profile and timezone")
     p.add_argument(
         "--detector",
         default=DEFAULT_SURGE,
@@ -113,7 +112,8 @@ def main(argv: list[str]) -> int:
 def run(argv: list[str], *, stdout: TextIO, stderr: TextIO, clock: Callable[[], float]) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed the usage and the problem
         return int(e.code) if isinstance(e.code, int) else 2
     if not 0.0 < args.threshold <= 1.0 or args.close_after < 1 or args.lead_min < 0:
@@ -145,9 +145,7 @@ def run(argv: list[str], *, stdout: TextIO, stderr: TextIO, clock: Callable[[], 
     bar = Progress(rec.rows, stderr, clock=clock) if show else None
     t1 = clock()
     try:
-        res = run_backtest(
-            rec, factory, site=site, decision=decision, close_after=args.close_after, progress=bar
-        )
+        res = run_backtest(rec, factory, site=site, decision=decision, close_after=args.close_after, progress=bar)
     except Exception as e:  # a detector bug: say which, do not dump a half-written file
         print(f"crowdflow backtest: detector {args.detector} failed: {type(e).__name__}: {e}", file=stderr)
         return 1
@@ -191,6 +189,4 @@ def _check_tz(tz: str) -> None:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as e:
-        raise InputError(
-            "--tz", None, f"unknown timezone {tz!r} (use an IANA name like Asia/Shanghai)"
-        ) from e
+        raise InputError("--tz", None, f"unknown timezone {tz!r} (use an IANA name like Asia/Shanghai)") from e

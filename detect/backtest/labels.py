@@ -127,9 +127,7 @@ class Evaluation:
     without_data: list[tuple[str, Window]]  # windows with no row of their series inside
 
 
-def evaluate(
-    rec: Recording, alerts: Sequence[Alert], windows: Sequence[Window], lead_s: float = LEAD_S
-) -> Evaluation:
+def evaluate(rec: Recording, alerts: Sequence[Alert], windows: Sequence[Window], lead_s: float = LEAD_S) -> Evaluation:
     names = [info.name for info in rec.info if info.rows]
     by_series: dict[str, list[Window]] = {s: [] for s in names}
     unknown: list[Window] = []

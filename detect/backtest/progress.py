@@ -4,9 +4,9 @@ It redraws at most once per `every_s` of its clock (injected, so tests drive it)
 place, elsewhere (a log, a captured stream) it writes one line per update.
 
 >>> import io
->>> t = iter([0.0, 0.0, 2.0, 4.0])
+>>> t = iter([0.0, 2.0, 3.0, 4.0])
 >>> out = io.StringIO()
->>> bar = Progress(1000, out, clock=lambda: next(t), tty=False)
+>>> bar = Progress(1000, out, clock=lambda: next(t), every_s=1.5, tty=False)
 >>> bar(500); bar(500); bar.close()
 >>> print(out.getvalue().strip())
 backtest  50%      500/1,000 rows  250 rows/s  ETA 0:02
@@ -61,11 +61,7 @@ class Progress:
         elapsed = max(now - self.started, 1e-9)
         rate = self.done / elapsed
         pct = 100.0 * self.done / self.total
-        tail = (
-            f"in {_hms(elapsed)}"
-            if final
-            else f"ETA {_hms((self.total - self.done) / rate) if rate else '?'}"
-        )
+        tail = f"in {_hms(elapsed)}" if final else f"ETA {_hms((self.total - self.done) / rate) if rate else '?'}"
         line = f"{self.label} {pct:3.0f}% {self.done:>8,}/{self.total:,} rows  {rate:,.0f} rows/s  {tail}"
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()

@@ -113,10 +113,12 @@ class Recording:
 def read_header(path: str) -> tuple[str, list[str]]:
     """The format named by the header line, and the column names as written (normalised)."""
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            first = f.readline()
+        with open(path, "rb") as f:
+            raw = f.readline()  # bytes: decoding a text buffer would read (and judge) lines beyond the header
     except OSError as e:
         raise InputError(path, None, f"cannot read the file ({e.strerror})") from e
+    try:
+        first = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(path, 1, f"not UTF-8 text ({e.reason})") from e
     if not first.strip():
@@ -145,9 +147,7 @@ def _header_hint(raw: str, cols: list[str]) -> str:
     return msg + f" (closest: {FORMATS[best]}: " + "; ".join(p for p in parts if p) + ")"
 
 
-def read_input(
-    path: str | Path, *, site: Site | None = None, tz: str | None = None, list_bad: int = 5
-) -> Recording:
+def read_input(path: str | Path, *, site: Site | None = None, tz: str | None = None, list_bad: int = 5) -> Recording:
     """Read and check a recorded CSV. Raises InputError for an unusable file; bad rows are counted."""
     p = str(path)
     fmt, cols = read_header(p)

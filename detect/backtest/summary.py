@@ -32,9 +32,7 @@ def input_summary(rec: Recording, res: Result, rows_written: int) -> list[str]:
         out.append(f"    ... and {rec.bad_rows - len(rec.bad_examples):,} more bad rows")
     if rec.unknown_sensors:
         shown = ", ".join(rec.unknown_sensors[:10]) + (" ..." if len(rec.unknown_sensors) > 10 else "")
-        out.append(
-            f"  {len(rec.unknown_sensors)} sensors not in the site, kept as series of their own: {shown}"
-        )
+        out.append(f"  {len(rec.unknown_sensors)} sensors not in the site, kept as series of their own: {shown}")
     if res.nonfinite_scores:
         out.append(f"  detector returned {res.nonfinite_scores:,} non-finite scores (written as 0 / clipped)")
     return out
@@ -115,9 +113,7 @@ def metrics_lines(ev: Evaluation, lead_min: float) -> list[str]:
         )
     o = ev.overall
     if o.crossings:
-        out.append(
-            f"  capacity crossings warned before they happened: {o.warned_before_crossing}/{o.crossings}"
-        )
+        out.append(f"  capacity crossings warned before they happened: {o.warned_before_crossing}/{o.crossings}")
     return out
 
 
