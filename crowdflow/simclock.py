@@ -9,8 +9,9 @@ from __future__ import annotations
 import msgspec
 
 from domain.clock import Clock
+from domain.messages import SIM_CLOCK_TOPIC
 
-SIM_CLOCK_TOPIC = "crowdflow/sim/clock"
+__all__ = ["SIM_CLOCK_TOPIC", "SimClock", "SimClockMsg"]
 
 
 class SimClockMsg(msgspec.Struct):

@@ -17,6 +17,9 @@ SUBSCRIPTION = f"{TOPIC_PREFIX}/#"
 DEADLETTER_TOPIC = "crowdflow/deadletter"
 ALERT_TOPIC_PREFIX = "crowdflow/alerts"  # + /<zone>, retained: each zone's current alert state
 STATE_TOPIC_PREFIX = "crowdflow/state"  # + /<zone>, zone state snapshots
+# The simulator's clock: {"epoch": simulated seconds since the epoch, "speed": sim s per real s}, published
+# before the messages of each simulated instant, so a service with clock = "sim" follows a replayed day.
+SIM_CLOCK_TOPIC = "crowdflow/sim/clock"
 
 Kind = Literal["count", "total", "occupancy", "density", "status"]
 KINDS: tuple[str, ...] = ("count", "total", "occupancy", "density", "status")

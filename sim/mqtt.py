@@ -16,8 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from domain.messages import SIM_CLOCK_TOPIC
 
 _ids = itertools.count(1)
 
@@ -180,3 +183,22 @@ class Pacer:
             if left <= 0:
                 return True
             self.sleep(min(left, 0.2))
+
+
+class SimClockTicker:
+    """Publishes the simulated time on SIM_CLOCK_TOPIC once per simulated instant, before its messages,
+    so a service running with clock = "sim" checks and grades on the simulation's time."""
+
+    def __init__(self, sink: MqttSink, speed: float) -> None:
+        self.sink = sink
+        self.speed = speed
+        self.last: float | None = None
+        self.sent = 0
+
+    def tick(self, sim_ts: float, stop: threading.Event | None) -> bool:
+        if self.last is not None and sim_ts <= self.last:
+            return True
+        self.last = sim_ts
+        self.sent += 1
+        payload = msgspec.json.encode({"epoch": sim_ts, "speed": self.speed})
+        return self.sink.publish(SIM_CLOCK_TOPIC, payload, stop)

@@ -25,7 +25,7 @@ import msgspec
 
 from domain.messages import CountMsg, DensityMsg, Message, OccupancyMsg, TotalMsg, encode
 from domain.site import Site
-from sim.mqtt import MqttSink, Pacer, Progress
+from sim.mqtt import MqttSink, Pacer, Progress, SimClockTicker
 from sim.wire import SimMessage
 
 MAX_EXAMPLES = 20
@@ -170,6 +170,7 @@ def replay_csv(
     items = iter_csv(path, site)
     first = next(items, None)  # raises ReplayError before we connect if the file is unusable
     sink = MqttSink(host, port, qos=qos, connect_timeout_s=connect_timeout_s)
+    ticker = SimClockTicker(sink, speed)
     show = Progress(progress)
     wall0 = time.monotonic()
     rows = bad = 0
@@ -182,7 +183,8 @@ def replay_csv(
 
     def line() -> str:
         return (
-            f"replay {name}: sent {sink.sent}  acked {sink.acked}  bad rows {bad}  unknown {unknown.total()}"
+            f"replay {name}: sent {sink.sent - ticker.sent}  acked {sink.acked}  "
+            f"bad rows {bad}  unknown {unknown.total()}"
         )
 
     try:
@@ -199,7 +201,11 @@ def replay_csv(
             if pacer is None:
                 pacer = Pacer(speed, item.sim_ts)
                 first_ts = item.sim_ts
-            if not pacer.wait_until(item.sim_ts, stop) or not sink.publish(item.topic, item.payload, stop):
+            if (
+                not pacer.wait_until(item.sim_ts, stop)
+                or not ticker.tick(item.sim_ts, stop)
+                or not sink.publish(item.topic, item.payload, stop)
+            ):
                 stopped = True
                 break
             last_ts = item.sim_ts if last_ts is None else max(last_ts, item.sim_ts)
@@ -217,15 +223,15 @@ def replay_csv(
     return ReplaySummary(
         path=str(path),
         rows=rows,
-        published=sink.sent,
-        acked=sink.acked,
+        published=sink.sent - ticker.sent,
+        acked=max(sink.acked - ticker.sent, 0),
         bad_rows=bad,
         bad_row_examples=examples,
         unknown_sensors=dict(unknown),
         first_ts=iso(first_ts),
         last_ts=iso(last_ts),
         wall_s=round(wall, 3),
-        msg_per_s=round(sink.sent / wall, 1) if wall > 0 else 0.0,
+        msg_per_s=round((sink.sent - ticker.sent) / wall, 1) if wall > 0 else 0.0,
         speed=speed,
         stopped=stopped,
     )

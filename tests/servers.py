@@ -117,10 +117,9 @@ def start_influxdb(workdir: Path) -> Server:
     srv.start()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{srv.url}/ping", timeout=1) as r:
-                if r.status == 204:
-                    return srv
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{srv.url}/ping", timeout=1) as r:
+            if r.status == 204:
+                return srv
         time.sleep(0.1)
     srv.stop()
     raise RuntimeError(f"influxd did not answer /ping on {srv.url}")

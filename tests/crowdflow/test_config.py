@@ -45,7 +45,7 @@ def test_bad_value_type_and_choice(tmp_path: Path) -> None:
 
 
 def test_env_typo_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="CROWDFLOW_MQTT_HSOT.*did you mean 'host'"):
+    with pytest.raises(ConfigError, match=r"CROWDFLOW_MQTT_HSOT.*did you mean 'host'"):
         load_config(None, env={"CROWDFLOW_MQTT_HSOT": "x"})
 
 

@@ -90,7 +90,8 @@ def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[tup
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"crowdflow serve did not start:\n{(tmp_path / 'service.log').read_text()}")
+                log_text = (tmp_path / "service.log").read_text()
+                raise RuntimeError(f"crowdflow serve did not start:\n{log_text}") from None
             time.sleep(0.2)
     yield base, proc
     if proc.poll() is None:
@@ -129,7 +130,7 @@ def test_new_years_eve_hour_end_to_end(
         site, load_scenario(FIXTURES / "nye_faults.toml"), host="127.0.0.1", port=mosquitto.port,
         speed=0, out_dir=truth_dir, start="23:00", duration_s=3600, progress=False,
     )
-    sent = summary.messages_sent
+    sent = summary.messages
     # Wait until the service has taken every message (received stops growing).
     last, stable_since = -1, time.monotonic()
     deadline = time.monotonic() + 120
@@ -144,7 +145,7 @@ def test_new_years_eve_hour_end_to_end(
 
     ingest = _ingest(base)
     truth_summary = json.loads((truth_dir / "truth_summary.json").read_text())
-    injected_malformed = int(truth_summary["malformed_injected"])
+    injected_malformed = int(truth_summary["malformed"])
     assert injected_malformed > 0
     assert ingest["received"] == sent, f"service received {ingest['received']} of {sent} messages"
     rejected = ingest["rejected"]
@@ -194,7 +195,9 @@ def test_new_years_eve_hour_end_to_end(
     series = res["results"][0]["series"]  # type: ignore[index]
     counts = {s["tags"]["zone"]: s["values"][0][1] for s in series}
     assert set(counts) == set(site.zones)
-    assert min(counts.values()) >= 3600 / 5 * 0.9, f"zone_state points per zone: {counts}"
+    # In sim-clock mode a tick follows each simulated instant that carries data: here every 30 s (the area
+    # sensors' interval), so an hour gives ~120 states per zone.
+    assert min(counts.values()) >= 3600 / 30 * 0.95, f"zone_state points per zone: {counts}"
     res = influx_query(influxdb.url, "crowdflow", "SELECT count(*) FROM sensor_reading")
     assert res["results"][0]["series"][0]["values"][0][1] > 0  # type: ignore[index]
     push.closed.set()
