@@ -22,7 +22,9 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
     DriftResidual.name: DriftResidual,
 }
 
-DEFAULT_SURGE = SeasonalQuantile.name
+# Won compare_on_scenarios on the Lujiazui suite (every NYE crossing warned, no false alarm on 4 quiet days,
+# median lead 131 min vs 117 for seasonal_quantile); rerun it when detectors or scenarios change.
+DEFAULT_SURGE = DriftResidual.name
 
 
 def make_detector(name: str) -> Detector:

@@ -11,7 +11,9 @@ score = 1 - 0.1 ** excess, so 0.9 at the threshold.
 `delta` is the drift allowed per observation (in noise units), so noise alone keeps S near zero; a ratio
 held a few noise-sd above usual for a quarter of an hour gets there. S is state, updated by learn_one
 only, so under `learn_guarded` it freezes while an observation scores above `protect` (0.8 by default);
-after that it takes one observation with x - delta of 0.3 × threshold to cross 0.9.
+after that it takes one observation with x - delta of 0.3 × threshold to cross 0.9. With the defaults
+(delta 2, threshold 8: tuned in detect.surge.compare) that is x >= 4.4, reached on a build-up well before
+the capacity crossing, while usual days (x mostly below 2) leave S near zero.
 
 Own arithmetic rather than river.drift.PageHinkley: river's detector keeps its sums in private attributes
 that are not a stable, JSON-able state, and it resets itself on alarm (we need a score, not a one-off flag).
@@ -44,8 +46,8 @@ class DriftResidual:
     def __init__(
         self,
         *,
-        delta: float = 1.5,
-        threshold: float = 25.0,
+        delta: float = 2.0,
+        threshold: float = 8.0,
         mean_memory: int = 3000,
         rel_spread: float = 0.08,
         window_min: float = 5.0,

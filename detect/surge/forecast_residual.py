@@ -43,8 +43,8 @@ class ForecastResidual:
     def __init__(
         self,
         *,
-        alpha: float = 0.003,
-        beta: float = 0.0002,
+        alpha: float = 0.001,
+        beta: float = 0.00005,
         phi: float = 0.9,
         scale_memory: int = 2000,
         band: float = 3.0,

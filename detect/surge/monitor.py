@@ -10,7 +10,7 @@ Unhealthy zones are neither scored nor learned (a dead counter reads as zero inf
 model that the slot is quiet); bad values are counted in `rejected` by reason, never raised.
 
 >>> from domain.loader import load_site
->>> from domain.profile import CapacityProfile
+>>> from domain.profile import SLOT_S, CapacityProfile
 >>> from domain.values import ZoneState
 >>> site = load_site("tests/fixtures/mini_site.toml")
 >>> mon = SurgeMonitor(site, CapacityProfile(site), detector="profile_ratio")
@@ -23,7 +23,7 @@ True
 >>> d.cause, d.level.label
 ('surge', 'III yellow')
 >>> d.message
-"Promenade segment 1: inflow 120/min, 3.5× the usual for 22:15 on New Year's Eve"
+"Promenade segment 1: inflow 120/min, 3.1× the usual for 22:15 on New Year's Eve"
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 from detect.base import Decision, Detector, Obs, learn_guarded
 from detect.registry import DEFAULT_SURGE, make_detector
 from domain.levels import Level
-from domain.profile import CapacityProfile
+from domain.profile import SLOT_S, CapacityProfile
 from domain.site import Site
 from domain.values import Detection, ZoneState
 
@@ -56,9 +56,12 @@ class SurgeMonitor:
         detector: str | None = None,
         decision: Decision = DEFAULT_DECISION,
         yellow_at: float = 0.97,
+        rate_window_s: float = 300.0,
     ) -> None:
         if not 0.0 <= decision.protect <= decision.threshold <= 1.0:
             raise ValueError(f"need 0 <= protect <= threshold <= 1, got {decision}")
+        if not 0.0 < rate_window_s <= SLOT_S:
+            raise ValueError(f"rate_window_s must be within (0, {SLOT_S:.0f}] s, got {rate_window_s}")
         self.site = site
         self.profile = profile
         self.detector_name = detector or DEFAULT_SURGE
@@ -68,12 +71,13 @@ class SurgeMonitor:
         self._detectors: dict[str, Detector] = {z: proto.clone() for z in site.zones}
         self.rejected: Counter[str] = Counter()  # reason -> observations not scored; exported as a metric
         self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
-        self._when: tuple[float, int, str] | None = None  # (ts, slot, day type): all zones share a tick
+        self.rate_window_s = rate_window_s
+        self._tick: _Tick | None = None  # the calendar of the latest ts: all zones share a tick
 
-    def _slot_day(self, ts: float) -> tuple[int, str]:
-        if self._when is None or self._when[0] != ts:
-            self._when = (ts, self.profile.slot_of(ts), self.profile.day_type_of(ts))
-        return self._when[1], self._when[2]
+    def _calendar(self, ts: float) -> _Tick:
+        if self._tick is None or self._tick.ts != ts:
+            self._tick = _Tick(self.profile, ts, self.rate_window_s)
+        return self._tick
 
     def _obs(self, zone: str, ts: float, inflow: float) -> Obs | None:
         """The observation, or None with the reason counted."""
@@ -86,10 +90,8 @@ class SurgeMonitor:
         if not (math.isfinite(inflow) and inflow >= 0.0):
             self.rejected["bad_inflow"] += 1
             return None
-        slot, day_type = self._slot_day(ts)
-        known = day_type in self.profile.day_factor
-        expected = self.profile.expected_rate_per_min(zone, ts) if known else None
-        return Obs(ts=ts, value=inflow, slot=slot, day_type=day_type, expected=expected)
+        cal = self._calendar(ts)
+        return Obs(ts=ts, value=inflow, slot=cal.slot, day_type=cal.day_type, expected=cal.expected(zone))
 
     def observe(self, state: ZoneState) -> Detection | None:
         """Score one zone's state (call once per tick per zone); a Detection when it is a surge."""
@@ -173,3 +175,37 @@ class SurgeMonitor:
             raise ValueError(f"surge snapshot does not fit: {type(e).__name__}: {e}") from e
         self._detectors, self.rejected = fresh, rejected
         self.dropped_zones = [z for z in zones if z not in fresh]
+
+
+class _Tick:
+    """Slot, day type and the profile's expectation at one ts, averaged over the trailing rate window: the
+    tracker's inflow is counted over the last 5 minutes, so just after a slot boundary (the malls closing at
+    22:00) most of it still belongs to the slot before, and so must the expectation it is held against."""
+
+    __slots__ = ("_cur", "_frac", "_pos", "_prev", "day_type", "slot", "ts")
+
+    def __init__(self, profile: CapacityProfile, ts: float, window_s: float) -> None:
+        self.ts = ts
+        self.slot = profile.slot_of(ts)
+        self.day_type = profile.day_type_of(ts)
+        self._pos = profile.zone_pos
+        self._cur = self._column(profile, self.day_type, self.slot)
+        into_slot = ts - profile.local_midnight(ts) - self.slot * SLOT_S
+        self._frac = min(1.0, max(0.0, into_slot / window_s))
+        self._prev = self._cur
+        if self._frac < 1.0:
+            t0 = ts - window_s
+            self._prev = self._column(profile, profile.day_type_of(t0), profile.slot_of(t0))
+
+    @staticmethod
+    def _column(profile: CapacityProfile, day_type: str, slot: int) -> list[float] | None:
+        if day_type not in profile.day_factor:
+            return None
+        return [float(v) / 15.0 for v in profile.arrivals(day_type)[:, slot]]
+
+    def expected(self, zone: str) -> float | None:
+        """Expected arrivals per minute into the zone over the window; None if the profile has no such day."""
+        if self._cur is None or self._prev is None:
+            return None
+        i = self._pos[zone]
+        return self._frac * self._cur[i] + (1.0 - self._frac) * self._prev[i]
