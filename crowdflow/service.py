@@ -31,7 +31,8 @@ from domain.profile import CapacityProfile
 from domain.site import Site
 from domain.values import Alert, Reading
 from ingest.mqtt import MqttPublisher, MqttSettings, deadletter_payload, subscribe_forever
-from ingest.pipeline import Ingestor, Rejection
+from ingest.pipeline import Ingestor
+from ingest.rejection import Rejection
 from store.base import Store
 from store.factory import open_store
 
@@ -211,10 +212,12 @@ class Service:
         self.mqtt = MqttSettings(
             host=cfg.mqtt.host,
             port=cfg.mqtt.port,
-            username=cfg.mqtt.username or None,
-            password=cfg.mqtt.password or None,
+            username=cfg.mqtt.username,
+            password=cfg.mqtt.password,
             client_id=cfg.mqtt.client_id,
             qos=cfg.mqtt.qos,
+            tls=cfg.mqtt.tls,
+            ca_file=cfg.mqtt.ca_file,
         )
         self.app = create_app(
             self.hub,
@@ -256,7 +259,8 @@ class Service:
                 lifespan="on",
             )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours stop everything
+        # Our loop's handlers stop everything in order (flush, snapshot, store close); uvicorn must not take them.
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         topics = [SUBSCRIPTION, SIM_CLOCK_TOPIC]
         tasks = [
             asyncio.create_task(
@@ -279,6 +283,8 @@ class Service:
                         password=self.mqtt.password,
                         client_id=f"{self.mqtt.client_id}-out",
                         qos=self.mqtt.qos,
+                        tls=self.mqtt.tls,
+                        ca_file=self.mqtt.ca_file,
                     ),
                     self.stop_event,
                 ),

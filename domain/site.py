@@ -25,7 +25,7 @@ class _Strict(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
-class Thresholds(_Strict):
+class Thresholds(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Level thresholds, in the order IV blue, III yellow, II orange, I red."""
 
     share: tuple[float, float, float, float] = (0.6, 0.7, 0.8, 0.95)
@@ -42,7 +42,7 @@ class Thresholds(_Strict):
         return self.density[GRADED.index(level)]
 
 
-class SiteInfo(_Strict):
+class SiteInfo(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: str
     name_zh: str
     name_en: str
@@ -50,21 +50,21 @@ class SiteInfo(_Strict):
     peak_day_visits: int = 1_470_000
 
 
-class Grid(_Strict):
+class Grid(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: str
     name_zh: str
     name_en: str
     kind: GridKind
 
 
-class MicroGrid(_Strict):
+class MicroGrid(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: str
     grid: str
     name_zh: str
     name_en: str
 
 
-class Zone(_Strict):
+class Zone(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: str
     name_zh: str
     name_en: str
@@ -88,7 +88,7 @@ class Zone(_Strict):
         return f"{self.name_en} ({self.name_zh})"
 
 
-class Sensor(_Strict):
+class Sensor(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     id: str
     zone: str
     kind: SensorKind
@@ -98,21 +98,21 @@ class Sensor(_Strict):
     interval_s: float = 60.0  # how often it reports
 
 
-class DayShape(_Strict):
+class DayShape(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Arrival weight over the day as (hour, weight) knots, linearly interpolated to 15-minute slots."""
 
     weekday: tuple[tuple[float, float], ...]
     holiday: tuple[tuple[float, float], ...]
 
 
-class ProfileSpec(_Strict):
+class ProfileSpec(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Total arrivals on a day of this type relative to the peak day (a holiday at its busiest is 1.0).
     day_factor: dict[str, float]
     shapes: dict[str, DayShape]
     source: str = ""
 
 
-class SiteFile(_Strict):
+class SiteFile(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The TOML file as written; `domain.loader` checks it and builds a `Site`."""
 
     site: SiteInfo
