@@ -23,7 +23,7 @@ from detect.backtest.reader import InputError, read_input
 from detect.backtest.runner import run_backtest
 from detect.backtest.summary import alert_lines, input_summary, metrics_kv, metrics_lines, series_table
 from detect.base import Decision, Detector
-from detect.registry import DEFAULT_SURGE, DETECTORS
+from detect.registry import DEFAULT_SURGE, DETECTORS, default_surge_detector
 from domain.loader import SiteError, load_site
 from domain.site import Site
 
@@ -70,9 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--site", metavar="FILE", help="site file: maps sensors to zones, gives profile and timezone")
     p.add_argument(
         "--detector",
-        default=DEFAULT_SURGE,
         choices=sorted(DETECTORS),
-        help=f"detector to run (default {DEFAULT_SURGE})",
+        help=f"detector to run (default: the default surge detector, now {DEFAULT_SURGE})",
     )
     p.add_argument("--tz", help="timezone of naive timestamps (default: the site's, else Asia/Shanghai)")
     p.add_argument(
@@ -139,7 +138,9 @@ def run(argv: list[str], *, stdout: TextIO, stderr: TextIO, clock: Callable[[], 
         return 2
     t_read = clock() - t0
 
-    factory: Callable[[], Detector] = DETECTORS[args.detector]
+    factory: Callable[[], Detector] = DETECTORS[args.detector] if args.detector else default_surge_detector
+    if not args.detector:
+        args.detector = default_surge_detector().name
     decision = Decision(threshold=args.threshold, protect=min(Decision().protect, args.threshold))
     show = args.progress == "always" or (args.progress == "auto" and rec.rows >= PROGRESS_MIN_ROWS)
     bar = Progress(rec.rows, stderr, clock=clock) if show else None

@@ -7,8 +7,9 @@
   crossing time is given); negative when the alert came late;
 * false alarms = alerts that match no window, per series-day of data (a series' span + one interval).
 
-An empty `series` applies the window to every series. Label files are small and hand-made, so they are read
-strictly: any bad line stops the run with its line number.
+An empty `series` applies the window to every series. `zone` is accepted for `series` and other columns
+are ignored, so sim/'s truth_windows.csv (zone,start,crossing,end,peak,...) can be used as is. Label files
+are small and hand-made, so they are read strictly: any bad line stops the run with its line number.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def read_windows(path: str | Path, tz: str) -> list[Window]:
     if not rows:
         raise InputError(p, 1, "empty labels file; the header must be series,start,end[,crossing]")
     head = [c.strip().lower() for c in rows[0]]
-    if not {"series", "start", "end"} <= set(head) or not set(head) <= {"series", "start", "end", "crossing"}:
+    if "series" not in head and "zone" in head:
+        head[head.index("zone")] = "series"  # sim/'s truth_windows.csv names it zone
+    if not {"series", "start", "end"} <= set(head) or len(set(head)) != len(head):
         raise InputError(p, 1, f"labels header {','.join(rows[0])!r} must be series,start,end[,crossing]")
     col = {c: i for i, c in enumerate(head)}
     body = [(n, r) for n, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]

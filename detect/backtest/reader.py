@@ -5,7 +5,8 @@ Formats (the header decides; column names are case-insensitive, in any order):
 * `timestamp,sensor_id,count`: one series per sensor, or per zone with a site (sensors of a zone summed per
   timestamp; a sensor the site does not know stays a series of its own and is listed);
 * `timestamp,sensor_id,in,out`: as above with value = `in`, the arrivals (`out` for a sensor the site says
-  is mounted reversed).
+  is mounted reversed). Sensors the site sets to mode "total" report running totals: they are turned
+  into counts per step (a fall is a reset, counted from zero; each such sensor's first row is dropped).
 
 Rules, none of them fatal except an unusable header or file:
 * a blank line is skipped and counted;
@@ -36,6 +37,7 @@ FORMATS: dict[frozenset[str], str] = {
     frozenset({"timestamp", "sensor_id", "in", "out"}): "timestamp,sensor_id,in,out",
 }
 VALUE_FORMAT = "timestamp,value"
+INOUT_FORMAT = "timestamp,sensor_id,in,out"
 _EMPTY_TOKENS = {"", "na", "nan", "null", "none"}
 _SKIP_RE = re.compile(r"Skipping line (\d+): (.*)")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 1.0, 3600.0
@@ -96,6 +98,8 @@ class Recording:
     bad_rows: int = 0
     bad_examples: list[BadRow] = field(default_factory=list)
     unknown_sensors: list[str] = field(default_factory=list)
+    total_first_rows: int = 0  # first rows of running-total sensors (nothing to difference against)
+    total_resets: int = 0  # falls of a running total (midnight, reboot), counted from zero
 
     @property
     def rows(self) -> int:
@@ -212,6 +216,7 @@ def read_input(path: str | Path, *, site: Site | None = None, tz: str | None = N
         empty=empty & ~blank & ~bad,
         keep=~(blank | bad | empty),
         aggregate=site is not None and fmt != VALUE_FORMAT,
+        totals=_total_mask(sensor, site) if fmt == INOUT_FORMAT else None,
     )
     rec.data_lines = n + len(skipped)
     rec.blank_lines = int(blank.sum())
@@ -286,6 +291,13 @@ def _reversed_mask(sensor: npt.NDArray[np.object_], site: Site | None) -> npt.ND
     return np.asarray(pd.Series(sensor, dtype=object).isin(rev).to_numpy(), dtype=bool)
 
 
+def _total_mask(sensor: npt.NDArray[np.object_], site: Site | None) -> npt.NDArray[np.bool_] | None:
+    if site is None:
+        return None
+    totals = {sid for sid, s in site.sensors.items() if s.kind == "counter" and s.mode == "total"}
+    return np.asarray(pd.Series(sensor, dtype=object).isin(totals).to_numpy(), dtype=bool)
+
+
 def _series_keys(
     sensor: npt.NDArray[np.object_], fmt: str, site: Site | None
 ) -> tuple[npt.NDArray[np.object_], dict[str, str], list[str]]:
@@ -314,6 +326,7 @@ def _assemble(
     empty: npt.NDArray[np.bool_],
     keep: npt.NDArray[np.bool_],
     aggregate: bool,
+    totals: npt.NDArray[np.bool_] | None = None,
 ) -> Recording:
     # Series are named by their usable rows only (a bad row's sensor_id may be garbage).
     valid = keep | empty
@@ -330,6 +343,10 @@ def _assemble(
     dups = np.bincount(code_all[kept[dup]], minlength=k)
     kept = kept[~dup]
     code, ts, val = code_all[kept], ts_ns[kept], value[kept]
+    first_totals = resets = 0
+    if totals is not None and totals[kept].any():
+        val, usable, first_totals, resets = _difference_totals(sensor[kept], ts, val, totals[kept])
+        kept, code, ts, val = kept[usable], code[usable], ts[usable], val[usable]
     sensors_of: dict[int, set[str]] = {}
     for c, sid in pd.DataFrame({"c": code, "s": sensor[kept]}).drop_duplicates().itertuples(index=False):
         sensors_of.setdefault(int(c), set()).add(str(sid))
@@ -356,7 +373,34 @@ def _assemble(
         for i in range(k)
     ]
     # Series whose every row was empty or bad still appear in the report with no rows.
-    return Recording(path=path, format=fmt, tz=tz, names=names, ts=secs, value=val, bounds=bounds, info=info)
+    return Recording(
+        path=path, format=fmt, tz=tz, names=names, ts=secs, value=val, bounds=bounds, info=info,
+        total_first_rows=first_totals, total_resets=resets,
+    )  # fmt: skip
+
+
+def _difference_totals(
+    sensor: npt.NDArray[np.object_],
+    ts: npt.NDArray[np.int64],
+    val: npt.NDArray[np.float64],
+    is_total: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], int, int]:
+    """Running totals (site sensors in mode "total") -> counts per step: the rise since the sensor's previous
+    row; after a fall (a reset at midnight or a reboot) the value itself, counted from zero. A sensor's
+    first row has nothing to rise from: it is dropped and counted. Returns (values, usable, firsts, resets)."""
+    out = val.copy()
+    usable = np.ones(len(val), dtype=bool)
+    rows = np.flatnonzero(is_total)
+    sid = pd.factorize(pd.Series(sensor[rows], dtype=object))[0]
+    perm = np.lexsort((ts[rows], sid))
+    order, sid_sorted = rows[perm], sid[perm]
+    same = np.concatenate(([False], sid_sorted[1:] == sid_sorted[:-1]))
+    v = val[order]
+    rise = np.diff(v, prepend=np.nan)
+    fell = same & (rise < 0)
+    out[order] = np.where(fell, v, rise)
+    usable[order[~same]] = False
+    return out, usable, int((~same).sum()), int(fell.sum())
 
 
 def _series_info(

@@ -33,6 +33,11 @@ def input_summary(rec: Recording, res: Result, rows_written: int) -> list[str]:
     if rec.unknown_sensors:
         shown = ", ".join(rec.unknown_sensors[:10]) + (" ..." if len(rec.unknown_sensors) > 10 else "")
         out.append(f"  {len(rec.unknown_sensors)} sensors not in the site, kept as series of their own: {shown}")
+    if rec.total_first_rows:
+        out.append(
+            f"  running totals (site sensors in mode total) turned into counts per step: "
+            f"{rec.total_first_rows:,} first rows dropped, {rec.total_resets:,} resets counted from zero"
+        )
     if res.nonfinite_scores:
         out.append(f"  detector returned {res.nonfinite_scores:,} non-finite scores (written as 0 / clipped)")
     return out

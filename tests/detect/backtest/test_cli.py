@@ -14,7 +14,7 @@ import pytest
 import detect.backtest.progress
 import detect.backtest.timestamps
 from detect.backtest.cli import PROGRESS_MIN_ROWS, main, run
-from detect.registry import DETECTORS
+from detect.registry import DETECTORS, default_surge_detector
 from tests.detect.backtest.helpers import EWZ, Threshold, minutes_csv, write
 
 MINI = str(Path(__file__).resolve().parents[2] / "fixtures" / "mini_site.toml")
@@ -43,9 +43,9 @@ def test_result_has_the_columns_and_one_row_per_timestamp_and_series(tmp_path: P
         tmp_path,
         "io.csv",
         "timestamp,sensor_id,in,out\n"
-        "2024-03-04T08:00:00,seg1-west,10,1\n2024-03-04T08:00:00,seg1-east,0,5\n"
+        "2024-03-04T08:00:00,seg1-west,10,1\n2024-03-04T08:00:00,seg1-east,0,5\n"  # a running total
         "2024-03-04T08:00:00,plaza-gate,3,0\n"
-        "2024-03-04T08:01:00,seg1-west,70,1\n2024-03-04T08:01:00,seg1-east,0,5\n"
+        "2024-03-04T08:01:00,seg1-west,70,1\n2024-03-04T08:01:00,seg1-east,0,9\n"
         "2024-03-04T08:01:00,plaza-gate,3,0\n"
         "2024-03-04T08:02:00,seg1-west,10,1\n",
     )
@@ -57,12 +57,13 @@ def test_result_has_the_columns_and_one_row_per_timestamp_and_series(tmp_path: P
     got = [(r["timestamp"], r["series"], r["value"], r["score"], r["level"], r["alert"]) for r in rows(out)]
     assert got == [
         ("2024-03-04T08:00:00+08:00", "plaza", "3", "0", "normal", ""),
-        ("2024-03-04T08:00:00+08:00", "seg-1", "15", "0", "normal", ""),
+        ("2024-03-04T08:00:00+08:00", "seg-1", "10", "0", "normal", ""),
         ("2024-03-04T08:01:00+08:00", "plaza", "3", "0", "normal", ""),
-        ("2024-03-04T08:01:00+08:00", "seg-1", "75", "1", "I red", "seg-1#1"),
+        ("2024-03-04T08:01:00+08:00", "seg-1", "74", "1", "I red", "seg-1#1"),
         ("2024-03-04T08:02:00+08:00", "seg-1", "10", "0", "normal", "seg-1#1"),
     ]
     assert "7 data lines -> 5 rows in 2 series -> 5 output rows" in text
+    assert "1 first rows dropped, 0 resets" in text
     assert "seg-1#1: 2024-03-04T08:01:00+08:00 .. 2024-03-04T08:02:00+08:00" in text
 
 
@@ -165,7 +166,7 @@ def test_default_detector_from_the_registry_runs(tmp_path: Path, capsys: pytest.
     out = tmp_path / "r.csv"
     assert main([str(src), "--out", str(out), "--site", MINI]) == 0
     text = capsys.readouterr().out
-    assert "detector seasonal_quantile" in text or "detector " in text
+    assert f"detector {default_surge_detector().name}:" in text
     got = rows(out)
     assert len(got) == 180 and {r["series"] for r in got} == {"plaza"}
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in got)

@@ -111,3 +111,15 @@ def test_windows_read_offsets_epoch_and_naive_local(tmp_path: Path) -> None:
         ("a", 1709510400.0, 1709512200.0, None),
         (None, 1709510400.0, 1709512200.0, None),
     ]
+
+
+def test_sim_truth_windows_are_read_as_labels(tmp_path: Path) -> None:
+    w = write(
+        tmp_path,
+        "truth_windows.csv",
+        "zone,start,crossing,end,peak,peak_ts,closed\n"
+        "plaza,2024-03-04T10:00:00+08:00,2024-03-04T10:30:00+08:00,2024-03-04T11:00:00+08:00,1600,"
+        "2024-03-04T10:45:00+08:00,true\n",
+    )
+    (win,) = read_windows(w, TZ)
+    assert (win.series, win.start, win.crossing, win.end) == ("plaza", 1709517600.0, 1709519400.0, 1709521200.0)

@@ -50,20 +50,24 @@ def test_count_format_without_site_is_one_series_per_sensor(tmp_path: Path) -> N
 
 
 def test_in_out_with_site_sums_sensors_of_a_zone_and_reads_reversed_counters(tmp_path: Path, mini_site: Site) -> None:
-    # seg1-west and seg1-east (mounted reversed: its `out` is the zone's arrivals) are both in seg-1.
+    # seg1-west (interval counts) and seg1-east (running totals, mounted reversed: its `out` is the zone's
+    # arrivals) are both in seg-1.
     p = write(
         tmp_path,
         "io.csv",
         "timestamp,sensor_id,in,out\n"
+        "2024-03-04T07:59:00,seg1-east,500,100\n"  # first total: nothing to difference against
         "2024-03-04T08:00:00,seg1-west,10,1\n"
-        "2024-03-04T08:00:00,seg1-east,99,4\n"
+        "2024-03-04T08:00:00,seg1-east,599,104\n"
         "2024-03-04T08:01:00,seg1-west,12,1\n"
+        "2024-03-04T08:01:00,seg1-east,0,3\n"  # reset (reboot): 3 since
         "2024-03-04T08:01:00,plaza-gate,7,2\n"
         "2024-03-04T08:01:00,gate-x,5,0\n",
     )
     rec = read_input(p, site=mini_site)
     assert rec.names == ["gate-x", "plaza", "seg-1"]
-    assert series(rec, "seg-1")[:2] == ([T0, T0 + 60], [14.0, 12.0])
+    assert series(rec, "seg-1")[:2] == ([T0, T0 + 60], [14.0, 15.0])
+    assert (rec.total_first_rows, rec.total_resets) == (1, 1)
     info = series(rec, "seg-1")[2]
     assert info.zone == "seg-1" and info.sensors == ("seg1-east", "seg1-west")
     assert series(rec, "plaza")[2].zone == "plaza"
