@@ -8,8 +8,10 @@ zone is shown as unknown, never as calm. Each problem says what to do about it.
   own "offline" status counts too.
 * stuck: a counter repeating the same nonzero count `stuck_intervals` times in a row (live counts are never
   that regular); or a zero count, or a frozen area count or density, repeated as often while the zone's
-  other sensors or those of neighbouring zones move (a quiet zone at night legitimately reads zero).
-* implausible: a negative value, a saturated one (4095, 65535: a register's maximum), a count above what the
+  other sensors or those of neighbouring zones move, and the capacity profile expects at least 30 people
+  through it meanwhile (a closed mall next to a busy promenade, or a quiet zone at night, reads zero).
+* implausible: a negative value, a saturated one (4095, 65535: a register's maximum) that is not close to the
+  sensor's previous value (a real count can be 4095; a jump to it from 1,200 is not), a count above what the
   entrance could pass (`max_rate_per_s`, 100 people/s), an area count above `max_jump_factor` × capacity or
   jumping faster than every entrance at full rate could explain, a density above `max_density` (10 p/m²),
   or the device reporting a fault. It clears after `offline_intervals` good readings in a row.
@@ -21,11 +23,12 @@ zone is shown as unknown, never as calm. Each problem says what to do about it.
 >>> from domain.values import Reading
 >>> site = load_site("tests/fixtures/mini_site.toml")
 >>> h = SensorHealth(site)
->>> h.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="flow", ts=1e9, seq=1, interval_s=60,
-...                 inflow=4095), received_at=1e9)
->>> [(p.sensor, p.kind) for p in h.check(1e9)]
+>>> for i, n in enumerate([40, 4095]):
+...     h.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="flow", ts=1e9 + 60 * i, seq=i, interval_s=60,
+...                     inflow=n), received_at=1e9 + 60 * i)
+>>> [(p.sensor, p.kind) for p in h.check(1e9 + 60) if p.zone == "seg-2"]
 [('seg2-gate', 'implausible')]
->>> h.zone_health("seg-2", 1e9), h.zone_health("plaza", 1e9)
+>>> h.zone_health("seg-2", 1e9 + 60), h.zone_health("plaza", 1e9 + 60)
 (False, True)
 """
 
@@ -40,6 +43,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from domain.levels import Level
+from domain.profile import CapacityProfile
 from domain.site import Site, ZoneKind
 from domain.values import Detection, Reading, ZoneState
 
@@ -51,6 +55,8 @@ EMPTIES_AT_NIGHT: frozenset[ZoneKind] = frozenset(
 )
 _MOVES_KEPT = 32
 _MOVES_NEEDED = 3  # movements by the other sensors while one repeats, to call it stuck
+_MIN_EXPECTED = 30.0  # people the profile expects through a sensor while it repeats; fewer: a zero is plausible
+_SATURATION_JUMP = 0.25  # a saturation value this far from the sensor's previous value is not a real count
 _NIGHT = (2, 5)  # local hours of the overnight minimum
 _NIGHT_COVER_S = 1.5 * 3600  # the night must be observed for at least half its span to be judged
 
@@ -117,6 +123,7 @@ class SensorHealth:
             raise ValueError("offline_intervals must be >= 1 and stuck_intervals >= 2")
         self.site = site
         self.tz = ZoneInfo(site.info.timezone)
+        self.profile = CapacityProfile(site)
         self.offline_intervals = offline_intervals
         self.stuck_intervals = stuck_intervals
         self.saturation_values = frozenset(saturation_values)
@@ -134,7 +141,7 @@ class SensorHealth:
         for s in site.sensors.values():
             zones = {s.zone, *site.zones[s.zone].neighbours}
             self._others[s.id] = tuple(o.id for o in site.sensors.values() if o.zone in zones and o.id != s.id)
-        self._entrances = {z: max(2, sum(1 for s in site.sensors_of(z) if s.kind == "counter")) for z in site.zones}
+        self._counters = {z: sum(1 for s in site.sensors_of(z) if s.kind == "counter") for z in site.zones}
 
     # ---- input ----------------------------------------------------------------------------------
 
@@ -191,7 +198,8 @@ class SensorHealth:
             for name, v in (("in", r.inflow), ("out", r.outflow)):
                 if v < 0:
                     return f"negative count ({name} {v})"
-                if v in self.saturation_values:
+                was = m.last_value[0 if name == "in" else 1] if m.last_value else None
+                if v in self.saturation_values and self._jumped(v, was):
                     return f"saturated count ({name} {v}, a register's maximum)"
             interval = r.interval_s if r.interval_s > 0 else self.site.sensors[r.sensor].interval_s
             rate = max(r.inflow, r.outflow) / max(interval, 1.0)
@@ -204,13 +212,13 @@ class SensorHealth:
             c = r.count
             if c is None or c < 0:
                 return f"negative or missing count ({c})"
-            if c in self.saturation_values:
+            prev = m.last_value
+            if c in self.saturation_values and self._jumped(c, None if prev is None else prev[0]):
                 return f"saturated count ({c}, a register's maximum)"
             if c > self.max_jump_factor * zone.capacity:
                 return f"count {c:,} is over {self.max_jump_factor:g} × the zone's capacity ({zone.capacity:,})"
-            prev = m.last_value
             if prev is not None and m.last_ts is not None and r.ts > m.last_ts:
-                limit = self.max_rate_per_s * self._entrances[r.zone] * (r.ts - m.last_ts)
+                limit = self.max_rate_per_s * max(2, self._counters[r.zone]) * (r.ts - m.last_ts)
                 if abs(c - prev[0]) > limit:
                     return f"count jumped from {prev[0]:,.0f} to {c:,} in {r.ts - m.last_ts:g} s"
         elif r.kind == "density":
@@ -220,6 +228,11 @@ class SensorHealth:
             if d > self.max_density:
                 return f"density {d:g} p/m² is above anything physically possible ({self.max_density:g})"
         return ""
+
+    @staticmethod
+    def _jumped(v: int, prev: float | None) -> bool:
+        # Without a previous value there is nothing to tell a register's maximum from a real count by.
+        return prev is not None and abs(v - prev) > _SATURATION_JUMP * v
 
     def observe_zone(self, state: ZoneState) -> None:
         """The tracker's state of a zone on a tick: its overnight minimum reveals drifting counters."""
@@ -348,12 +361,12 @@ class SensorHealth:
                     "check the device's configuration and firmware",
                 )
             )
-        stuck = self._stuck(sid, m, kind)
+        stuck = self._stuck(sid, zone_id, m, kind, now)
         if stuck:
             out.append(SensorProblem(sensor=sid, zone=zone_id, kind="stuck", since=m.repeat_since, detail=stuck))
         return out
 
-    def _stuck(self, sid: str, m: _Sensor, kind: str) -> str:
+    def _stuck(self, sid: str, zone_id: str, m: _Sensor, kind: str, now: float) -> str:
         if m.repeat_count < self.stuck_intervals or m.last_value is None:
             return ""
         shown = _show(m.last_value, kind)
@@ -362,6 +375,11 @@ class SensorHealth:
                 f"the same count ({shown}) {m.repeat_count} times in a row since {self._clock(m.repeat_since)}; "
                 "live counts are never that regular: restart the counter"
             )
+        expected = self._expected(zone_id, m.repeat_since, now)
+        if kind == "counter":
+            expected /= max(1, self._counters[zone_id])
+        if expected < _MIN_EXPECTED:
+            return ""  # few people expected here now: a zero or an unchanged count is plausible
         moving = [o for o in self._others[sid] if sum(1 for t in self._sensors[o].moves if t >= m.repeat_since)]
         moves = sum(sum(1 for t in self._sensors[o].moves if t >= m.repeat_since) for o in moving)
         if moves < _MOVES_NEEDED:
@@ -371,6 +389,16 @@ class SensorHealth:
             f"{moving[0]}{' and others' if len(moving) > 1 else ''} nearby saw people move; check the sensor's "
             "view (blocked lens, misaligned beam) and restart it"
         )
+
+    def _expected(self, zone_id: str, t0: float, t1: float) -> float:
+        """People the capacity profile expects into the zone between t0 and t1 (the last 2 hours at most)."""
+        t = max(t0, t1 - 7200.0)
+        total = 0.0
+        while t < t1:
+            step = min(t1 - t, 900.0 - (t % 900.0))  # up to the next 15-minute slot boundary
+            total += self.profile.expected_rate_per_min(zone_id, t + step / 2) * step / 60.0
+            t += step
+        return total
 
     def _clock(self, ts: float) -> str:
         return dt.datetime.fromtimestamp(ts, self.tz).strftime("%H:%M:%S")
