@@ -54,20 +54,26 @@ def _parse_unique(text: pd.Series, tz: str) -> tuple[npt.NDArray[np.int64], dict
         secs = np.where(np.abs(secs) > EPOCH_MS_ABOVE, secs / 1000.0, secs)
         out[is_num] = np.round(secs * 1e6).astype(np.int64) * 1000  # µs: exact in a float64
     if has_off.any():
-        out[has_off] = _to_ns(s[has_off], utc=True, tz=None)
+        out[has_off] = _to_ns(s[has_off], utc=True, tz=None)[0]
+    clock_change = np.zeros(n, dtype=bool)
     if naive.any():
-        out[naive] = _to_ns(s[naive], utc=False, tz=tz)
+        out[naive], clock_change[naive] = _to_ns(s[naive], utc=False, tz=tz)
 
-    for i in np.flatnonzero(empty):
-        problems[int(i)] = "empty timestamp"
-    for i in np.flatnonzero((out == NAT) & ~empty):
-        problems[int(i)] = f"cannot read timestamp {s.iat[int(i)]!r}"
+    for i in np.flatnonzero(empty).tolist():
+        problems[i] = "empty timestamp"
+    for i in np.flatnonzero((out == NAT) & ~empty).tolist():
+        problems[i] = (
+            f"local time {s.iat[i]!r} does not exist or is ambiguous in {tz} (clock change); add an offset"
+            if clock_change[i]
+            else f"cannot read timestamp {s.iat[i]!r}"
+        )
     return out, problems
 
 
-def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> npt.NDArray[np.int64]:
+def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """ISO 8601 first (fast path); rows it cannot read are retried with the format guessed from the first
-    of them (e.g. 01/02/2024 08:00), so a whole file in another format stays vectorised."""
+    of them (e.g. 01/02/2024 08:00), so a whole file in another format stays vectorised. Returns the
+    nanoseconds and which rows were read but fall in a clock change of `tz`."""
     parsed = pd.to_datetime(s, format="ISO8601", utc=utc, errors="coerce")
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -75,9 +81,11 @@ def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> npt.NDArray[np.int64]:
         if fmt is not None:
             retry = pd.to_datetime(s[bad], format=fmt, utc=utc, errors="coerce")
             parsed = parsed.where(~bad, retry) if not retry.isna().all() else parsed
+    read = parsed.notna().to_numpy()
     if not utc:
         assert tz is not None
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
     # Resolution may be s/ms/us/ns depending on the strings: normalise to ns; NaT views as NAT.
     naive_utc = parsed.dt.tz_convert(None).dt.as_unit("ns")
-    return np.asarray(naive_utc.to_numpy(), dtype="datetime64[ns]").view(np.int64)
+    ns = np.asarray(naive_utc.to_numpy(), dtype="datetime64[ns]").view(np.int64)
+    return ns, read & (ns == NAT)

@@ -6,6 +6,7 @@ import csv
 import doctest
 import io
 import itertools
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -191,3 +192,23 @@ def test_a_failing_detector_exits_1_naming_it(tmp_path: Path) -> None:
 def test_docstring_examples(module: ModuleType) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_output_times_carry_the_offset_of_their_own_date(tmp_path: Path) -> None:
+    src = write(tmp_path, "ny.csv", "timestamp,value\n2024-03-09T12:00:00Z,1\n2024-03-11T12:00:00Z,2\n")
+    out = tmp_path / "r.csv"
+    assert call([str(src), "--out", str(out), "--tz", "America/New_York", "--detector", "threshold"])[0] == 0
+    assert [r["timestamp"] for r in rows(out)] == ["2024-03-09T07:00:00-05:00", "2024-03-11T08:00:00-04:00"]
+
+
+def test_many_series_are_summed_up_in_the_summary(tmp_path: Path) -> None:
+    body = "".join(
+        f"2024-03-04T08:0{m}:00,s{i:02d},{60 if (i == 44 and m == 2) else 5}\n" for m in range(5) for i in range(45)
+    )
+    src = write(tmp_path, "many.csv", "timestamp,sensor_id,count\n" + body)
+    rc, text, _ = call([str(src), "--out", str(tmp_path / "r.csv"), "--detector", "threshold"])
+    assert rc == 0
+    table = [line for line in text.splitlines() if re.match(r"  s\d\d ", line)]
+    assert len(table) == 40 and table[0].split()[0] == "s44"  # the series with alerts first
+    assert "... 5 more series (fewest alerts), all in the result file" in text
+    assert "intervals: 1 min x 45" in text

@@ -240,3 +240,20 @@ def test_rows_are_float_epoch_seconds_sorted_per_series(tmp_path: Path) -> None:
     body = "".join(f"{int(T0) + (i * 7919) % 100 * 60},{i}\n" for i in range(100))
     rec = read_input(write(tmp_path, "r.csv", "timestamp,value\n" + body))
     assert np.all(np.diff(rec.ts) == 60.0) and rec.ts.dtype == np.float64
+
+
+def test_local_times_in_a_clock_change_are_bad_rows_saying_why(tmp_path: Path) -> None:
+    p = write(
+        tmp_path,
+        "dst.csv",
+        "timestamp,value\n2024-03-10T01:59:00,1\n2024-03-10T02:30:00,2\n2024-03-10T03:00:00,3\n"
+        "2024-11-03T01:30:00,4\n2024-11-03T01:30:00-05:00,5\n",
+    )
+    rec = read_input(p, tz="America/New_York")
+    assert [(b.line, b.reason) for b in rec.bad_examples] == [
+        (3, "local time '2024-03-10T02:30:00' does not exist or is ambiguous in America/New_York (clock "
+            "change); add an offset"),
+        (5, "local time '2024-11-03T01:30:00' does not exist or is ambiguous in America/New_York (clock "
+            "change); add an offset"),
+    ]  # fmt: skip
+    assert rec.rows == 3
