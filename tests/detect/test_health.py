@@ -9,6 +9,7 @@ import pytest
 
 from detect.health import SensorHealth
 from domain.levels import Level
+from domain.loader import load_site
 from domain.site import Site
 from domain.values import Reading, ZoneState
 
@@ -193,11 +194,14 @@ def test_memory_is_bounded(mini_site: Site) -> None:
     assert m.moves.maxlen is not None and len(m.moves) <= m.moves.maxlen
 
 
-def test_zero_count_not_stuck_when_the_profile_expects_nobody(mini_site: Site) -> None:
-    h = SensorHealth(mini_site)
-    night = dt.datetime(2026, 3, 11, 3, 0, tzinfo=SH).timestamp()  # 03:00: the profile expects a trickle
+def test_zero_count_not_stuck_when_the_profile_expects_nobody() -> None:
+    """Super Brand Mall at 07:00 on a weekday is closed: its counters read zero while the riverside next to it
+    moves. That is not a stuck sensor."""
+    site = load_site()
+    h = SensorHealth(site)
+    morning = dt.datetime(2026, 3, 11, 7, 0, tzinfo=SH).timestamp()
     for i in range(12):
-        ts = night + 60 * i
-        h.apply(flow("seg1-west", "seg-1", ts, 0), received_at=ts)
-        h.apply(flow("seg1-east", "seg-1", ts, 1, 1), received_at=ts)
-    assert [p for p in h.check(night + 660) if p.kind == "stuck"] == []
+        ts = morning + 60 * i
+        h.apply(flow("sbm-c1", "super-brand-mall", ts, 0), received_at=ts)
+        h.apply(flow("rs04-c1", "riverside-s04", ts, 5 + i % 3, 4), received_at=ts)
+    assert [p for p in h.check(morning + 660) if p.kind == "stuck"] == []
