@@ -79,8 +79,9 @@ class SurgeMonitor:
             self._tick = _Tick(self.profile, ts, self.rate_window_s)
         return self._tick
 
-    def _obs(self, zone: str, ts: float, inflow: float) -> Obs | None:
-        """The observation, or None with the reason counted."""
+    def obs(self, zone: str, ts: float, inflow: float) -> Obs | None:
+        """The observation a zone's detector sees (slot, day type, window-averaged expectation), or None with
+        the reason counted in `rejected`."""
         if zone not in self._detectors:
             self.rejected["unknown_zone"] += 1
             return None
@@ -98,7 +99,7 @@ class SurgeMonitor:
         if not state.healthy:
             self.rejected["unhealthy"] += 1  # sensor health reports it; a blind zone teaches nothing
             return None
-        x = self._obs(state.zone, state.ts, state.inflow_per_min)
+        x = self.obs(state.zone, state.ts, state.inflow_per_min)
         if x is None:
             return None
         score = learn_guarded(self._detectors[state.zone], x, self.decision)
@@ -129,7 +130,7 @@ class SurgeMonitor:
         Returns how many rows were learned from; unusable rows are counted in `rejected`."""
         learned = 0
         for zone, ts, inflow in rows:
-            x = self._obs(zone, float(ts), float(inflow))
+            x = self.obs(zone, float(ts), float(inflow))
             if x is None:
                 continue
             if learn_guarded(self._detectors[zone], x, self.decision) < self.decision.protect:
