@@ -196,6 +196,9 @@ class Service:
             bucket=cfg.influx.bucket or None,
             api=cfg.influx.api,
             embedded_path=self.data_dir / "history.sqlite",
+            username=cfg.influx.username or None,
+            password=cfg.influx.password or None,
+            site=self.site,
         )
         self.hub = Hub(self.site)
         self.publisher = MqttPublisher()

@@ -19,7 +19,7 @@ SLOTS_PER_DAY = 96
 SLOT_S = 900.0
 
 # Chinese public holidays that matter for crowd shape (fixed-date ones; the lunar ones come from scenarios).
-_FIXED_HOLIDAYS = {(1, 1), (5, 1), (5, 2), (5, 3), (10, 1), (10, 2), (10, 3), (10, 4), (10, 5), (10, 6), (10, 7)}
+FIXED_HOLIDAYS = {(1, 1), (5, 1), (5, 2), (5, 3), (10, 1), (10, 2), (10, 3), (10, 4), (10, 5), (10, 6), (10, 7)}
 
 
 def interpolate_shape(knots: tuple[tuple[float, float], ...]) -> npt.NDArray[np.float64]:
@@ -68,7 +68,7 @@ class CapacityProfile:
         local = dt.datetime.fromtimestamp(ts, self.tz)
         if (local.month, local.day) == (12, 31) and "nye" in self.day_factor:
             return "nye"
-        if (local.month, local.day) in _FIXED_HOLIDAYS or local.weekday() >= 5:
+        if (local.month, local.day) in FIXED_HOLIDAYS or local.weekday() >= 5:
             return "holiday"
         return "weekday"
 

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from domain.profile import _FIXED_HOLIDAYS, CapacityProfile
+from domain.profile import FIXED_HOLIDAYS, CapacityProfile
 
 DAY_TYPES: tuple[str, ...] = ("weekday", "holiday", "nye")
 
@@ -24,7 +24,7 @@ def slots_and_day_types(
     slot = (local.hour.to_numpy() * 60 + local.minute.to_numpy()) // 15
     month, day = local.month.to_numpy(), local.day.to_numpy()
     md = month * 100 + day
-    holiday = np.isin(md, [m * 100 + d for m, d in _FIXED_HOLIDAYS]) | (local.day_of_week.to_numpy() >= 5)
+    holiday = np.isin(md, [m * 100 + d for m, d in FIXED_HOLIDAYS]) | (local.day_of_week.to_numpy() >= 5)
     kind = np.where(holiday, 1, 0)
     if with_nye:
         kind = np.where(md == 1231, 2, kind)
