@@ -22,8 +22,7 @@ from crowdflow.config import Config
 from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
 from dashboard.app import create_app
 from dashboard.hub import Hub
-from detect.grading import Grader
-from detect.state import ZoneTracker
+from detect.engine import DetectionEngine
 from domain.clock import Clock, WallClock
 from domain.loader import load_site
 from domain.messages import ALERT_TOPIC_PREFIX, DEADLETTER_TOPIC, SUBSCRIPTION
@@ -66,8 +65,7 @@ class Pipeline:
         self.store_readings = store_readings
         self.profile = CapacityProfile(site)
         self.ingestor = Ingestor(site, lateness_s=lateness_s, on_reject=self._on_reject)
-        self.tracker = ZoneTracker(site, self.profile)
-        self.grader = Grader(site)
+        self.engine = DetectionEngine(site, self.profile)
         self.book = AlertBook(site)
         self.next_tick: float | None = None
         self.ticks = 0
@@ -79,13 +77,14 @@ class Pipeline:
         now = self.clock.now()
         readings = self.ingestor.feed(topic, payload, now)
         if readings:
-            self._apply(readings)
+            self._apply(readings, now)
             self.last_data_at = received_at
         self.maybe_tick(now)
 
-    def _apply(self, readings: list[Reading]) -> None:
+    def _apply(self, readings: list[Reading], received_at: float) -> None:
+        apply = self.engine.apply
         for r in readings:
-            self.tracker.apply(r)
+            apply(r, received_at)
         if self.store_readings:
             self.store.write_readings(readings)
 
@@ -105,11 +104,10 @@ class Pipeline:
     def tick(self, now: float) -> list[Alert]:
         released = self.ingestor.expire(now)
         if released:
-            self._apply(released)
-        states = self.tracker.snapshot(now)
-        detections = [self.grader.grade(s) for s in states]
+            self._apply(released, now)
+        states, detections = self.engine.tick(now)
         changed = self.book.observe(detections)
-        district = self.tracker.district(now, states)
+        district = self.engine.district(now, states)
         self.store.write_states(states)
         encoded = [alert_json(a, self.site) for a in changed]
         self.hub.update(states, district, encoded)
@@ -122,7 +120,7 @@ class Pipeline:
         """At shutdown or the end of a replay: release everything held for ordering, then one last tick."""
         released = self.ingestor.flush()
         if released:
-            self._apply(released)
+            self._apply(released, self.clock.now())
         self.tick(self.clock.now())
 
     def status(self) -> dict[str, Any]:
@@ -131,7 +129,8 @@ class Pipeline:
             "ticks": self.ticks,
             "ingest": _plain(st),
             "deadletter_dropped": self.deadletter_dropped,
-            "tracker_rejected": dict(self.tracker.rejected),
+            "tracker_rejected": dict(self.engine.tracker.rejected),
+            "health_rejected": dict(self.engine.health.rejected),
             "alerts_rejected": dict(self.book.rejected),
             "store": _plain(getattr(self.store, "stats", {})),
         }
@@ -148,11 +147,7 @@ class Pipeline:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        snap = {
-            "tracker": self.tracker.to_snapshot(),
-            "grader": self.grader.to_snapshot(),
-            "alerts": self.book.to_snapshot(),
-        }
+        snap = {"engine": self.engine.to_snapshot(), "alerts": self.book.to_snapshot()}
         tmp.write_text(json.dumps(snap))
         tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
 
@@ -161,8 +156,7 @@ class Pipeline:
             return False
         try:
             data = json.loads(path.read_text())
-            self.tracker.from_snapshot(data["tracker"])
-            self.grader.from_snapshot(data["grader"])
+            self.engine.from_snapshot(data["engine"])
             self.book.from_snapshot(data["alerts"])
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable state snapshot %s: %s", path, e)

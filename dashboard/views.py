@@ -41,7 +41,7 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
         base.update(
             occupancy=None, capacity=zone.capacity, share=None, density=None, inflow_per_min=None,
             outflow_per_min=None, arrivals_today=None, level=int(Level.NORMAL), level_label=NO_DATA_LABEL,
-            colour=NO_DATA_COLOUR, healthy=False, ts=None,
+            colour=NO_DATA_COLOUR, healthy=False, ts=None, forecast="", eta_red_min=None,
         )  # fmt: skip
         return base
     level = Level(state.level)
@@ -58,6 +58,9 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
         colour=level.colour,
         healthy=state.healthy,
         ts=state.ts,
+        forecast=state.forecast,
+        # Whole minutes: the wall says "red in about 12 min"; finer would count as a change every tick.
+        eta_red_min=None if state.eta_red_min is None else round(state.eta_red_min),
     )
     return base
 

@@ -53,6 +53,8 @@ class ZoneState(msgspec.Struct, kw_only=True):
     arrivals_today: int
     level: Level = Level.NORMAL
     healthy: bool = True  # False: sensors missing or faulty, show as unknown rather than calm
+    forecast: str = ""  # e.g. "reaches II orange in about 12 min", for the wall
+    eta_red_min: float | None = None  # minutes until I red is forecast, when within the horizon
 
 
 class DistrictState(msgspec.Struct, kw_only=True):

@@ -1,0 +1,131 @@
+"""The detection stage: every detector of detect/ combined into one graded level per zone and tick.
+
+Per reading (a few µs): zone state, flow signals and sensor health take it.
+Per tick, for every zone:
+- health decides whether the zone's estimate can be trusted (an unhealthy zone is shown as unknown);
+- the grader turns the measured share and density into a level with hysteresis and minimum duration;
+- the surge monitor, the time-to-capacity forecaster, stall/counter-flow and sensor health add their own
+  detections; each keeps counting for `hold_s` after it last fired, so a flickering signal neither flaps an
+  alert nor resolves it on one quiet tick, and a zone whose data stops keeps its alert a while;
+- the worst of these is the zone's level and its cause, and the one Detection passed to alerts/.
+State is keyed by zone (no globals), so the stage can later be partitioned by zone across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detect.flowsignals import FlowSignals
+from detect.forecast import CapacityForecaster
+from detect.grading import Grader
+from detect.health import SensorHealth
+from detect.state import ZoneTracker
+from detect.surge.monitor import SurgeMonitor
+from domain.levels import Level
+from domain.profile import CapacityProfile
+from domain.site import Site
+from domain.values import Detection, DistrictState, Reading, ZoneState
+
+# When two signals give the same level, the one a duty officer acts on first names the cause.
+_CAUSE_RANK = {"capacity": 6, "density": 6, "forecast": 5, "stall": 4, "counterflow": 4, "surge": 3, "sensor": 1}
+
+
+class DetectionEngine:
+    def __init__(
+        self,
+        site: Site,
+        profile: CapacityProfile | None = None,
+        *,
+        surge_detector: str | None = None,
+        hold_s: float = 120.0,
+    ) -> None:
+        self.site = site
+        self.profile = profile or CapacityProfile(site)
+        self.hold_s = hold_s
+        self.tracker = ZoneTracker(site, self.profile)
+        self.grader = Grader(site)
+        self.surge = SurgeMonitor(site, self.profile, detector=surge_detector)
+        self.forecaster = CapacityForecaster(site)
+        self.flows = FlowSignals(site)
+        self.health = SensorHealth(site)
+        # zone -> cause -> (detection, held until)
+        self._held: dict[str, dict[str, tuple[Detection, float]]] = {z: {} for z in site.zones}
+
+    # --- per reading ---------------------------------------------------------------------------------
+    def apply(self, r: Reading, received_at: float) -> None:
+        self.tracker.apply(r)
+        if r.kind == "flow":
+            self.flows.apply(r)
+        self.health.apply(r, received_at)
+
+    # --- per tick ------------------------------------------------------------------------------------
+    def tick(self, now: float) -> tuple[list[ZoneState], list[Detection]]:
+        """Every zone's state and its one combined detection (NORMAL included, so alerts can resolve)."""
+        states = self.tracker.snapshot(now)
+        aux: list[Detection] = []
+        for s in states:
+            if s.healthy and not self.health.zone_health(s.zone, now):
+                s.healthy = False
+            self.health.observe_zone(s)
+            self.flows.observe_zone(s)
+            self.forecaster.update(s)
+            d = self.surge.observe(s)
+            if d is not None:
+                aux.append(d)
+            f = self.forecaster.detect(s, now)
+            if f is not None:
+                aux.append(f)
+            s.forecast = self.forecaster.describe(s.zone)
+            eta = self.forecaster.eta(s.zone, Level.I)
+            s.eta_red_min = eta if eta is not None and eta > 0 else None
+        aux += self.flows.detect(now)
+        aux += self.health.detections(now)
+        for d in aux:
+            self._held[d.zone][d.cause] = (d, now + self.hold_s)
+        out = []
+        for s in states:
+            graded = self.grader.grade(s)
+            best = graded
+            held = self._held[s.zone]
+            for cause, (d, until) in list(held.items()):
+                if until < now:
+                    del held[cause]
+                    continue
+                if (d.level, _CAUSE_RANK[d.cause]) > (best.level, _CAUSE_RANK[best.cause]):
+                    best = d
+            if best is not graded:
+                # Keep the measured evidence next to the signal's own, so an alert always shows both.
+                best = Detection(
+                    zone=best.zone,
+                    ts=now,
+                    level=best.level,
+                    cause=best.cause,
+                    score=best.score,
+                    evidence={**graded.evidence, **best.evidence},
+                    message=best.message,
+                )
+            s.level = best.level
+            out.append(best)
+        return states, out
+
+    def district(self, now: float, states: list[ZoneState]) -> DistrictState:
+        return self.tracker.district(now, states)
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "tracker": self.tracker.to_snapshot(),
+            "grader": self.grader.to_snapshot(),
+            "surge": self.surge.to_state(),
+            "forecast": self.forecaster.to_state(),
+        }
+
+    def from_snapshot(self, data: dict[str, Any]) -> None:
+        self.tracker.from_snapshot(data["tracker"])
+        self.grader.from_snapshot(data["grader"])
+        self.surge.from_state(data["surge"])
+        self.forecaster.from_state(data["forecast"])
+
+    def warm(self, rows: list[tuple[str, float, float]]) -> int:
+        """Teach the surge models from stored history rows (zone, ts, inflow_per_min)."""
+        return self.surge.warm(rows)
