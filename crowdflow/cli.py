@@ -73,23 +73,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_sim(site_path: str | None, scenario: str, *, host: str, port: int, speed: float, out: Path | None,
-             start: str | None, duration_s: float | None, stop: threading.Event | None = None,
-             progress: bool = True) -> Any:
+def _run_sim(
+    site_path: str | None,
+    scenario: str,
+    *,
+    host: str,
+    port: int,
+    speed: float,
+    out: Path | None,
+    start: str | None,
+    duration_s: float | None,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+) -> Any:
     from sim.publisher import run_scenario
     from sim.scenario import load_scenario
 
     site = load_site(site_path)
     return run_scenario(
-        site, load_scenario(scenario), host=host, port=port, speed=speed, out_dir=out, start=start,
-        duration_s=duration_s, progress=progress, stop=stop,
+        site,
+        load_scenario(scenario),
+        host=host,
+        port=port,
+        speed=speed,
+        out_dir=out,
+        start=start,
+        duration_s=duration_s,
+        progress=progress,
+        stop=stop,
     )
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
     summary = _run_sim(
-        args.site, args.scenario, host=args.mqtt_host, port=args.mqtt_port, speed=args.speed,
-        out=Path(args.out) if args.out else None, start=args.start,
+        args.site,
+        args.scenario,
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        speed=args.speed,
+        out=Path(args.out) if args.out else None,
+        start=args.start,
         duration_s=args.duration * 60 if args.duration else None,
     )
     print(f"\n{summary}")
@@ -99,8 +122,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from sim.replay import replay_csv
 
-    summary = replay_csv(Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port,
-                         speed=args.speed)
+    summary = replay_csv(
+        Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port, speed=args.speed
+    )
     print(f"\n{summary}")
     return 0
 
@@ -125,8 +149,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  live wall    {_c(GREEN, url)}")
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
     print(f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({'embedded Mosquitto' if broker else 'yours'})")
-    print(f"  simulator    scenario {args.scenario} from {args.start} at {args.speed:g}x; ground truth in "
-          f"{data_dir / 'truth'}")
+    print(
+        f"  simulator    scenario {args.scenario} from {args.start} at {args.speed:g}x; ground truth in "
+        f"{data_dir / 'truth'}"
+    )
     print("  Ctrl-C stops everything.\n", flush=True)
     service = Service(cfg, quiet=True)
     stop = threading.Event()
@@ -134,8 +160,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def simulate() -> None:
         time.sleep(1.5)  # let the service subscribe first
         try:
-            _run_sim(cfg.service.site or None, args.scenario, host=cfg.mqtt.host, port=cfg.mqtt.port,
-                     speed=args.speed, out=data_dir / "truth", start=args.start, duration_s=None, stop=stop)
+            _run_sim(
+                cfg.service.site or None,
+                args.scenario,
+                host=cfg.mqtt.host,
+                port=cfg.mqtt.port,
+                speed=args.speed,
+                out=data_dir / "truth",
+                start=args.start,
+                duration_s=None,
+                stop=stop,
+            )
             print(f"\nsimulation finished; the wall stays up at {url} until Ctrl-C", flush=True)
         except Exception as e:  # the demo keeps serving what it has; say what broke
             print(_c(RED, f"\nsimulator stopped: {e}"), file=sys.stderr, flush=True)

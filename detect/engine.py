@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from detect.flowsignals import FlowSignals
 from detect.forecast import CapacityForecaster
 from detect.grading import Grader
@@ -118,6 +120,13 @@ class DetectionEngine:
             "grader": self.grader.to_snapshot(),
             "surge": self.surge.to_state(),
             "forecast": self.forecaster.to_state(),
+            # Held signals, so a restart neither drops a live forecast alert nor resolves it for a tick.
+            # Flow-signal and sensor-health memories are minutes long and rebuild by themselves.
+            "held": {
+                z: {c: [msgspec.to_builtins(d), until] for c, (d, until) in held.items()}
+                for z, held in self._held.items()
+                if held
+            },
         }
 
     def from_snapshot(self, data: dict[str, Any]) -> None:
@@ -125,6 +134,12 @@ class DetectionEngine:
         self.grader.from_snapshot(data["grader"])
         self.surge.from_state(data["surge"])
         self.forecaster.from_state(data["forecast"])
+        held: dict[str, dict[str, tuple[Detection, float]]] = {z: {} for z in self.site.zones}
+        for z, causes in data.get("held", {}).items():
+            if z in held:
+                for c, (d, until) in causes.items():
+                    held[z][c] = (msgspec.convert(d, Detection), float(until))
+        self._held = held
 
     def warm(self, rows: list[tuple[str, float, float]]) -> int:
         """Teach the surge models from stored history rows (zone, ts, inflow_per_min)."""

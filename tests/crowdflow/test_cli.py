@@ -18,8 +18,11 @@ def test_check_site_ok(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_check_site_reports_zone_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = (FIXTURES / "mini_site.toml").read_text().replace('neighbours = ["seg-1"]\nsegment = 2',
-                                                           'neighbours = ["seg-9"]\nsegment = 2')
+    bad = (
+        (FIXTURES / "mini_site.toml")
+        .read_text()
+        .replace('neighbours = ["seg-1"]\nsegment = 2', 'neighbours = ["seg-9"]\nsegment = 2')
+    )
     f = tmp_path / "bad.toml"
     f.write_text(bad)
     assert main(["check-site", str(f)]) == 1

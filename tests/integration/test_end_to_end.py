@@ -74,12 +74,15 @@ def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[tup
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-e2e"\n'
         f'[influx]\nurl = "{influxdb.url}"\ndatabase = "crowdflow"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f'[dashboard]\nport = {port}\n'
+        f"[dashboard]\nport = {port}\n"
     )
     log = open(tmp_path / "service.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(cfg)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -127,8 +130,15 @@ def test_new_years_eve_hour_end_to_end(
 
     truth_dir = tmp_path / "truth"
     summary = run_scenario(
-        site, load_scenario(FIXTURES / "nye_faults.toml"), host="127.0.0.1", port=mosquitto.port,
-        speed=0, out_dir=truth_dir, start="23:00", duration_s=3600, progress=False,
+        site,
+        load_scenario(FIXTURES / "nye_faults.toml"),
+        host="127.0.0.1",
+        port=mosquitto.port,
+        speed=0,
+        out_dir=truth_dir,
+        start="23:00",
+        duration_s=3600,
+        progress=False,
     )
     sent = summary.messages
     # Wait until the service has taken every message (received stops growing).
