@@ -50,8 +50,8 @@ are reported, not filled. A file with no usable row at all stops the run (exit 2
 
 Each series gets a fresh detector. It sees the value per minute (value x 60 / interval), the 15-minute slot
 and day type of the local time and, for a site zone, the capacity profile's expectation; it learns only
-from rows it does not flag. Level: normal below --threshold, then IV blue, III yellow at 0.95, II orange at
-0.98, I red at 0.995. An alert opens at a flagged row and closes --close-after intervals after the last.
+from rows it does not flag. Level: normal below --threshold, then IV blue, III yellow at 0.97 (a score
+alone never goes above III, as live). An alert opens at a flagged row and closes --close-after intervals after the last.
 
 With --labels (series,start,end[,crossing]; empty series = every series) it prints recall, precision,
 median lead time and false alarms per series-day.

@@ -5,8 +5,9 @@ expectation) is precomputed as arrays and handed over in chunks as lists, and th
 tuple plus `learn_guarded` (score, then learn only what looks normal). Levels and alerts come afterwards,
 vectorised over the scores.
 
-Levels from the score: below the decision threshold (0.9) "normal"; then IV blue, and III yellow, II orange,
-I red at 0.95, 0.98 and 0.995. An alert opens at a flagged row (score ≥ threshold), stays open while rows
+Levels from the score, as the live SurgeMonitor grades them: below the decision threshold (0.9) "normal";
+then IV blue, and III yellow from 0.97. A score alone never goes above III: it says people are coming, not
+that the place is full; capacity, density and the time-to-capacity forecast decide II and I. An alert opens at a flagged row (score ≥ threshold), stays open while rows
 are flagged, and closes at the first row `close_after` intervals or more after the last flagged one (so data
 gaps count as quiet time, and a flag after a long gap opens a new alert).
 """
@@ -27,7 +28,7 @@ from domain.profile import CapacityProfile
 from domain.site import Site
 
 CHUNK = 16_384  # rows handed to the loop at a time; the progress callback runs once per chunk
-LEVEL_BANDS: tuple[tuple[float, Level], ...] = ((0.995, Level.I), (0.98, Level.II), (0.95, Level.III))
+LEVEL_BANDS: tuple[tuple[float, Level], ...] = ((0.97, Level.III),)
 LEVEL_LABELS: tuple[str, ...] = tuple(lv.label for lv in Level)
 
 

@@ -60,7 +60,7 @@ def test_result_has_the_columns_and_one_row_per_timestamp_and_series(tmp_path: P
         ("2024-03-04T08:00:00+08:00", "plaza", "3", "0", "normal", ""),
         ("2024-03-04T08:00:00+08:00", "seg-1", "10", "0", "normal", ""),
         ("2024-03-04T08:01:00+08:00", "plaza", "3", "0", "normal", ""),
-        ("2024-03-04T08:01:00+08:00", "seg-1", "74", "1", "I red", "seg-1#1"),
+        ("2024-03-04T08:01:00+08:00", "seg-1", "74", "1", "III yellow", "seg-1#1"),
         ("2024-03-04T08:02:00+08:00", "seg-1", "10", "0", "normal", "seg-1#1"),
     ]
     assert "7 data lines -> 5 rows in 2 series -> 5 output rows" in text
