@@ -241,8 +241,27 @@ class Service:
             self.pipeline.maybe_tick()
             self.hub.set_status("pipeline", self.pipeline.status())
 
+    def warm_from_history(self, days: float = 7.0) -> int:
+        """Teach the surge models from the store's history when no snapshot was there (a fresh install on
+        an existing InfluxDB, or a lost state file). Wall-clock mode only: a replay has no "recent past"."""
+        now = self.wall.now()
+        rows: list[tuple[str, float, float]] = []
+        for zone in self.site.zones:
+            try:
+                hist = self.store.history(zone, now - days * 86400, now, every_s=60.0)
+            except Exception as e:  # history is a bonus: start cold, say why
+                log.warning("no history to warm the models from (%s); starting cold", e)
+                return 0
+            rows += [(zone, r["ts"], r["inflow_per_min"]) for r in hist if "inflow_per_min" in r]
+        rows.sort(key=lambda r: r[1])
+        return self.pipeline.engine.warm(rows)
+
     async def run(self) -> None:
-        self.pipeline.load(self.state_path)
+        restored = self.pipeline.load(self.state_path)
+        if not restored and self.cfg.service.clock == "wall":
+            learned = await asyncio.to_thread(self.warm_from_history)
+            if learned:
+                log.info("surge models warmed from %d stored rows", learned)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
