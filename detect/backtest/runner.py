@@ -7,7 +7,8 @@ vectorised over the scores.
 
 Levels from the score, as the live SurgeMonitor grades them: below the decision threshold (0.9) "normal";
 then IV blue, and III yellow from 0.97. A score alone never goes above III: it says people are coming, not
-that the place is full; capacity, density and the time-to-capacity forecast decide II and I. An alert opens at a flagged row (score ≥ threshold), stays open while rows
+that the place is full; capacity, density and the time-to-capacity forecast decide II and I.
+An alert opens at a flagged row (score ≥ threshold), stays open while rows
 are flagged, and closes at the first row `close_after` intervals or more after the last flagged one (so data
 gaps count as quiet time, and a flag after a long gap opens a new alert).
 """
