@@ -418,10 +418,29 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     p.add_argument("--jobs", type=int, default=None, help="scenarios run in parallel (default: CPUs, 1 quick)")
     p.add_argument("--warm-days", type=int, default=None, help="warm-up runs per quiet day type")
     p.add_argument("--site", default=None, help="site file (default: Lujiazui)")
+    p.add_argument(
+        "--no-compare", action="store_true", help="skip the side-by-side comparison of the surge detectors"
+    )
     a = p.parse_args(argv)
     jobs = a.jobs if a.jobs is not None else (1 if a.quick else max(1, min(os.cpu_count() or 1, 4)))
+    if not (a.quick or a.no_compare):
+        compare_detectors(site_path=a.site, out=out or sys.stdout, err=err or sys.stderr)
     run(a.quick, detector=a.detector, jobs=jobs, warm_days=a.warm_days, site_path=a.site, out=out, err=err)
     return 0
+
+
+def compare_detectors(*, site_path: str | None, out: TextIO, err: TextIO) -> str:
+    """Every registered surge detector alone on the same simulated days (learn on quiet days, count false
+    alarms on others, lead before the NYE crossings); the winner is the default the engine runs."""
+    from detect.surge.compare import compare_on_scenarios, format_table, pick_winner
+
+    print("comparing surge detectors on simulated weekdays, holidays and New Year's Eve...", file=err, flush=True)
+    results = compare_on_scenarios(load_site(site_path))
+    winner = pick_winner(results)
+    print("surge detectors alone (no capacity grading, no forecast), side by side:", file=out)
+    print(format_table(results), file=out)
+    print(f"winner: {winner} (all crossings warned, then fewest false alarms, then longest lead)\n", file=out)
+    return winner
 
 
 if __name__ == "__main__":
