@@ -85,15 +85,18 @@ class _Ring:
         self._in[slot] += inflow
         self._out[slot] += outflow
 
-    def total(self, lo: float, hi: float) -> tuple[float, float]:
-        """People in and out in buckets within [lo, hi) (bucket-aligned bounds)."""
+    def total(self, lo: float, hi: float) -> tuple[float, float, float]:
+        """People in and out in buckets within [lo, hi) (bucket-aligned bounds), and the seconds of that span
+        the sensor actually covered: a dropout is unknown, not zero flow."""
         b_lo, b_hi = math.floor(lo / self.bucket_s), math.floor(hi / self.bucket_s)
         tin = tout = 0.0
+        covered = 0
         for slot in range(self.n):
             if b_lo <= self._ids[slot] < b_hi:
                 tin += self._in[slot]
                 tout += self._out[slot]
-        return tin, tout
+                covered += 1
+        return tin, tout, covered * self.bucket_s
 
 
 class Rates(NamedTuple):
@@ -184,9 +187,13 @@ class FlowSignals:
         lo = max(mid - self.baseline_s, math.floor(ring.first_ts / self.bucket_s) * self.bucket_s)
         if mid - lo < self.baseline_s / 2:
             return None
-        rin, rout = ring.total(mid, end)
-        bin_, bout = ring.total(lo, mid)
-        k, kb = 60.0 / self.recent_s, 60.0 / (mid - lo)
+        rin, rout, rcov = ring.total(mid, end)
+        bin_, bout, bcov = ring.total(lo, mid)
+        # Rates over the time the sensor reported: after a dropout or a reboot, a baseline spread over the
+        # silent minutes would make ordinary flow look like a surge (seen as false counter-flow).
+        if bcov < self.baseline_s / 2 or rcov < self.recent_s / 2:
+            return None
+        k, kb = 60.0 / rcov, 60.0 / bcov
         return Rates(rin * k, rout * k, bin_ * kb, bout * kb)
 
     def detect(self, now: float) -> list[Detection]:

@@ -137,3 +137,24 @@ def test_ignored_readings_are_counted_and_memory_is_bounded(mini_site: Site) -> 
         fs.apply(reading("seg2-gate", "seg-2", T0 + 10 * i, 5, 5, 10))
     ring = fs._rings["seg2-gate"]
     assert len(ring._ids) == ring.n <= 80
+
+
+def test_no_counterflow_after_a_dropout_of_the_counter() -> None:
+    """A counter silent for 6 of the 10 baseline minutes, then back with ordinary two-way traffic: no counter-flow."""
+    from domain.loader import load_site
+    from domain.values import Reading
+
+    site = load_site()
+    sensor = next(s for s in site.sensors.values() if s.kind == "counter" and s.zone == "pearl-ring-bridge")
+    fs = FlowSignals(site)
+    fs.set_share(sensor.zone, 0.5)
+    t0 = 1_798_700_000.0
+    seq = 0
+    for m in range(30):
+        if 12 <= m < 18:
+            continue  # dropout
+        seq += 1
+        ts = t0 + 60 * m
+        fs.apply(Reading(sensor=sensor.id, zone=sensor.zone, kind="flow", ts=ts, seq=seq, interval_s=60.0,
+                         inflow=80, outflow=70))  # fmt: skip
+        assert not [d for d in fs.detect(ts) if d.cause == "counterflow"], f"false counter-flow at minute {m}"
