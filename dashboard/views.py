@@ -13,6 +13,7 @@ from domain.site import Site, Zone
 from domain.values import DistrictState, ZoneState
 
 NO_DATA_COLOUR = "#757575"  # grey: a zone without state is unknown, never shown as calm green
+UNKNOWN_LABEL = "unknown"
 NO_DATA_LABEL = "no data"
 ALERT_STATES = frozenset({"raised", "escalated", "acknowledged", "resolved"})
 
@@ -45,6 +46,10 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
         )  # fmt: skip
         return base
     level = Level(state.level)
+    label, colour = level.label, level.colour
+    if not state.healthy and level is Level.NORMAL:
+        # Blind is not calm: a zone whose sensors are silent or faulty must not look green on the wall.
+        label, colour = UNKNOWN_LABEL, NO_DATA_COLOUR
     base.update(
         occupancy=round(state.occupancy, 1),
         capacity=state.capacity,
@@ -54,8 +59,8 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
         outflow_per_min=round(state.outflow_per_min, 1),
         arrivals_today=state.arrivals_today,
         level=int(level),
-        level_label=level.label,
-        colour=level.colour,
+        level_label=label,
+        colour=colour,
         healthy=state.healthy,
         ts=state.ts,
         forecast=state.forecast,

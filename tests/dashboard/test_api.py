@@ -150,3 +150,17 @@ def test_ack_without_a_configured_token_is_open(hub: Hub) -> None:
     app = create_app(hub, on_ack=lambda aid, by, note: alert(aid, state="acknowledged"))
     hub.update([], None, [alert("a1")])
     assert TestClient(app).post("/api/alerts/a1/ack", json={"by": "x"}).status_code == 200
+
+
+def test_unhealthy_calm_zone_is_shown_unknown_not_green(mini_site) -> None:  # type: ignore[no-untyped-def]
+    from dashboard.views import zone_view
+    from domain.levels import Level
+    from domain.values import ZoneState
+
+    st = ZoneState(zone="seg-1", ts=1.0, occupancy=10, capacity=2000, share=0.005, density=0.005,
+                   inflow_per_min=0, outflow_per_min=0, arrivals_today=0, healthy=False)  # fmt: skip
+    v = zone_view(mini_site.zones["seg-1"], st)
+    assert v["level_label"] == "unknown" and v["colour"] != Level.NORMAL.colour
+    st.level, st.healthy = Level.II, False
+    v = zone_view(mini_site.zones["seg-1"], st)
+    assert v["level_label"] == "II orange" and v["colour"] == Level.II.colour  # a known danger stays shown
