@@ -192,11 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crowdflow", description="Real-time crowd-flow monitoring and alerting.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser) -> None:
+    def common(sp: argparse.ArgumentParser, host: str | None = None, port: int | None = None) -> None:
+        # None means "from the config file / environment" (demo, serve); publishers default to a local broker.
         sp.add_argument("--config", help="TOML config file (or set CROWDFLOW_CONFIG)")
         sp.add_argument("--site", help="site file (default: the shipped Lujiazui site)")
-        sp.add_argument("--mqtt-host", default=None)
-        sp.add_argument("--mqtt-port", type=int, default=None)
+        sp.add_argument("--mqtt-host", default=host)
+        sp.add_argument("--mqtt-port", type=int, default=port)
 
     d = sub.add_parser("demo", help="embedded broker + simulator (New Year's Eve) + service + live wall")
     common(d)
@@ -218,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("sim", help="publish a simulated scenario over MQTT")
-    common(m)
+    common(m, "127.0.0.1", 1883)
     m.add_argument("scenario", help="weekday, holiday, nye, faults, or a scenario TOML file")
     m.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second; 0 = max")
     m.add_argument("--out", help="directory for ground truth")
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_sim)
 
     r = sub.add_parser("replay", help="publish a recorded CSV over MQTT, accelerated")
-    common(r)
+    common(r, "127.0.0.1", 1883)
     r.add_argument("file")
     r.add_argument("--speed", type=float, default=60.0)
     r.set_defaults(func=cmd_replay)
@@ -248,11 +249,6 @@ def main(argv: list[str] | None = None) -> int:
 
         return backtest_main(argv[1:])
     args = build_parser().parse_args(argv)
-    for name in ("mqtt_host",):
-        if hasattr(args, name) and getattr(args, name) is None and args.command in ("sim", "replay"):
-            setattr(args, name, "127.0.0.1")
-    if args.command in ("sim", "replay") and args.mqtt_port is None:
-        args.mqtt_port = 1883
     try:
         return int(args.func(args))
     except (ConfigError, SiteError) as e:

@@ -47,3 +47,12 @@ def test_sim_clock_follows_messages_and_never_goes_back() -> None:
     assert c.feed(b'{"epoch": 100.0, "speed": 60}')
     assert c.feed(b'{"epoch": 90.0}') and c.now() == 100.0
     assert not c.feed(b"garbage") and c.now() == 100.0
+
+
+def test_publishers_default_to_a_local_broker_and_the_service_to_its_config() -> None:
+    from crowdflow.cli import build_parser
+
+    sim = build_parser().parse_args(["sim", "nye"])
+    assert (sim.mqtt_host, sim.mqtt_port) == ("127.0.0.1", 1883)
+    serve = build_parser().parse_args(["serve"])
+    assert (serve.mqtt_host, serve.mqtt_port) == (None, None)  # None: taken from the config file / environment
