@@ -48,6 +48,8 @@ class SiteInfo(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
     name_en: str
     timezone: str = "Asia/Shanghai"
     peak_day_visits: int = 1_470_000
+    # WGS84 (latitude, longitude) of the polygons' local frame origin (0, 0): CAP areas need real coordinates.
+    origin: tuple[float, float] = (31.2397, 121.4998)
 
 
 class Grid(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -79,9 +79,30 @@ class Detection(msgspec.Struct, frozen=True, kw_only=True):
     score: float = 0.0
     evidence: dict[str, float] = {}
     message: str = ""
+    # Every signal active for the zone at `ts`, cause -> level (int), the reported one included: lets alerts/
+    # mark an alert uncertain when a sensor-health signal is active beside a worse one.
+    signals: dict[str, int] = {}
 
 
 AlertState = Literal["raised", "escalated", "acknowledged", "resolved"]
+
+
+# What happened to an alert, for its history and the audit trail.
+AlertAction = Literal[
+    "raised",  # opened
+    "level_up",  # level rose on the same alert (state becomes "escalated")
+    "level_down",
+    "acknowledged",
+    "commented",
+    "reraised",  # acknowledged, but still open when the acknowledgement's time ran out
+    "resolved",  # the zone recovered (by="") or a person closed it (by=person id)
+    "uncertain",  # a sensor-health signal is active in the zone: the numbers may be wrong
+    "certain",
+    "inhibited",  # covered by a worse alert it follows from; listed, not notified
+    "uninhibited",
+    "silenced",
+    "unsilenced",
+]
 
 
 class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,6 +111,16 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     level: Level
     note: str = ""
     by: str = ""
+    action: AlertAction | Literal[""] = ""  # "" in snapshots written before actions were recorded
+
+
+class Diversion(msgspec.Struct, frozen=True, kw_only=True):
+    """A neighbouring zone with room to take people diverted from a crowded one (computed live)."""
+
+    zone: str
+    name: str
+    spare: int  # people it can take before reaching its II orange share
+    share: float  # its occupancy / capacity now
 
 
 class Alert(msgspec.Struct, kw_only=True):
@@ -105,6 +136,22 @@ class Alert(msgspec.Struct, kw_only=True):
     evidence: dict[str, float] = {}
     message: str = ""
     history: list[AlertChange] = []
+    grid: str = ""
+    micro_grid: str = ""
+    signals: dict[str, int] = {}  # cause -> level of every signal active in the zone (see Detection.signals)
+    measures: list[str] = []  # the checklist for this zone kind at this level (alerts.measures)
+    diversion: list[Diversion] = []  # neighbours with spare room, best first
+    acknowledged_at: float | None = None
+    acknowledged_by: str = ""
+    ack_comment: str = ""
+    escalated_at: float | None = None  # last time the level went up
+    resolved_by: str = ""  # "" when the zone recovered by itself
+    resolve_comment: str = ""
+    uncertain: bool = False  # a sensor-health signal is active in the zone
+    uncertain_reason: str = ""
+    inhibited_by: str | None = None  # id of the worse alert this one follows from
+    silenced_by: str | None = None  # id of the silence that matches it
+    incident: str | None = None  # id of the incident grouping adjacent riverside segments
 
     @property
     def open(self) -> bool:
