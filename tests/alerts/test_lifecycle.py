@@ -68,9 +68,7 @@ def test_same_level_refreshes_evidence_without_a_change(book: AlertBook) -> None
 
 
 def test_no_duplicate_alert_per_zone(book: AlertBook) -> None:
-    changed = book.observe(
-        [det("seg-1", 10, Level.IV), det("seg-1", 11, Level.III), det("seg-2", 11, Level.IV)]
-    )
+    changed = book.observe([det("seg-1", 10, Level.IV), det("seg-1", 11, Level.III), det("seg-2", 11, Level.IV)])
     assert sorted(a.id for a in changed) == ["a1", "a2"]
     for ts in range(12, 100):
         book.observe([det("seg-1", ts, Level(1 + ts % 4))])
@@ -223,3 +221,95 @@ def test_normal_from_an_unhealthy_zone_does_not_resolve(book: AlertBook) -> None
     assert book.rejected == {"normal_while_unhealthy": 1}
     [a] = book.observe([det("seg-1", 30, Level.NORMAL)])
     assert a.state == "resolved"
+
+
+def test_alert_carries_grid_micro_grid_and_signals(book: AlertBook, mini_site: Site) -> None:
+    d = Detection(zone="seg-1", ts=10, level=Level.II, cause="capacity", signals={"capacity": 3, "sensor": 1})
+    [a] = book.observe([d])
+    zone = mini_site.zones["seg-1"]
+    assert (a.grid, a.micro_grid) == (zone.grid, zone.micro_grid)
+    assert a.signals == {"capacity": 3, "sensor": 1}
+    assert a.history[0].action == "raised"
+    book.observe([Detection(zone="seg-1", ts=20, level=Level.II, cause="capacity", signals={"capacity": 3})])
+    assert a.signals == {"capacity": 3}  # refreshed silently at the same level
+
+
+def test_level_changes_record_actions_and_escalated_at(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.IV)])
+    [a] = book.observe([det("seg-1", 20, Level.II)])
+    assert a.escalated_at == 20 and a.history[-1].action == "level_up"
+    [a] = book.observe([det("seg-1", 30, Level.III)])
+    assert a.escalated_at == 20 and a.history[-1].action == "level_down"
+
+
+def test_acknowledge_records_first_response_and_refuses_a_second(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    a = book.acknowledge("a1", by="officer-7", note="on my way", now=70)
+    assert (a.acknowledged_at, a.acknowledged_by, a.ack_comment) == (70, "officer-7", "on my way")
+    with pytest.raises(ValueError, match="already acknowledged by officer-7"):
+        book.acknowledge("a1", by="officer-8", note="", now=80)
+    book.observe([det("seg-1", 90, Level.II)])  # worse: needs a new acknowledgement
+    a = book.acknowledge("a1", by="officer-8", note="more wardens", now=95)
+    # Response time is measured to the first acknowledgement; the latest comment is kept.
+    assert (a.acknowledged_at, a.acknowledged_by, a.ack_comment) == (70, "officer-7", "more wardens")
+    assert [c.by for c in a.history if c.action == "acknowledged"] == ["officer-7", "officer-8"]
+
+
+def test_comment_on_open_and_resolved_alerts(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    a = book.comment("a1", by="op-1", text="CCTV shows queues at gate 2", now=12)
+    assert a.state == "raised" and (a.history[-1].action, a.history[-1].note) == (
+        "commented",
+        "CCTV shows queues at gate 2",
+    )
+    book.observe([det("seg-1", 20, Level.NORMAL)])
+    a = book.comment("a1", by="op-1", text="debrief: gate 2 too narrow", now=30)
+    assert a.state == "resolved" and a.history[-1].action == "commented"
+    with pytest.raises(ValueError, match="needs text"):
+        book.comment("a1", by="op-1", text="  ", now=31)
+
+
+def test_resolve_by_hand_needs_a_comment_and_holds_until_calm(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    with pytest.raises(ValueError, match="needs a comment"):
+        book.resolve("a1", by="officer-7", comment=" ", now=20)
+    a = book.resolve("a1", by="officer-7", comment="counter misplaced, checked by eye", now=20)
+    assert (a.state, a.resolved_at, a.resolved_by, a.resolve_comment) == (
+        "resolved",
+        20,
+        "officer-7",
+        "counter misplaced, checked by eye",
+    )
+    assert a.history[-1].action == "resolved" and a.history[-1].by == "officer-7"
+    # The same level (or lower) is not raised again straight away ...
+    assert book.observe([det("seg-1", 30, Level.III)]) == []
+    assert book.observe([det("seg-1", 40, Level.IV)]) == []
+    assert book.rejected["closed_by_hand"] == 2
+    # ... a worse one is, at once.
+    [b] = book.observe([det("seg-1", 50, Level.II)])
+    assert b.id == "a2" and b.state == "raised"
+
+
+def test_resolve_by_hand_then_calm_reopens_normally(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    book.resolve("a1", by="officer-7", comment="dispersed", now=20)
+    book.observe([det("seg-1", 30, Level.NORMAL)])
+    [b] = book.observe([det("seg-1", 40, Level.IV)])
+    assert b.id == "a2"
+
+
+def test_reraise_after_ack_timeout(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.II)])
+    assert book.reraise("a1", now=15, note="x") is None  # not acknowledged: nothing to re-raise
+    book.acknowledge("a1", by="officer-7", note="", now=20)
+    a = book.reraise("a1", now=1220, note="acknowledged 20 min ago and still II orange")
+    assert a is not None and a.state == "raised" and a.history[-1].action == "reraised"
+    assert a.acknowledged_by == "officer-7"  # who answered first stays on record
+
+
+def test_closed_by_hand_survives_a_snapshot(mini_site: Site, book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    book.resolve("a1", by="officer-7", comment="dispersed", now=20)
+    other = AlertBook(mini_site, id_factory=lambda: "b1")
+    other.from_snapshot(json.loads(json.dumps(book.to_snapshot())))
+    assert other.observe([det("seg-1", 30, Level.III)]) == []
