@@ -43,8 +43,9 @@ def alert_json(alert: Alert, site: Site) -> dict[str, Any]:
         # A zone dropped from the site file since the alert was raised still shows, by its id.
         "zone_name": zone.name_en if zone else alert.zone,
         "zone_name_zh": zone.name_zh if zone else alert.zone,
-        "grid": zone.grid if zone else None,
-        "micro_grid": zone.micro_grid if zone else None,
+        "zone_kind": zone.kind if zone else None,
+        "grid": zone.grid if zone else (alert.grid or None),
+        "micro_grid": zone.micro_grid if zone else (alert.micro_grid or None),
         "level": _level(alert.level),
         "peak_level": _level(alert.peak_level),
         "cause": alert.cause,
@@ -58,6 +59,21 @@ def alert_json(alert: Alert, site: Site) -> dict[str, Any]:
         "resolved_ts": alert.resolved_at,
         "evidence": dict(alert.evidence),
         "message": alert.message,
+        "signals": {cause: _level(Level(lv))["label"] for cause, lv in alert.signals.items()},
+        "measures": list(alert.measures),
+        "diversion": [msgspec.to_builtins(d) for d in alert.diversion],
+        "acknowledged_at": _iso(alert.acknowledged_at, tz),
+        "acknowledged_ts": alert.acknowledged_at,
+        "acknowledged_by": alert.acknowledged_by,
+        "ack_comment": alert.ack_comment,
+        "escalated_at": _iso(alert.escalated_at, tz),
+        "resolved_by": alert.resolved_by,
+        "resolve_comment": alert.resolve_comment,
+        "uncertain": alert.uncertain,
+        "uncertain_reason": alert.uncertain_reason,
+        "inhibited_by": alert.inhibited_by,
+        "silenced_by": alert.silenced_by,
+        "incident": alert.incident,
         "history": [
             {
                 "at": _iso(c.ts, tz),
@@ -67,6 +83,7 @@ def alert_json(alert: Alert, site: Site) -> dict[str, Any]:
                 "severity": int(c.level),
                 "note": c.note,
                 "by": c.by,
+                "action": c.action,
             }
             for c in alert.history
         ],
