@@ -63,11 +63,23 @@ class DashboardConfig(_Section):
     allowed_origins: list[str] = []
 
 
+class AlertsConfig(_Section):
+    roster: str = ""  # duty roster file; empty: the shipped Lujiazui roster (alerts/data/lujiazui_roster.toml)
+    measures: str = ""  # measures file; empty: the shipped one (alerts/data/measures.toml)
+    journal: str = ""  # SQLite file for alerts, deliveries and the audit trail; empty: <data_dir>/alerts.sqlite
+    public_url: str = ""  # where officers open the officer page, put in every notification (e.g. https://cf.example)
+    deliver: bool = True  # false: record notifications, send nothing (a test bench or a dry run)
+    max_attempts: int = 5  # per recipient and channel, for transient failures
+    vapid_private_key: str = ""  # Web Push (optional): path to the VAPID private key (PEM)
+    vapid_subject: str = ""  # Web Push: "mailto:ops@example.org" the push services may contact
+
+
 class Config(_Section):
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     influx: InfluxConfig = msgspec.field(default_factory=InfluxConfig)
     service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
     dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    alerts: AlertsConfig = msgspec.field(default_factory=AlertsConfig)
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -75,6 +87,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "influx": InfluxConfig,
     "service": ServiceConfig,
     "dashboard": DashboardConfig,
+    "alerts": AlertsConfig,
 }
 ENV_PREFIX = "CROWDFLOW_"
 
