@@ -7,8 +7,13 @@ Per tick, for every zone:
 - the surge monitor, the time-to-capacity forecaster, stall/counter-flow and sensor health add their own
   detections; each keeps counting for `hold_s` after it last fired, so a flickering signal neither flaps an
   alert nor resolves it on one quiet tick, and a zone whose data stops keeps its alert a while;
-- the worst of these is the zone's level and its cause, and the one Detection passed to alerts/.
+- the worst of these is the zone's level and its cause, and the one Detection passed to alerts/; its
+  `signals` list every signal active for the zone (cause -> level), so alerts/ can tell a sensor-health
+  signal standing beside a worse cause;
+- `overrides` (detect.overrides: planned events and emergency mode, set by the alert manager) give the
+  grader's and forecaster's thresholds and the surge monitor's planned flow, and are named in the message.
 State is keyed by zone (no globals), so the stage can later be partitioned by zone across processes.
+Overrides are not part of the snapshot: the alert manager restores them from its own database.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from detect.flowsignals import FlowSignals
 from detect.forecast import CapacityForecaster
 from detect.grading import Grader
 from detect.health import SensorHealth
+from detect.overrides import Overrides
 from detect.state import ZoneTracker
 from detect.surge.monitor import SurgeMonitor
 from domain.levels import Level
 from domain.profile import CapacityProfile
-from domain.site import Site
+from domain.site import Site, Thresholds
 from domain.values import Detection, DistrictState, Reading, ZoneState
 
 # When two signals give the same level, the one a duty officer acts on first names the cause.
@@ -40,18 +46,31 @@ class DetectionEngine:
         *,
         surge_detector: str | None = None,
         hold_s: float = 120.0,
+        overrides: Overrides | None = None,
     ) -> None:
+        if overrides is not None and overrides.site.info.id != site.info.id:
+            raise ValueError(
+                f"overrides are for site {overrides.site.info.id!r}, the engine runs site {site.info.id!r}"
+            )
         self.site = site
         self.profile = profile or CapacityProfile(site)
         self.hold_s = hold_s
+        self.overrides = overrides or Overrides(site)
         self.tracker = ZoneTracker(site, self.profile)
-        self.grader = Grader(site)
-        self.surge = SurgeMonitor(site, self.profile, detector=surge_detector)
-        self.forecaster = CapacityForecaster(site)
+        # Through self.overrides at each call, so replacing engine.overrides takes effect everywhere.
+        self.grader = Grader(site, thresholds_for=self._thresholds_for)
+        self.surge = SurgeMonitor(site, self.profile, detector=surge_detector, flow_factor=self._flow_factor)
+        self.forecaster = CapacityForecaster(site, thresholds_for=self._thresholds_for)
         self.flows = FlowSignals(site)
         self.health = SensorHealth(site)
         # zone -> cause -> (detection, held until)
         self._held: dict[str, dict[str, tuple[Detection, float]]] = {z: {} for z in site.zones}
+
+    def _thresholds_for(self, zone_id: str, ts: float) -> Thresholds:
+        return self.overrides.thresholds_for(zone_id, ts)
+
+    def _flow_factor(self, zone_id: str, ts: float) -> float:
+        return self.overrides.flow_factor(zone_id, ts)
 
     # --- per reading ---------------------------------------------------------------------------------
     def apply(self, r: Reading, received_at: float) -> None:
@@ -88,24 +107,31 @@ class DetectionEngine:
         for s in states:
             graded = self.grader.grade(s)
             best = graded
+            signals: dict[str, int] = {graded.cause: int(graded.level)} if graded.level > Level.NORMAL else {}
             held = self._held[s.zone]
             for cause, (d, until) in list(held.items()):
                 if until < now:
                     del held[cause]
                     continue
+                if d.level > Level.NORMAL:
+                    signals[cause] = int(d.level)
                 if (d.level, _CAUSE_RANK[d.cause]) > (best.level, _CAUSE_RANK[best.cause]):
                     best = d
-            if best is not graded:
-                # Keep the measured evidence next to the signal's own, so an alert always shows both.
-                best = Detection(
-                    zone=best.zone,
-                    ts=now,
-                    level=best.level,
-                    cause=best.cause,
-                    score=best.score,
-                    evidence={**graded.evidence, **best.evidence},
-                    message=best.message,
-                )
+            message = best.message
+            override = self.overrides.describe(s.zone, now)
+            if override:
+                message = f"{message}; {override}" if message else override
+            # Keep the measured evidence next to the signal's own, so an alert always shows both.
+            best = Detection(
+                zone=best.zone,
+                ts=now,
+                level=best.level,
+                cause=best.cause,
+                score=best.score,
+                evidence=best.evidence if best is graded else {**graded.evidence, **best.evidence},
+                message=message,
+                signals=signals,
+            )
             s.level = best.level
             out.append(best)
         return states, out

@@ -16,6 +16,10 @@ and the build-ups that matter (a New Year's Eve crowd, a plaza filling for a sho
 15-30 minutes that count. A zone nearing its plateau shows it in the fit within minutes, because recent
 samples weigh most.
 
+Level crossings are judged against the zone's share thresholds at the time of the newest sample, from
+`thresholds_for(zone_id, ts)` when given (the engine passes detect.overrides.Overrides.thresholds_for, so an
+ETA to red respects a planned event's red threshold and emergency tightening), else the site's.
+
 >>> from domain.loader import load_site
 >>> from domain.values import ZoneState
 >>> site = load_site("tests/fixtures/mini_site.toml")
@@ -37,12 +41,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from domain.levels import GRADED, Level
-from domain.site import Site
+from domain.site import Site, Thresholds
 from domain.values import Detection, ZoneState
 
 STATE_VERSION = 1
@@ -111,6 +115,7 @@ class CapacityForecaster:
         min_t: float = 3.0,
         min_slope_share: float = 0.001,
         net_flow_s: float = 180.0,
+        thresholds_for: Callable[[str, float], Thresholds] | None = None,
     ) -> None:
         if not (window_s > 0 and sample_s > 0 and half_life_s > 0 and horizon_min > 0):
             raise ValueError("window_s, sample_s, half_life_s and horizon_min must be positive")
@@ -124,6 +129,7 @@ class CapacityForecaster:
         self.min_t = min_t
         self.min_slope_share = min_slope_share
         self.net_flow_s = net_flow_s
+        self.thresholds_for = thresholds_for
         self.ignored = 0  # states refused: unknown zone, older than the newest sample, not finite
         self._maxlen = math.ceil(window_s / sample_s) + 2
         self._zones: dict[str, _ZoneHistory] = {}
@@ -192,6 +198,11 @@ class CapacityForecaster:
 
     # ---- questions ------------------------------------------------------------------------------
 
+    def _thresholds(self, zone_id: str, ts: float) -> Thresholds:
+        if self.thresholds_for is None:
+            return self.site.thresholds_for(zone_id)
+        return self.thresholds_for(zone_id, ts)
+
     def rising(self, zone_id: str) -> bool:
         """A rise that has been consistent for min_rising_s."""
         h = self._zones.get(zone_id)
@@ -223,7 +234,7 @@ class CapacityForecaster:
         h = self._zones.get(zone_id)
         if h is None or h.fit is None:
             return None
-        target = self.site.thresholds_for(zone).share_for(level) * zone.capacity
+        target = self._thresholds(zone_id, h.samples[-1][0]).share_for(level) * zone.capacity
         if h.fit.level >= target:
             return 0.0
         if not self.rising(zone_id):
@@ -271,7 +282,7 @@ class CapacityForecaster:
         red = self.eta(state.zone, Level.I)
         if red is None or red <= 0.0:
             return None
-        t = self.site.thresholds_for(zone)
+        t = self._thresholds(state.zone, state.ts)
         if state.share >= t.share_for(Level.I):
             return None
         fc = self.forecast(state.zone, (15, 30))

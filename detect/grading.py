@@ -26,6 +26,7 @@ Per zone and per sample:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from domain.levels import GRADED, Level
@@ -75,10 +76,16 @@ def raw_level(state: ZoneState, t: Thresholds, current: Level) -> tuple[Level, C
 
 
 class Grader:
-    """Turns ZoneStates into Detections with cause 'capacity' or 'density'; keeps state per zone."""
+    """Turns ZoneStates into Detections with cause 'capacity' or 'density'; keeps state per zone.
 
-    def __init__(self, site: Site) -> None:
+    `thresholds_for(zone_id, ts)` supplies each zone's thresholds at the state's time (the detection engine
+    passes detect.overrides.Overrides.thresholds_for, so planned events and emergency mode apply); without
+    it, the site's own thresholds.
+    """
+
+    def __init__(self, site: Site, *, thresholds_for: Callable[[str, float], Thresholds] | None = None) -> None:
         self.site = site
+        self.thresholds_for = thresholds_for
         self._zones: dict[str, _Grade] = {}
 
     def grade(self, state: ZoneState) -> Detection:
@@ -86,7 +93,7 @@ class Grader:
         zone = self.site.zones.get(state.zone)
         if zone is None:
             raise KeyError(f"zone {state.zone!r} is not in site {self.site.info.id!r}")
-        t = self.site.thresholds_for(zone)
+        t = self.site.thresholds_for(zone) if self.thresholds_for is None else self.thresholds_for(zone.id, state.ts)
         g = self._zones.setdefault(state.zone, _Grade())
         now = state.ts
         if g.last_ts is not None and now < g.last_ts:

@@ -9,6 +9,11 @@ itself; a surge into a half-empty plaza must not outrank them.
 Unhealthy zones are neither scored nor learned (a dead counter reads as zero inflow, which would teach the
 model that the slot is quiet); bad values are counted in `rejected` by reason, never raised.
 
+Planned events: `flow_factor(zone_id, ts)` (the engine passes detect.overrides.Overrides.flow_factor) scales
+the profile's expectation, so a planned crowd (x3 for the fireworks) is not a surge while an unplanned excess
+on top of it still is. While the factor is not 1 the zone's detector scores but never learns: the event's
+flow is not the zone's normal, and `learn_guarded` alone would take a planned x3 that scores low for normal.
+
 >>> from domain.loader import load_site
 >>> from domain.profile import SLOT_S, CapacityProfile
 >>> from domain.values import ZoneState
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from detect.base import Decision, Detector, Obs, learn_guarded
@@ -57,6 +62,7 @@ class SurgeMonitor:
         decision: Decision = DEFAULT_DECISION,
         yellow_at: float = 0.97,
         rate_window_s: float = 300.0,
+        flow_factor: Callable[[str, float], float] | None = None,
     ) -> None:
         if not 0.0 <= decision.protect <= decision.threshold <= 1.0:
             raise ValueError(f"need 0 <= protect <= threshold <= 1, got {decision}")
@@ -72,6 +78,7 @@ class SurgeMonitor:
         self.rejected: Counter[str] = Counter()  # reason -> observations not scored; exported as a metric
         self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
         self.rate_window_s = rate_window_s
+        self.flow_factor = flow_factor
         self._tick: _Tick | None = None  # the calendar of the latest ts: all zones share a tick
 
     def _calendar(self, ts: float) -> _Tick:
@@ -80,8 +87,13 @@ class SurgeMonitor:
         return self._tick
 
     def obs(self, zone: str, ts: float, inflow: float) -> Obs | None:
-        """The observation a zone's detector sees (slot, day type, window-averaged expectation), or None with
-        the reason counted in `rejected`."""
+        """The observation a zone's detector sees (slot, day type, window-averaged expectation times the planned
+        flow factor), or None with the reason counted in `rejected`."""
+        x = self._obs(zone, ts, inflow)
+        return None if x is None else x[0]
+
+    def _obs(self, zone: str, ts: float, inflow: float) -> tuple[Obs, float] | None:
+        """The observation and the planned flow factor it was made with."""
         if zone not in self._detectors:
             self.rejected["unknown_zone"] += 1
             return None
@@ -92,48 +104,65 @@ class SurgeMonitor:
             self.rejected["bad_inflow"] += 1
             return None
         cal = self._calendar(ts)
-        return Obs(ts=ts, value=inflow, slot=cal.slot, day_type=cal.day_type, expected=cal.expected(zone))
+        expected = cal.expected(zone)
+        factor = 1.0 if self.flow_factor is None else self.flow_factor(zone, ts)
+        if expected is not None:
+            expected *= factor
+        return Obs(ts=ts, value=inflow, slot=cal.slot, day_type=cal.day_type, expected=expected), factor
+
+    def _score(self, zone: str, x: Obs, factor: float) -> float:
+        det = self._detectors[zone]
+        if factor != 1.0:
+            return det.score_one(x)  # during a planned event: score against the plan, learn nothing
+        return learn_guarded(det, x, self.decision)
 
     def observe(self, state: ZoneState) -> Detection | None:
         """Score one zone's state (call once per tick per zone); a Detection when it is a surge."""
         if not state.healthy:
             self.rejected["unhealthy"] += 1  # sensor health reports it; a blind zone teaches nothing
             return None
-        x = self.obs(state.zone, state.ts, state.inflow_per_min)
-        if x is None:
+        got = self._obs(state.zone, state.ts, state.inflow_per_min)
+        if got is None:
             return None
-        score = learn_guarded(self._detectors[state.zone], x, self.decision)
+        x, factor = got
+        score = self._score(state.zone, x, factor)
         if not self.decision.flagged(score):
             return None
         level = Level.III if score >= self.yellow_at else Level.IV
         expected = x.expected if x.expected is not None else 0.0
+        evidence = {"inflow_per_min": x.value, "expected_per_min": expected, "score": score}
+        if factor != 1.0:
+            evidence["flow_factor"] = factor
         return Detection(
             zone=state.zone,
             ts=state.ts,
             level=level,
             cause="surge",
             score=score,
-            evidence={"inflow_per_min": x.value, "expected_per_min": expected, "score": score},
-            message=self._message(state.zone, x, expected),
+            evidence=evidence,
+            message=self._message(state.zone, x, expected, factor),
         )
 
-    def _message(self, zone: str, x: Obs, expected: float) -> str:
+    def _message(self, zone: str, x: Obs, expected: float, factor: float = 1.0) -> str:
         name = self.site.zones[zone].name_en
         hhmm = f"{x.slot // 4:02d}:{x.slot % 4 * 15:02d}"  # the slot's start: "the usual for 22:15"
         day = _DAY_WORDS.get(x.day_type, f"a {x.day_type} day")
         if expected < 0.05:
             return f"{name}: inflow {x.value:,.0f}/min where almost none is usual for {hhmm} on {day}"
-        return f"{name}: inflow {x.value:,.0f}/min, {x.value / expected:.1f}× the usual for {hhmm} on {day}"
+        usual = "the usual" if factor == 1.0 else f"the planned (x{factor:g} the usual)"
+        return f"{name}: inflow {x.value:,.0f}/min, {x.value / expected:.1f}× {usual} for {hhmm} on {day}"
 
     def warm(self, rows: Iterable[tuple[str, float, float]]) -> int:
-        """Learn from stored history rows (zone, ts, inflow_per_min), oldest first, guarded as live data is.
-        Returns how many rows were learned from; unusable rows are counted in `rejected`."""
+        """Learn from stored history rows (zone, ts, inflow_per_min), oldest first, guarded as live data is
+        (rows inside a known planned event are skipped). Returns how many rows were learned from; unusable
+        rows are counted in `rejected`."""
         learned = 0
         for zone, ts, inflow in rows:
-            x = self.obs(zone, float(ts), float(inflow))
-            if x is None:
+            got = self._obs(zone, float(ts), float(inflow))
+            if got is None:
                 continue
-            if learn_guarded(self._detectors[zone], x, self.decision) < self.decision.protect:
+            x, factor = got
+            if factor == 1.0 and learn_guarded(self._detectors[zone], x, self.decision) < self.decision.protect:
                 learned += 1
         return learned
 
