@@ -6,6 +6,7 @@ import doctest
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -511,3 +512,36 @@ def test_an_alert_that_would_not_read_back_is_refused_with_its_changes() -> None
 def test_docstring_example() -> None:
     result = doctest.testmod(alerts.journal)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_prune_script_in_the_docs_keeps_open_alerts_and_what_they_were_sent(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text(encoding="utf-8")
+    script = doc.split("```sql\n", 1)[1].split("```", 1)[0]
+    db = tmp_path / "alerts.sqlite"
+    now = time.time()  # the script's cutoff is one year before the real now
+    old = now - 400 * 86400
+    with Journal(db) as j:
+        j.save_alert(
+            make_alert("old-resolved", opened_at=old, resolved_at=old + 100),
+            [AlertChange(ts=old, state="raised", level=Level.II, action="raised")],
+        )
+        j.save_alert(make_alert("old-open", opened_at=old))
+        j.save_alert(make_alert("new", opened_at=now - 10))
+        for nid, key, at in (("n1", "old-resolved", old), ("n2", "old-open", old), ("n3", "new", now)):
+            j.record_notification(notification(nid, key, at, alert_ids=(key,)))
+            j.record_attempt(attempt(nid, at))
+        j.save_silence(silence("old", old, old + 10))
+        j.save_silence(silence("new", now, now + 10))
+        j.audit(AuditEntry(ts=old, actor="ana", action="alert.acknowledged", subject="old-resolved"))
+        j.audit(AuditEntry(ts=now, actor="ana", action="alert.acknowledged", subject="new"))
+
+        shell = sqlite3.connect(db)  # another process's connection, like the sqlite3 shell
+        shell.executescript(script)
+        shell.close()
+
+        assert ids(j.query_alerts()) == ["new", "old-open"]
+        assert j.changes("old-resolved") == []
+        assert sorted(j.last_notifications()) == ["new", "old-open"]  # a restart still knows what it sent
+        assert [a.notification_id for a in j.attempts()] == ["n2", "n3"]
+        assert [s.id for s in j.silences()] == ["new"]
+        assert [e.subject for e in j.audit_log()] == ["new"]
