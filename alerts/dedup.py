@@ -55,9 +55,8 @@ class Sent(msgspec.Struct, frozen=True, kw_only=True):
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     """A key's state now, as the caller sees it.
 
-    `silenced_by` / `inhibited_by` carry the id of the silence / the worse alert (as `Alert.silenced_by` and
-    `Alert.inhibited_by` do) rather than a bare flag, so the reason can name it; `silenced` and `inhibited`
-    read them as flags.
+    `silenced_by` / `inhibited_by` optionally name the silence / the worse alert (as `Alert.silenced_by` and
+    `Alert.inhibited_by` do) so the reason can say which; giving one without its flag is a ValueError.
     """
 
     key: str  # alert id, or incident id
@@ -65,16 +64,17 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     members: tuple[str, ...]  # zone ids: the alert's zone, or the incident's zones in river order
     open: bool = True
     acknowledged: bool = False
-    silenced_by: str | None = None
-    inhibited_by: str | None = None
+    silenced: bool = False
+    inhibited: bool = False
+    silenced_by: str = ""
+    inhibited_by: str = ""
 
-    @property
-    def silenced(self) -> bool:
-        return self.silenced_by is not None
-
-    @property
-    def inhibited(self) -> bool:
-        return self.inhibited_by is not None
+    def __post_init__(self) -> None:
+        for flag, name in (("silenced", self.silenced_by), ("inhibited", self.inhibited_by)):
+            if name and not getattr(self, flag):
+                raise ValueError(
+                    f"Candidate {self.key!r}: {flag}_by={name!r} given but {flag} is False; set {flag}=True too"
+                )
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,13 +106,12 @@ def judge(prev: Sent | None, cand: Candidate, now: float, *, repeat_s: float | N
         raise ValueError(f"repeat_s must be a positive number of seconds, or None for no reminders; got {repeat_s}")
     if not cand.open:
         return _resolution(prev, cand, now)
-    if cand.silenced_by is not None:
-        return Verdict(notify=False, reason=f"Silenced by {cand.silenced_by}: shown on the wall, not pushed.")
-    if cand.inhibited_by is not None:
-        return Verdict(
-            notify=False,
-            reason=f"Inhibited by alert {cand.inhibited_by}: it follows from that worse alert, which is pushed.",
-        )
+    if cand.silenced:
+        by = cand.silenced_by or "an active silence"
+        return Verdict(notify=False, reason=f"Silenced by {by}: shown on the wall, not pushed.")
+    if cand.inhibited:
+        by = f"alert {cand.inhibited_by}" if cand.inhibited_by else "a worse alert"
+        return Verdict(notify=False, reason=f"Inhibited by {by}: it follows from that worse alert, which is pushed.")
     if prev is None or prev.kind == "resolved":
         return _push("raised", _new_reason(cand), cand, now)
 

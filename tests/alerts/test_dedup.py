@@ -23,8 +23,8 @@ def cand(
     *,
     open: bool = True,
     acknowledged: bool = False,
-    silenced_by: str | None = None,
-    inhibited_by: str | None = None,
+    silenced_by: str = "",
+    inhibited_by: str = "",
 ) -> Candidate:
     return Candidate(
         key="k",
@@ -32,6 +32,8 @@ def cand(
         members=members,
         open=open,
         acknowledged=acknowledged,
+        silenced=bool(silenced_by),
+        inhibited=bool(inhibited_by),
         silenced_by=silenced_by,
         inhibited_by=inhibited_by,
     )
@@ -239,7 +241,9 @@ def test_resolution_gets_through_silence_and_inhibition() -> None:
 def test_silenced() -> None:
     v = judge(None, cand(Level.II, silenced_by="sil-7"), now=5.0)
     assert pushed(v) == (False, None, "Silenced by sil-7: shown on the wall, not pushed.")
-    assert v.sent is None and cand(silenced_by="sil-7").silenced and not cand().silenced
+    assert v.sent is None
+    bare = Candidate(key="k", level=Level.II, members=(S3,), silenced=True)
+    assert judge(None, bare, now=5.0).reason == "Silenced by an active silence: shown on the wall, not pushed."
 
 
 def test_silenced_level_up_and_after_the_silence() -> None:
@@ -256,7 +260,17 @@ def test_inhibited() -> None:
         None,
         "Inhibited by alert a-cap: it follows from that worse alert, which is pushed.",
     )
-    assert cand(inhibited_by="a-cap").inhibited
+    bare = Candidate(key="k", level=Level.II, members=(S3,), inhibited=True)
+    assert judge(None, bare, now=5.0).reason == (
+        "Inhibited by a worse alert: it follows from that worse alert, which is pushed."
+    )
+
+
+def test_a_name_without_its_flag_is_refused() -> None:
+    with pytest.raises(ValueError, match="silenced_by='sil-7' given but silenced is False; set silenced=True too"):
+        Candidate(key="k", level=Level.II, members=(S3,), silenced_by="sil-7")
+    with pytest.raises(ValueError, match="inhibited_by='a1' given but inhibited is False"):
+        Candidate(key="k", level=Level.II, members=(S3,), inhibited_by="a1")
 
 
 def test_silence_is_named_before_inhibition() -> None:
@@ -288,8 +302,8 @@ cands = st.builds(
     members=zones,
     open=st.booleans(),
     acknowledged=st.booleans(),
-    silenced_by=st.none() | st.just("sil"),
-    inhibited_by=st.none() | st.just("a"),
+    silenced=st.booleans(),
+    inhibited=st.booleans(),
 )
 
 
