@@ -1,4 +1,4 @@
-"""The dashboard's FastAPI app: REST for state, history and alert actions, the /ws push stream, static pages.
+"""The dashboard's FastAPI app: REST for state and history, the duty API, the /ws push stream, static pages.
 
 The app holds no state of its own: everything lives in the Hub the service passes in (app.state.hub).
 """
@@ -6,26 +6,28 @@ The app holds no state of its own: everything lives in the Hub the service passe
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import anyio.to_thread
 import msgspec
-from fastapi import FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
-from dashboard.guard import bearer_ok
+from alerts.actions import AlertActions
+from dashboard.alerts_api import alerts_router
+from dashboard.auth import Authenticator, first_of, operator_token, principal_dependency
 from dashboard.hub import Hub
 from dashboard.stream import serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_MAX_POINTS = 240
 HISTORY_MIN_STEP_S = 10.0
-OnAck = Callable[[str, str, str], dict[str, Any]]
+log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
 
@@ -34,17 +36,13 @@ def _json(body: object, status_code: int = 200) -> Response:
     return Response(_encoder.encode(body), status_code=status_code, media_type="application/json")
 
 
-class AckBody(BaseModel):
-    by: str = Field(min_length=1, max_length=100, description="who acknowledges: officer id or name")
-    note: str = Field(default="", max_length=1000)
-
-
 def create_app(
     hub: Hub,
     *,
     store: object | None = None,
     allowed_origins: list[str] | None = None,
-    on_ack: OnAck | None = None,
+    actions: AlertActions | None = None,
+    authenticate: Authenticator | None = None,
     api_token: str | None = None,
     ping_interval_s: float = 15.0,
 ) -> FastAPI:
@@ -52,10 +50,13 @@ def create_app(
 
     store: anything with `history(zone, since, until, *, every_s) -> Sequence[dict | ZoneState]`, as
         store.base.Store (blocking; run in a thread).
-    on_ack(alert_id, by, note) -> the updated alert as a JSON dict (alerts.encode.alert_json); it may raise
-        KeyError (unknown alert -> 404) or ValueError (not acknowledgeable -> 409).
+    actions: the alert manager (alerts.actions.AlertActions) behind /api/alerts, silences, events, emergency
+        mode, response metrics and audit (dashboard/alerts_api.py). Without it, GET /api/alerts lists what
+        the hub holds and every other duty route answers 503.
+    authenticate: token -> Principal (e.g. from the duty roster). api_token: a single operator token, for a
+        deployment without a roster; both may be set. Tokens come only in `Authorization: Bearer <token>`,
+        never in the URL. With neither, actions answer 503: nobody could be held to account for them.
     allowed_origins: Origins allowed to open /ws; None means the page's own host only.
-    api_token: when set, write endpoints need `Authorization: Bearer <token>` (never a query parameter).
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
     if store is not None and not callable(history_of):
@@ -64,6 +65,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hub = hub
+        if actions is not None:
+            try:
+                hub.set_emergency(actions.emergency())  # a wall connecting after a restart shows the mode
+            except Exception:  # the manager is another component: the wall still starts
+                log.exception("could not read the emergency mode from the alert manager")
         yield
         hub.close_all()  # every open socket's sender closes with 1001 instead of hanging shutdown
 
@@ -106,10 +112,6 @@ def create_app(
             raise HTTPException(503, "no district state yet: the service has not completed a tick")
         return _json(hub.district)
 
-    @app.get("/api/alerts")
-    async def alerts(state: Literal["open", "all"] = "open") -> Response:
-        return _json(hub.alerts(state))
-
     @app.get("/api/zones/{zone_id}/history")
     async def history(zone_id: str, minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Response:
         if hub.zone(zone_id) is None:
@@ -130,27 +132,14 @@ def create_app(
              "points": [msgspec.to_builtins(p) for p in points]}
         )  # fmt: skip
 
-    @app.post("/api/alerts/{alert_id}/ack")
-    async def ack(
-        alert_id: str, body: AckBody, authorization: Annotated[str | None, Header()] = None
-    ) -> Response:
-        if not bearer_ok(authorization, api_token):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-        current = hub.alert(alert_id)
-        if current is None:
-            raise HTTPException(404, f"unknown alert {alert_id!r}")
-        if current.get("state") == "resolved":
-            raise HTTPException(409, f"alert {alert_id!r} is already resolved")
-        if on_ack is None:
-            raise HTTPException(503, "acknowledgement is not wired to the alert manager")
-        try:
-            updated = on_ack(alert_id, body.by, body.note)
-        except KeyError as e:
-            raise HTTPException(404, f"unknown alert {alert_id!r}") from e
-        except ValueError as e:
-            raise HTTPException(409, str(e)) from e
-        hub.update([], None, [updated])  # every wall sees the acknowledgement now, not at the next tick
-        return _json(hub.alert(alert_id) or updated)
+    if actions is None:
+        # No manager (a bare wall, a demo): the alerts the hub holds are still listed, as before.
+        @app.get("/api/alerts")
+        async def alerts(state: Literal["open", "all"] = "open") -> Response:
+            return _json(hub.alerts(state))
+
+    tokens = [a for a in (authenticate, operator_token(api_token) if api_token else None) if a is not None]
+    app.include_router(alerts_router(actions, principal_dependency(first_of(*tokens) if tokens else None), hub))
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

@@ -3,6 +3,14 @@
 The service calls `update()` once per tick from the event loop that serves the app. It stores the latest
 view per zone and per alert and enqueues ONE pre-encoded delta to every client's bounded Feed; the work per
 tick is one encode, whatever the number of clients. Lives in app.state (created by the service), no globals.
+
+Messages (see dashboard/stream.py for the transport):
+- snapshot: {"type": "snapshot", "seq", "ts", "site", "zones", "district", "alerts", "emergency"}
+- delta: {"type": "delta", "seq", "ts", "zones", "district", "alerts", "emergency"}: only what changed;
+  district and emergency are null when unchanged, and when set they replace the page's copy whole.
+- emergency (平急转换) is a list, empty in normal service, of the scopes in emergency mode:
+  {"scope": "district" or a grid id, "scope_name_zh", "scope_name_en", "since": epoch s, "by", "reason"},
+  district first. `set_emergency()` sends it as a delta with nothing else in it, so seq stays consecutive.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ class Hub:
         self._resolved: OrderedDict[str, JSON] = OrderedDict()  # newest last, capped at recent_resolved
         self._feeds: set[Feed] = set()
         self._status: dict[str, Any] = {}
+        self._emergency: list[JSON] = []
         self.data_ts: float | None = None  # event time of the newest data seen
         self.last_update_at: float | None = None  # clock time of the last update carrying data
         self.rejected: Counter[str] = Counter()  # reason -> count, for inputs the hub could not show
@@ -100,15 +109,58 @@ class Hub:
             self._district = district_out
             self._note_data(district.ts)
         alerts_out = self._store_alerts(alerts_changed)
+        self._send_delta(zones_changed, district_out, alerts_out, None)
+
+    def set_emergency(self, modes: list[dict[str, Any]]) -> bool:
+        """The scopes now in emergency mode (AlertActions.emergency()), for every wall's emergency layout.
+
+        Each mode needs scope, since, by and reason; a malformed one is counted in /healthz and left out.
+        Sends one delta carrying only the new list, if it changed; returns whether it did. Call it on the
+        app's event loop, like update().
+        """
+        views: list[JSON] = []
+        for raw in modes:
+            view = self._emergency_view(raw)
+            if view is None:
+                self.reject("emergency mode without scope, since, by and reason")
+            else:
+                views.append(view)
+        views.sort(key=lambda v: (v["scope"] != "district", v["scope"]))
+        if views == self._emergency:
+            return False
+        self._emergency = views
+        self._send_delta([], None, [], views)
+        return True
+
+    def _emergency_view(self, raw: object) -> JSON | None:
+        if not isinstance(raw, Mapping):
+            return None
+        scope, since, by, reason = (raw.get(k) for k in ("scope", "since", "by", "reason"))
+        if not (isinstance(scope, str) and scope and isinstance(by, str) and isinstance(reason, str)):
+            return None
+        if not isinstance(since, int | float) or isinstance(since, bool):
+            return None
+        grid = self.site.grids.get(scope)
+        if scope == "district":
+            name_zh, name_en = self.site.info.name_zh, self.site.info.name_en
+        else:
+            name_zh, name_en = (grid.name_zh, grid.name_en) if grid else (scope, scope)
+        return {"scope": scope, "scope_name_zh": name_zh, "scope_name_en": name_en, "since": float(since),
+                "by": by, "reason": reason}  # fmt: skip
+
+    def _send_delta(
+        self, zones: list[JSON], district: JSON | None, alerts: list[JSON], emergency: list[JSON] | None
+    ) -> None:
         self.seq += 1
         self.deltas += 1
         msg = {
             "type": "delta",
             "seq": self.seq,
             "ts": self.data_ts,
-            "zones": zones_changed,
-            "district": district_out,
-            "alerts": alerts_out,
+            "zones": zones,
+            "district": district,
+            "alerts": alerts,
+            "emergency": emergency,
         }
         text = _encoder.encode(msg).decode()
         for feed in self._feeds:
@@ -168,6 +220,7 @@ class Hub:
             "zones": list(self._zones.values()),
             "district": self._district,
             "alerts": self.alerts("all"),
+            "emergency": self._emergency,
         }
 
     def snapshot_text(self) -> str:
@@ -202,6 +255,11 @@ class Hub:
 
     def alert(self, alert_id: str) -> JSON | None:
         return self._open.get(alert_id) or self._resolved.get(alert_id)
+
+    @property
+    def emergency(self) -> list[JSON]:
+        """The scopes in emergency mode as walls show them; empty in normal service."""
+        return list(self._emergency)
 
     def last_data_age_s(self) -> float | None:
         if self.last_update_at is None:

@@ -1,4 +1,6 @@
-"""REST: health, zones, district, alerts filter, history through a store, acknowledgement with a token."""
+"""REST: health, zones, district, the hub's alert list (no manager), history through a store.
+
+Acting on alerts, tokens and authorisation: test_alerts_api.py and test_auth.py."""
 
 from __future__ import annotations
 
@@ -32,19 +34,8 @@ class BrokenStore:
 
 
 @pytest.fixture
-def acks() -> list[tuple[str, str, str]]:
-    return []
-
-
-@pytest.fixture
-def client(hub: Hub, acks: list[tuple[str, str, str]]) -> TestClient:
-    def on_ack(alert_id: str, by: str, note: str) -> dict[str, Any]:
-        acks.append((alert_id, by, note))
-        if alert_id == "gone":
-            raise ValueError("alert 'gone' resolved meanwhile")
-        return alert(alert_id, state="acknowledged") | {"acked_by": by}
-
-    return TestClient(create_app(hub, store=FakeStore(), on_ack=on_ack, api_token=TOKEN))
+def client(hub: Hub) -> TestClient:
+    return TestClient(create_app(hub, store=FakeStore(), api_token=TOKEN))
 
 
 def test_healthz_reports_status_broker_and_ingest(hub: Hub, client: TestClient, clock: ManualClock) -> None:
@@ -115,41 +106,6 @@ def test_history_without_or_with_failing_store(hub: Hub) -> None:
     assert r.status_code == 503 and "influxdb unreachable" in r.json()["detail"]
     with pytest.raises(TypeError, match="history"):
         create_app(hub, store=object())
-
-
-def test_ack_requires_the_token(hub: Hub, client: TestClient, acks: list[tuple[str, str, str]]) -> None:
-    hub.update([], None, [alert("a1")])
-    body = {"by": "officer-7", "note": "on my way"}
-    r = client.post("/api/alerts/a1/ack", json=body)
-    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    assert (
-        client.post("/api/alerts/a1/ack", json=body, headers={"Authorization": "Bearer wrong"}).status_code
-        == 401
-    )
-    assert client.post(f"/api/alerts/a1/ack?token={TOKEN}", json=body).status_code == 401  # never in the URL
-    assert acks == []
-    r = client.post("/api/alerts/a1/ack", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
-    assert (
-        r.status_code == 200 and r.json()["state"] == "acknowledged" and r.json()["acked_by"] == "officer-7"
-    )
-    assert acks == [("a1", "officer-7", "on my way")]
-    assert hub.alert("a1")["state"] == "acknowledged"  # type: ignore[index]  # visible to every wall at once
-
-
-def test_ack_unknown_resolved_and_invalid(hub: Hub, client: TestClient) -> None:
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    hub.update([], None, [alert("done", state="resolved"), alert("gone")])
-    assert client.post("/api/alerts/nope/ack", json={"by": "x"}, headers=auth).status_code == 404
-    assert client.post("/api/alerts/done/ack", json={"by": "x"}, headers=auth).status_code == 409
-    assert client.post("/api/alerts/gone/ack", json={"by": "x"}, headers=auth).status_code == 409
-    assert client.post("/api/alerts/gone/ack", json={"by": ""}, headers=auth).status_code == 422
-    assert client.post("/api/alerts/gone/ack", content=b"{", headers=auth).status_code == 422
-
-
-def test_ack_without_a_configured_token_is_open(hub: Hub) -> None:
-    app = create_app(hub, on_ack=lambda aid, by, note: alert(aid, state="acknowledged"))
-    hub.update([], None, [alert("a1")])
-    assert TestClient(app).post("/api/alerts/a1/ack", json={"by": "x"}).status_code == 200
 
 
 def test_unhealthy_calm_zone_is_shown_unknown_not_green(mini_site) -> None:  # type: ignore[no-untyped-def]

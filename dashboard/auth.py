@@ -1,0 +1,174 @@
+"""Who is calling the API: bearer tokens to principals, and who may act on which zone.
+
+A token reaches the app only in the `Authorization: Bearer <token>` header, never as a query parameter:
+URLs end up in access logs, browser history and proxies (DESIGN.md §5). Tokens are compared in constant time.
+
+An `Authenticator` maps a token to a `Principal`, or None for a token it does not know. The duty roster
+provides one (each officer's token); `operator_token` is the single-token fallback for a deployment without
+a roster; `first_of` tries several in order.
+
+>>> wang = Principal(person="wang.li", name="Wang Li", role="officer", zones=frozenset({"seg-1"}))
+>>> wang.can_act("seg-1"), wang.can_act("plaza")
+(True, False)
+>>> auth = first_of(token_table({"t-wang": wang}), operator_token("t-ops"))
+>>> auth("t-wang") == wang, auth("t-ops").role, auth("nope")
+(True, 'operator', None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping
+from typing import Annotated
+
+import msgspec
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from alerts.model import Role
+from domain.site import Site
+
+ALL_ZONES_ROLES: frozenset[str] = frozenset({"command", "operator"})
+OPERATOR = "operator"
+
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+INVALID_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # RFC 6750 §3.1
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """A person acting through the API. `zones` None means every zone (command centre, operator).
+
+    For a grid leader, `zones` is every zone of their grids; for an officer, the zones of their duties.
+    """
+
+    person: str  # roster id, recorded as `by` in the audit trail
+    name: str
+    role: Role
+    zones: frozenset[str] | None = None
+
+    def can_act(self, zone_id: str) -> bool:
+        """True if this person may acknowledge, comment on, resolve or silence alerts of `zone_id`."""
+        if self.role in ALL_ZONES_ROLES or self.zones is None:
+            return True
+        return zone_id in self.zones
+
+    def as_json(self) -> dict[str, object]:
+        """As /api/me shows it: zones sorted, or null for all."""
+        return {
+            "person": self.person,
+            "name": self.name,
+            "role": self.role,
+            "zones": None if self.zones is None or self.role in ALL_ZONES_ROLES else sorted(self.zones),
+        }
+
+
+Authenticator = Callable[[str], Principal | None]
+"""Token -> the principal it belongs to, or None for an unknown token. Must not raise for a bad token."""
+
+AuthDependency = Callable[..., Principal]
+"""A FastAPI dependency giving the authenticated principal, or raising 401 (see `principal_dependency`)."""
+
+
+def _digest(token: str) -> bytes:
+    # Comparing fixed-length digests keeps the compare constant-time also across token lengths.
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def token_table(tokens: Mapping[str, Principal]) -> Authenticator:
+    """An authenticator over a fixed token -> principal table (e.g. built from the duty roster).
+
+    Every entry is compared, so the time taken does not tell how many tokens or which one nearly matched.
+    """
+    table = [(_digest(token), principal) for token, principal in tokens.items() if token]
+
+    def authenticate(token: str) -> Principal | None:
+        given = _digest(token)
+        found: Principal | None = None
+        for digest, principal in table:
+            if hmac.compare_digest(given, digest) and found is None:
+                found = principal
+        return found
+
+    return authenticate
+
+
+def operator_token(token: str) -> Authenticator:
+    """The single operator token of a deployment without a roster: acts on every zone, audited as 'operator'."""
+    if not token:
+        raise ValueError("an empty api_token would let anybody in: set dashboard.api_token or leave it unset")
+    return token_table({token: Principal(person=OPERATOR, name=OPERATOR, role="operator", zones=None)})
+
+
+def first_of(*authenticators: Authenticator | None) -> Authenticator:
+    """Try each configured authenticator in turn; the first that knows the token wins."""
+    chain = [a for a in authenticators if a is not None]
+
+    def authenticate(token: str) -> Principal | None:
+        for a in chain:
+            principal = a(token)
+            if principal is not None:
+                return principal
+        return None
+
+    return authenticate
+
+
+_bearer = HTTPBearer(auto_error=False, description="an officer's or the operator's API token")
+
+NO_TOKEN = (
+    "missing bearer token: send the header 'Authorization: Bearer <token>' "
+    "(a token in the URL is not accepted: URLs end up in logs)"
+)
+BAD_TOKEN = "unknown or expired token: ask the command centre for your current API token"
+NO_AUTH = (
+    "actions are disabled: no duty roster and no api_token are configured, so nobody can be authenticated "
+    "(set dashboard.api_token or load a roster)"
+)
+
+
+def principal_dependency(authenticate: Authenticator | None) -> AuthDependency:
+    """A FastAPI dependency: the caller's Principal from the Authorization header, or 401.
+
+    Without any authenticator configured it answers 503: acting anonymously would leave no audit trail.
+    """
+
+    def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if authenticate is None:
+            raise HTTPException(503, NO_AUTH)
+        if credentials is None or not credentials.credentials.strip():
+            raise HTTPException(401, NO_TOKEN, headers=CHALLENGE)
+        found = authenticate(credentials.credentials.strip())
+        if found is None:
+            raise HTTPException(401, BAD_TOKEN, headers=INVALID_CHALLENGE)
+        return found
+
+    return principal
+
+
+def role_words(role: str) -> str:
+    """'grid_leader' -> 'grid leader'."""
+    return role.replace("_", " ")
+
+
+def not_on_duty(principal: Principal, zone_id: str, site: Site | None = None) -> HTTPException:
+    """403 for a person acting on a zone that is not theirs, saying who may act instead."""
+    zone = site.zones.get(zone_id) if site is not None else None
+    what = "segment" if zone is not None and zone.segment is not None else "zone"
+    return HTTPException(
+        403,
+        f"{role_words(principal.role)} {principal.person} is not on duty for {zone_id}; "
+        f"ask the command centre or the {what}'s officer",
+    )
+
+
+def grids_led(principal: Principal, site: Site) -> frozenset[str]:
+    """Grids this person may act for as a whole: every zone of the grid is theirs (all grids for command)."""
+    out = set()
+    for grid in site.grids:
+        zones = [z.id for z in site.zones.values() if z.grid == grid]
+        if zones and all(principal.can_act(z) for z in zones):
+            out.add(grid)
+    return frozenset(out)
