@@ -400,7 +400,7 @@ def _check_people(people: Iterable[Person]) -> list[str]:
         if not p.name.strip():
             out.append(f"{where}, field name: must not be empty")
         if not p.channels and p.role != "operator":
-            out.append(f"{where}, field channels: a {p.role} must be reachable; list at least one channel URL")
+            out.append(f"{where}, field channels: no way to reach this {p.role}; list at least one channel URL")
         for j, url in enumerate(p.channels):
             why = check_channel(url)
             if why:
