@@ -157,9 +157,11 @@ def cap_xml(alert: Alert, site: Site, *, sender: str = "crowdflow@lujiazui.examp
     msg_type = "Cancel" if resolved else ("Alert" if len(times) == 1 else "Update")
     base = "crowdflow-" + _NOT_IN_ID.sub("_", alert.id)
     sent_ts = times[-1]
+    # The history is capped; the revision counter is not, so identifiers never repeat on a long alert.
+    n = max(alert.revision, len(times))
 
     root = ET.Element(_Q + "alert")
-    _add(root, "identifier", f"{base}-{len(times)}")
+    _add(root, "identifier", f"{base}-{n}")
     _add(root, "sender", sender)
     _add(root, "sent", _cap_time(sent_ts, tz))
     _add(root, "status", "Actual")
@@ -173,7 +175,7 @@ def cap_xml(alert: Alert, site: Site, *, sender: str = "crowdflow@lujiazui.examp
             _add(root, "note", note.format(zh=_level_zh(level), en=level.label))
         refs = [f"{sender},{base}-1,{_cap_time(times[0], tz)}"]
         if len(times) > 2:  # also the message just before this one, for receivers that chain updates
-            refs.append(f"{sender},{base}-{len(times) - 1},{_cap_time(times[-2], tz)}")
+            refs.append(f"{sender},{base}-{n - 1},{_cap_time(times[-2], tz)}")
         _add(root, "references", " ".join(refs))
     if alert.incident:
         _add(root, "incidents", _NOT_IN_ID.sub("_", alert.incident))

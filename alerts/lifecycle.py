@@ -135,6 +135,7 @@ class AlertBook:
             evidence=dict(d.evidence),
             message=d.message,
             history=[AlertChange(ts=d.ts, state="raised", level=d.level, note=d.message, action="raised")],
+            revision=1,
         )
         if a.id in self._alerts:
             raise ValueError(f"id_factory returned {a.id!r} twice; alert ids must be unique")
@@ -183,6 +184,7 @@ class AlertBook:
 
     def _record(self, a: Alert, change: AlertChange) -> None:
         a.history.append(change)
+        a.revision = max(a.revision, len(a.history) - 1) + 1
         if len(a.history) > self.max_history:
             del a.history[1]  # keep how it started; drop the oldest change after that
 

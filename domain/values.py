@@ -152,6 +152,7 @@ class Alert(msgspec.Struct, kw_only=True):
     inhibited_by: str | None = None  # id of the worse alert this one follows from
     silenced_by: str | None = None  # id of the silence that matches it
     incident: str | None = None  # id of the incident grouping adjacent riverside segments
+    revision: int = 0  # history entries ever recorded (history itself is capped); numbers CAP messages
 
     @property
     def open(self) -> bool:

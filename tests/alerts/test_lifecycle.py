@@ -155,6 +155,7 @@ def test_bounded_change_history_keeps_the_start(mini_site: Site) -> None:
     assert len(a.history) == 10
     assert a.history[0].state == "raised" and a.history[0].ts == 0
     assert a.history[-1].ts == 99
+    assert a.revision == 100  # every change counted, though only 10 are kept (CAP numbers messages by it)
 
 
 def test_default_ids_are_unique(mini_site: Site) -> None:
