@@ -211,7 +211,7 @@ class Dispatcher:
                         "dingtalk://, wecombot://, feishu://, gotify://, mailto://) or webpush:<subscription id>",
                         retryable=False,
                     )
-                async with self._slot(label):
+                async with self._slot(url):
                     # The attempt starts when it has its slot: waiting for one is not the channel's latency.
                     at, t0, sending = self._now(), self._monotonic(), True
                     await self._send(channel, url, n, r, label)
@@ -250,9 +250,12 @@ class Dispatcher:
             raise DeliveryError(f"channel error {type(e).__name__}: {scrub(str(e), url)}", retryable=False) from e
 
     @contextlib.asynccontextmanager
-    async def _slot(self, label: str) -> AsyncIterator[None]:
+    async def _slot(self, url: str) -> AsyncIterator[None]:
+        # Keyed by scheme and host part as written (held in memory only, never shown): for dingtalk:// and the
+        # like that part is the robot's token, so each robot has its own slots, as each self-hosted server has.
         # Per-channel first: a hanging host queues on its own slots without taking global ones.
-        per_channel = self._channel_slots.setdefault(label, asyncio.Semaphore(self._per_channel))
+        key = url.split("/", 3)[2] if "://" in url else url
+        per_channel = self._channel_slots.setdefault(key, asyncio.Semaphore(self._per_channel))
         async with per_channel, self._sends:
             yield
 

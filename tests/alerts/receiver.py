@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -35,6 +36,7 @@ class Receiver:
         self._scripts: dict[str, list[Reply]] = {}
         self._requests: list[Request] = []
         self._release = threading.Event()
+        self._arrived = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="receiver", daemon=True)
@@ -58,6 +60,14 @@ class Receiver:
 
     def hits(self, path: str) -> list[Request]:
         return [r for r in self.requests if r.path.split("?")[0] == path]
+
+    def wait_until(self, ok: Callable[[Receiver], bool], timeout_s: float = 10.0) -> None:
+        """Block until `ok(self)` holds (checked as requests arrive); TimeoutError after `timeout_s`."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: ok(self), timeout_s):
+                raise TimeoutError(
+                    f"receiver: condition not met within {timeout_s} s; got {len(self.requests)} requests"
+                )
 
     def start(self) -> Receiver:
         self._thread.start()
@@ -94,6 +104,8 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
                     receiver._requests.append(Request(self.command, self.path, headers, body))
+                with receiver._arrived:
+                    receiver._arrived.notify_all()
                 reply = receiver._next_reply(self.path.split("?")[0])
                 if reply == HANG:
                     receiver._release.wait(30)
