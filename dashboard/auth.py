@@ -3,9 +3,9 @@
 A token reaches the app only in the `Authorization: Bearer <token>` header, never as a query parameter:
 URLs end up in access logs, browser history and proxies (DESIGN.md §5). Tokens are compared in constant time.
 
-An `Authenticator` maps a token to a `Principal`, or None for a token it does not know. The duty roster
-provides one (each officer's token); `operator_token` is the single-token fallback for a deployment without
-a roster; `first_of` tries several in order.
+An `Authenticator` maps a token to a `Principal`, or None for a token it does not know. `from_directory` makes
+one from the duty roster (alerts.routing.Router: token hashes and each person's zones); `operator_token` is
+the single-token fallback for a deployment without a roster; `first_of` tries several in order.
 
 >>> wang = Principal(person="wang.li", name="Wang Li", role="officer", zones=frozenset({"seg-1"}))
 >>> wang.can_act("seg-1"), wang.can_act("plaza")
@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import msgspec
 from fastapi import Depends, HTTPException
@@ -89,6 +89,42 @@ def token_table(tokens: Mapping[str, Principal]) -> Authenticator:
             if hmac.compare_digest(given, digest) and found is None:
                 found = principal
         return found
+
+    return authenticate
+
+
+class Person(Protocol):
+    """A roster entry as the directory returns it (alerts.roster.Person)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Role: ...
+
+
+class Directory(Protocol):
+    """Who a token belongs to and where they may act: alerts.routing.Router fits."""
+
+    def authenticate(self, token: str) -> Person | None: ...
+    def zones_of(self, person_id: str) -> frozenset[str] | None: ...
+
+
+def from_directory(directory: Directory) -> Authenticator:
+    """An authenticator over the duty roster: the person with that token, with the zones of all their duties.
+
+    The directory compares token hashes in constant time itself. Zones are those of every duty, on shift or
+    not: an officer who stays on to finish an incident can still acknowledge it.
+    """
+
+    def authenticate(token: str) -> Principal | None:
+        person = directory.authenticate(token)
+        if person is None:
+            return None
+        zones = directory.zones_of(person.id)
+        return Principal(person=person.id, name=person.name, role=person.role,
+                         zones=None if zones is None else frozenset(zones))  # fmt: skip
 
     return authenticate
 

@@ -8,6 +8,7 @@
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var MAX_ALERT_ROWS = 12;
+  var RESPONSE_EVERY_MS = 60000;
 
   var S = {
     site: null,
@@ -15,6 +16,8 @@
     zones: {}, // id -> latest zone view
     district: null,
     alerts: {}, // id -> latest alert view
+    emergency: [], // scopes in emergency mode (dashboard/hub.py), empty in normal service
+    responseLoaded: false,
     seq: -1,
     lastMsgAt: 0,
     dataAgeS: null,
@@ -147,6 +150,7 @@
     S.alerts = {};
     m.alerts.forEach(function (a) { S.alerts[a.id] = a; });
     S.district = m.district;
+    S.emergency = m.emergency || [];
     S.seq = m.seq;
     S.dataAgeS = 0;
     build();
@@ -157,6 +161,10 @@
     if (m.zones.length || m.district) S.dataAgeS = 0; // an empty tick is not fresh data
     m.zones.forEach(function (z) { S.zones[z.id] = z; updateZone(z); });
     if (m.district) S.district = m.district;
+    if (m.emergency) { // null when unchanged; a list (maybe empty) replaces ours whole
+      S.emergency = m.emergency;
+      renderEmergency();
+    }
     if (m.alerts.length) {
       m.alerts.forEach(function (a) { S.alerts[a.id] = a; });
       renderAlerts();
@@ -171,9 +179,11 @@
     setText($("site-en"), S.site.name_en);
     buildLevelChips();
     buildStrip();
+    renderEmergency(); // before the tiles: the layout decides how much room they get
     buildTiles();
     renderAlerts();
     renderHeadline();
+    if (!S.responseLoaded) refreshResponse(); // the section needs the site's grid names
   }
 
   function buildLevelChips() {
@@ -412,6 +422,123 @@
     if (all.length > MAX_ALERT_ROWS) list.appendChild(el("li", "more", "+" + (all.length - MAX_ALERT_ROWS) + " more"));
   }
 
+  // ---- emergency layout (平急转换) ---------------------------------------------------------------
+
+  function hhmm(ts) {
+    var d = new Date(ts * 1000), opts = { hour12: false, hour: "2-digit", minute: "2-digit" };
+    try { return d.toLocaleTimeString("zh-CN", Object.assign({ timeZone: S.tz }, opts)); }
+    catch (e) { return d.toLocaleTimeString("zh-CN", opts); }
+  }
+
+  function renderEmergency() {
+    var box = $("emergency");
+    var modes = S.emergency || [];
+    var key = JSON.stringify(modes);
+    if (box.dataset.key === key) return;
+    box.dataset.key = key;
+    box.textContent = "";
+    modes.forEach(function (m) {
+      var line = el("div", "em-line");
+      line.appendChild(el("span", "em-title", "应急状态 EMERGENCY MODE"));
+      var scope = m.scope === "district" ? "全区 district" : (m.scope_name_zh + " " + m.scope_name_en);
+      line.appendChild(document.createTextNode(" — " + scope + " since " + hhmm(m.since) + " by " + m.by + ": "));
+      line.appendChild(el("span", "em-reason", m.reason));
+      line.title = m.reason;
+      box.appendChild(line);
+    });
+    box.hidden = modes.length === 0;
+    var was = document.body.classList.contains("emergency");
+    document.body.classList.toggle("emergency", modes.length > 0);
+    if (was !== modes.length > 0) fitTiles(); // the zones area changed size
+  }
+
+  // ---- response metrics (GET /api/metrics/response, alerts/metrics.py) ----------------------------
+  // {"targets": {"I": {"label", "ack_s"}, ...}, "overall": row, "by_grid": [{"grid", ...row}]}, a row having
+  // alerts, ack_median_s and ack_within_target (a share 0..1, null while nothing is judged yet).
+
+  function shareColour(share) {
+    var lv = share >= 0.9 ? 0 : share >= 0.7 ? 3 : 4; // green, orange, red (colours of domain/levels.py)
+    return (S.levels[lv] || {}).colour || "";
+  }
+
+  function duration(s) {
+    if (s === null || s === undefined) return "—";
+    s = Math.round(s);
+    if (s >= 3600) return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
+    return Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
+  }
+
+  function gridName(id) {
+    var grids = (S.site && S.site.grids) || [];
+    for (var i = 0; i < grids.length; i++) if (grids[i].id === id) return grids[i].name_zh + " " + grids[i].name_en;
+    return id ? String(id) : "—";
+  }
+
+  function resetRow(id) {
+    var tr = $(id);
+    while (tr.children.length > 1) tr.removeChild(tr.lastChild); // keep the row's own header cell
+    return tr;
+  }
+
+  function targetsText(targets) {
+    return Object.keys(targets || {}).map(function (name) {
+      return name + " ≤" + Math.round(targets[name].ack_s / 60) + " min";
+    }).join(", ");
+  }
+
+  function renderResponse(data) {
+    var heads = resetRow("response-grids"), alerts = resetRow("response-alerts");
+    var ack = resetRow("response-ack"), share = resetRow("response-share");
+    var columns = (data.by_grid || []).map(function (r) { return { name: gridName(r.grid), row: r }; });
+    if (data.overall) columns.unshift({ name: "全区 All", row: data.overall });
+    columns.forEach(function (c) {
+      var r = c.row, judged = typeof r.ack_within_target === "number";
+      heads.appendChild(el("th", "", c.name));
+      alerts.appendChild(el("td", r.alerts ? "" : "none", String(r.alerts || 0)));
+      ack.appendChild(el("td", typeof r.ack_median_s === "number" ? "" : "none", duration(r.ack_median_s)));
+      var td = el("td", "share" + (judged ? "" : " none"), judged ? Math.round(r.ack_within_target * 100) + "%" : "—");
+      if (judged) td.style.color = shareColour(r.ack_within_target);
+      share.appendChild(td);
+    });
+    var targets = targetsText(data.targets);
+    $("response-target").title = targets ? "acknowledged within " + targets : "";
+    setText($("response-note"), "today" + (targets ? " · ack targets " + targets : "") +
+      " · updated " + hhmm(Date.now() / 1000));
+    $("response").hidden = false;
+    fitTiles();
+  }
+
+  // Today in the site's timezone, by the data's own clock so a replayed day reads its own metrics.
+  function todayStart() {
+    var ref = S.district && S.district.ts ? S.district.ts * 1000 : Date.now();
+    try {
+      return new Intl.DateTimeFormat("en-CA", { timeZone: S.tz, year: "numeric", month: "2-digit", day: "2-digit" })
+        .format(new Date(ref)) + "T00:00:00";
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function refreshResponse() {
+    if (!S.site) return;
+    S.responseLoaded = true;
+    var since = todayStart();
+    var url = "/api/metrics/response" + (since ? "?since=" + encodeURIComponent(since) : "");
+    fetch(url, { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) {
+        if (r.status === 503 || r.status === 404) { // no alert manager behind this wall: no section
+          $("response").hidden = true;
+          return null;
+        }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      })
+      .then(function (data) { if (data) renderResponse(data); })
+      .catch(function (e) {
+        setText($("response-note"), "refresh failed (" + e.message + "), showing the last figures");
+      });
+  }
+
   // ---- staleness and clock ---------------------------------------------------------------------
 
   function refreshBanner() {
@@ -453,5 +580,6 @@
   window.addEventListener("resize", fitTiles);
   connect();
   setInterval(tick, 1000);
+  setInterval(refreshResponse, RESPONSE_EVERY_MS);
   tick();
 })();

@@ -14,7 +14,7 @@ from alerts.actions import AlertActions, AlertFilter
 from alerts.encode import alert_json
 from alerts.model import AuditEntry, EmergencyMode, PlannedEvent, Silence
 from dashboard.alerts_api import CAP_MEDIA_TYPE
-from dashboard.app import create_app
+from dashboard.app import STATIC_DIR, create_app
 from dashboard.auth import Principal, token_table
 from dashboard.hub import Hub
 from domain.clock import ManualClock
@@ -207,19 +207,25 @@ class FakeActions:
     # -- evaluation --
 
     def response_metrics(self, since: float | None, until: float | None) -> dict[str, Any]:
+        """The shape of alerts.metrics.response_metrics, with one ack target for every level."""
         self.calls.append(("response_metrics", (since, until)))
-        rows = []
-        for grid in self.site.grids:
-            picked = [
-                a for a in self.alerts.values()
-                if a.grid == grid and (since is None or a.opened_at >= since) and (until is None or a.opened_at < until)
-            ]  # fmt: skip
-            waits = [a.acknowledged_at - a.opened_at for a in picked if a.acknowledged_at is not None]
-            rows.append({"grid": grid, "alerts": len(picked), "acknowledged": len(waits),
-                         "median_ack_s": statistics.median(waits) if waits else None,
-                         "within_target": sum(w <= ACK_TARGET_S for w in waits) / len(picked) if picked else None,
-                         })  # fmt: skip
-        return {"since": since, "until": until, "ack_target_s": ACK_TARGET_S, "grids": rows, "officers": []}
+        picked = [a for a in self.alerts.values()
+                  if (since is None or a.opened_at >= since) and (until is None or a.opened_at < until)]  # fmt: skip
+
+        def row(alerts: list[Alert]) -> dict[str, Any]:
+            waits = [a.acknowledged_at - a.opened_at for a in alerts if a.acknowledged_at is not None]
+            met = sum(w <= ACK_TARGET_S for w in waits)
+            return {"alerts": len(alerts), "acknowledged": len(waits),
+                    "ack_median_s": statistics.median(waits) if waits else None,
+                    "ack_within_target": round(met / len(alerts), 3) if alerts else None}  # fmt: skip
+
+        return {
+            "now": self.clock.now(),
+            "targets": {lv.name: {"label": lv.label, "ack_s": ACK_TARGET_S} for lv in (Level.I, Level.II)},
+            "overall": row(picked),
+            "by_grid": [{"grid": g, **row([a for a in picked if a.grid == g])} for g in self.site.grids],
+            "by_officer": [],
+        }
 
     def audit(self, subject: str | None, limit: int) -> list[dict[str, Any]]:
         rows = [e for e in reversed(self.log) if subject is None or e.subject == subject]
@@ -641,10 +647,11 @@ def test_response_metrics(client: TestClient, actions: FakeActions, clock: Manua
     client.post("/api/alerts/a-seg2/ack", json={}, headers=auth("t-wang"))  # 120 s after it opened
     r = client.get("/api/metrics/response")
     assert r.status_code == 200
-    grid = r.json()["grids"][0]
-    assert (grid["grid"], grid["alerts"], grid["median_ack_s"], grid["within_target"]) == ("riverside", 3, 120.0, 1 / 3)
+    grid = r.json()["by_grid"][0]
+    assert (grid["grid"], grid["alerts"], grid["ack_median_s"]) == ("riverside", 3, 120)
+    assert grid["ack_within_target"] == 0.333
     r = client.get("/api/metrics/response?since=2026-01-01T07:59:00&until=" + str(T0 + 3600))
-    assert r.json()["grids"][0]["alerts"] == 1 and actions.calls[-1] == ("response_metrics", (T0 - 60, T0 + 3600))
+    assert r.json()["by_grid"][0]["alerts"] == 1 and actions.calls[-1] == ("response_metrics", (T0 - 60, T0 + 3600))
     assert client.get("/api/metrics/response?since=later").status_code == 422
     assert client.get(f"/api/metrics/response?since={T0}&until={T0}").status_code == 422
 
@@ -692,3 +699,12 @@ def test_without_any_token_configured_actions_are_refused_not_anonymous(hub: Hub
     assert r.status_code == 503 and "no duty roster and no api_token" in r.json()["detail"]
     assert client.get("/api/alerts/a-seg1").status_code == 200  # reads stay open
     assert actions.alerts["a-seg1"].state == "raised"
+
+
+def test_the_wall_has_an_emergency_layout_and_a_response_section(hub: Hub) -> None:
+    page = TestClient(create_app(hub)).get("/").text
+    assert 'id="emergency"' in page and 'id="response"' in page
+    js = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
+    assert "EMERGENCY MODE" in js and "/api/metrics/response" in js
+    assert "innerHTML" not in js  # data reaches the page as text only
+    assert "body.emergency" in (STATIC_DIR / "style.css").read_text(encoding="utf-8")

@@ -7,11 +7,14 @@ import hmac
 
 import pytest
 
+from alerts.roster import load_roster
+from alerts.routing import Router
 from dashboard.app import create_app
-from dashboard.auth import Principal, first_of, operator_token, token_table
+from dashboard.auth import Principal, first_of, from_directory, operator_token, token_table
 from dashboard.hub import Hub
 from domain.clock import ManualClock
 from domain.site import Site
+from tests.conftest import FIXTURES
 from tests.dashboard.client import TestClient
 from tests.dashboard.test_alerts_api import OPS, TOKENS, WANG, FakeActions, auth
 
@@ -113,3 +116,27 @@ def test_403_names_the_zone_and_who_may_act(client: TestClient) -> None:
         "detail": "officer zhao.min is not on duty for seg-1; ask the command centre or the segment's officer"
     }
     assert client.post("/api/alerts/a-plaza/ack", json={}, headers=auth("t-zhao")).status_code == 200
+
+
+def test_the_duty_roster_authenticates_officers_leaders_and_command(
+    hub: Hub, actions: FakeActions, mini_site: Site
+) -> None:
+    """The real roster (tests/fixtures/mini_roster.toml): tokens are the sha256 of 'token-<person>'."""
+    router = Router(load_roster(FIXTURES / "mini_roster.toml", mini_site), mini_site)
+    roster = from_directory(router)
+    assert roster("token-ann") == Principal(
+        person="ann", name="Ann An (安)", role="officer", zones=frozenset({"seg-1"})
+    )
+    lee = roster("token-lee")
+    assert lee is not None and lee.role == "grid_leader" and lee.zones == frozenset({"seg-1", "seg-2", "plaza"})
+    cmd = roster("token-cmd")
+    assert cmd is not None and cmd.zones is None and roster("token-bob") is None and roster("") is None
+
+    client = TestClient(create_app(hub, actions=actions, authenticate=roster, api_token=OPS))
+    r = client.post("/api/alerts/a-plaza/ack", json={}, headers=auth("token-ann"))
+    assert r.status_code == 403 and r.json()["detail"] == (
+        "officer ann is not on duty for plaza; ask the command centre or the zone's officer"
+    )
+    assert client.post("/api/alerts/a-seg1/ack", json={}, headers=auth("token-ann")).status_code == 200
+    assert client.post("/api/alerts/a-plaza/ack", json={}, headers=auth("token-lee")).status_code == 200
+    assert client.get("/api/me", headers=auth(OPS)).json()["person"] == "operator"  # both configured
