@@ -54,15 +54,17 @@ BodyFormat = Literal["text", "markdown"]
 class AppriseChannel:
     """Sends through any Apprise URL whose service Apprise can load here.
 
-    `timeout_s` bounds one send (Apprise's own call deadline, and ours around the thread);
-    `max_workers` bounds the threads, so many hanging servers cannot pile up threads.
+    `timeout_s` bounds one send (Apprise's own call deadline, and ours around the thread); keep it at or under
+    the Dispatcher's `timeout_s`, so a thread is free again by the time the dispatcher gives up on it.
+    `max_workers` bounds the threads; keep it at or above the Dispatcher's `concurrency`, so a send never
+    waits for a thread behind hanging ones (that wait would count against its timeout).
     """
 
     def __init__(
         self,
         *,
-        timeout_s: float = 10.0,
-        max_workers: int = 8,
+        timeout_s: float = 8.0,
+        max_workers: int = 32,
         body_format: BodyFormat = "text",
         app_id: str = "crowdflow",
     ) -> None:

@@ -22,15 +22,19 @@ T = TypeVar("T")
 class DeliveryError(Exception):
     """A channel could not deliver. `retryable`: transient (timeout, refused, HTTP 5xx/429), worth another try.
 
+    `retry_after_s`: the far end said when to come back (HTTP Retry-After); the dispatcher waits at least that
+    long, up to its longest backoff.
+
     >>> e = DeliveryError("HTTP 503", retryable=True)
-    >>> (str(e), e.retryable)
-    ('HTTP 503', True)
+    >>> (str(e), e.retryable, e.retry_after_s)
+    ('HTTP 503', True, None)
     """
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 @runtime_checkable
@@ -145,6 +149,19 @@ def http_retryable(status: int) -> bool:
     [True, True, False, False, False]
     """
     return status >= 500 or status in RETRYABLE_4XX
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a Retry-After header in its delay form; None for a date, garbage or nothing.
+
+    >>> retry_after_seconds("120"), retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT"), retry_after_seconds(None)
+    (120.0, None, None)
+    """
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 async def run_blocking(executor: Executor, fn: Callable[[], T], timeout_s: float, what: str) -> T:

@@ -33,7 +33,8 @@ class Dispatcher:
     """Queue, fan-out, retry and record. All methods run on the event loop's thread (submit too).
 
     Backoff before try k+1 is min(max_backoff_s, base_backoff_s * 2**(k-1)), shortened by a random share of up
-    to `jitter` (so many failed jobs do not retry in step); `rng` makes that share reproducible.
+    to `jitter` (so many failed jobs do not retry in step); `rng` makes that share reproducible. A server's
+    Retry-After (DeliveryError.retry_after_s) lengthens it, up to max_backoff_s.
     """
 
     def __init__(
@@ -234,7 +235,10 @@ class Dispatcher:
                 log.warning("delivery of %s to %s via %s failed: %s%s", n.id, r.person, label, error.message, note)
                 return
             self._counts["retried"] += 1
-            await self._sleep(self.backoff(attempt))
+            delay = self.backoff(attempt)
+            if error.retry_after_s is not None:  # the server said when: not sooner, but not past our longest wait
+                delay = max(delay, min(error.retry_after_s, self._max_backoff_s))
+            await self._sleep(delay)
             attempt += 1
 
     async def _send(self, channel: Channel, url: str, n: Notification, r: Recipient, label: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from alerts.model import Notification, Recipient
 from alerts.notify import render
-from alerts.notify.base import DeliveryError, http_retryable, run_blocking, scheme_of, scrub
+from alerts.notify.base import DeliveryError, http_retryable, retry_after_seconds, run_blocking, scheme_of, scrub
 from domain.levels import Level
 
 GONE = frozenset({404, 410})
@@ -91,7 +91,8 @@ class WebPushChannel:
         if status in GONE and self._on_gone is not None:
             self._on_gone(sub_id)
         if error is not None:
-            raise DeliveryError(scrub(scrub(error.message, url), str(sub.get("endpoint", ""))), error.retryable)
+            message = scrub(scrub(error.message, url), str(sub.get("endpoint", "")))
+            raise DeliveryError(message, error.retryable, error.retry_after_s)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -114,7 +115,8 @@ class WebPushChannel:
                 return 0, DeliveryError(f"web push refused the subscription: {e.message}", retryable=False)
             if status in GONE:
                 return status, DeliveryError(f"subscription gone: push service answered HTTP {status}", False)
-            return status, DeliveryError(f"push service answered HTTP {status}", retryable=http_retryable(status))
+            wait = retry_after_seconds(e.retry_after)
+            return status, DeliveryError(f"push service answered HTTP {status}", http_retryable(status), wait)
         except self._requests.RequestException as e:
             return 0, DeliveryError(f"connection failed: {type(e).__name__}", retryable=True)
         except (ValueError, TypeError) as e:  # keys that are not base64 or not a P-256 point

@@ -2,7 +2,8 @@
 
 Responses are scripted per path, consumed in order, the last one repeating: `script("/hook", 503, 503, 200)`;
 `script("/bad", 400)`; `script("/slow", HANG)` holds the request open until the receiver stops. Unscripted
-paths answer 200. Every request is kept (method, path, headers, body) in arrival order.
+paths answer 200; 429 and 503 come with "Retry-After: 7". Every request is kept (method, path, headers,
+body) in arrival order.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class Receiver:
                 payload = b'{"id": 1}' if status < 300 else json.dumps(error).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                if status in (429, 503):
+                    self.send_header("Retry-After", "7")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

@@ -312,6 +312,16 @@ async def test_exponential_backoff_up_to_the_cap(
     assert (d.stats["exhausted"], d.stats["retried"], d.stats["failed_permanent"]) == (1, 4, 0)
 
 
+async def test_retry_after_lengthens_the_wait_up_to_the_cap(rec: Recorder, sleeps: Sleeps) -> None:
+    fake = Scripted(
+        x=[DeliveryError("HTTP 429", True, retry_after_s=7.0), DeliveryError("HTTP 429", True, 600.0), "ok"]
+    )
+    d = dispatcher([fake], rec, sleeps, max_backoff_s=30.0)
+    d.submit(note("n1", person("p", "fake://x")))
+    await d.drain(5.0)
+    assert sleeps.delays == [7.0, 30.0] and rec.attempts[-1].ok
+
+
 async def test_jitter_shortens_within_bounds_and_is_seedable(rec: Recorder) -> None:
     def delays(seed: int) -> list[float]:
         d = Dispatcher([], record=rec, now=lambda: 0.0, jitter=0.5, rng=random.Random(seed))

@@ -132,6 +132,7 @@ async def test_push_service_status_decides_retryable(
     finally:
         ch.close()
     assert e.value.retryable is retryable and f"HTTP {status}" in e.value.message
+    assert e.value.retry_after_s == (7.0 if status in (429, 503) else None)  # the receiver's Retry-After
 
 
 @pytest.mark.parametrize("status", [404, 410])
