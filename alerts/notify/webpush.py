@@ -41,7 +41,8 @@ class WebPushChannel:
 
     vapid_private_key: the VAPID private key as base64url (raw 32 bytes or DER), PEM text, or a path to a
     PEM/DER file. vapid_subject: a "mailto:" or "https:" contact the push services can reach (RFC 8292).
-    ttl_s: how long a push service keeps the message for a phone that is offline.
+    ttl_s: how long a push service keeps the message for a phone that is offline. timeout_s: one send's deadline,
+    at or under the Dispatcher's, so the thread is free again when the dispatcher gives up on it.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class WebPushChannel:
         vapid_private_key: str,
         vapid_subject: str,
         ttl_s: int = 3600,
-        timeout_s: float = 10.0,
+        timeout_s: float = 8.0,
         max_workers: int = 4,
         on_gone: Callable[[str], None] | None = None,
     ) -> None:
