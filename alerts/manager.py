@@ -74,7 +74,7 @@ class AlertManager:
         clock: Clock,
         submit: Callable[[Notification], bool],
         on_change: Callable[[list[Alert]], None] | None = None,
-        on_emergency: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_emergency: Callable[[list[dict[str, Any]]], object] | None = None,
         public_url: str = "",
         inhibit_rules: Sequence[InhibitRule] = DEFAULT_RULES,
         id_factory: Callable[[], str] | None = None,

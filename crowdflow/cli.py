@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 import threading
 import time
@@ -142,13 +143,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", broker.port
     cfg.service.clock = "sim"
     cfg.service.data_dir = str(data_dir)
-    (data_dir / "state.json").unlink(missing_ok=True)  # each demo starts from a clean evening
+    for name in ("state.json", "alerts.sqlite", "alerts.sqlite-wal", "alerts.sqlite-shm"):
+        (data_dir / name).unlink(missing_ok=True)  # each demo starts from a clean evening
+    if not cfg.alerts.roster:
+        # The shipped roster's phones are placeholders (ntfy on 127.0.0.1:8090): record, do not try to send.
+        cfg.alerts.deliver = False
+    if not cfg.dashboard.api_token:
+        cfg.dashboard.api_token = secrets.token_urlsafe(16)  # this run's operator token, printed below
     cfg.dashboard.port = free_port(cfg.dashboard.port)
     url = f"http://{cfg.dashboard.host}:{cfg.dashboard.port}/"
     print(_c(BOLD, "crowdflow demo: New Year's Eve on the Lujiazui riverside"))
     print(f"  live wall    {_c(GREEN, url)}")
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
     print(f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({'embedded Mosquitto' if broker else 'yours'})")
+    sent = "sent to the roster's channels" if cfg.alerts.deliver else "recorded, not sent (placeholder roster)"
+    print(f"  alerts       notifications {sent}; {url}api/alerts/<id>/deliveries shows them")
+    print(f"  operator     Authorization: Bearer {cfg.dashboard.api_token}  (ack, resolve, silences, emergency mode)")
     print(
         f"  simulator    scenario {args.scenario} from {args.start} at {args.speed:g}x; ground truth in "
         f"{data_dir / 'truth'}"

@@ -10,19 +10,30 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from alerts.encode import alert_json, alert_mqtt_payload
-from alerts.lifecycle import AlertBook
+from alerts.escalation import Escalator
+from alerts.journal import Journal
+from alerts.manager import AlertManager
+from alerts.measures import load_measures
+from alerts.model import Notification
+from alerts.notify.apprise_channel import AppriseChannel
+from alerts.notify.base import Channel
+from alerts.notify.dispatch import Dispatcher
+from alerts.roster import Roster, load_roster, parse_roster
+from alerts.routing import Router
 from crowdflow.config import Config
 from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
 from dashboard.app import create_app
+from dashboard.auth import first_of, from_directory, operator_token
 from dashboard.hub import Hub
 from detect.engine import DetectionEngine
+from detect.overrides import Overrides
 from domain.clock import Clock, WallClock
 from domain.loader import load_site
 from domain.messages import ALERT_TOPIC_PREFIX, DEADLETTER_TOPIC, SUBSCRIPTION
@@ -41,7 +52,9 @@ log = logging.getLogger("crowdflow.service")
 class Pipeline:
     """ingest → state → grade → alerts, driven by messages and ticks; no I/O of its own.
 
-    Outputs go to the sinks given: `store`, `hub`, `publish` (topic, payload, retain).
+    Outputs go to the sinks given: `store`, `hub`, `publish` (topic, payload, retain), and the alert
+    manager's (journal, dispatcher queue). Detection reads planned events and emergency mode from the
+    manager's `overrides`.
     """
 
     def __init__(
@@ -52,6 +65,7 @@ class Pipeline:
         store: Store,
         hub: Hub,
         publish: Callable[[str, bytes, bool], bool],
+        alerts: AlertManager,
         tick_s: float = 5.0,
         lateness_s: float = 120.0,
         store_readings: bool = True,
@@ -65,8 +79,9 @@ class Pipeline:
         self.store_readings = store_readings
         self.profile = CapacityProfile(site)
         self.ingestor = Ingestor(site, lateness_s=lateness_s, on_reject=self._on_reject)
-        self.engine = DetectionEngine(site, self.profile)
-        self.book = AlertBook(site)
+        self.engine = DetectionEngine(site, self.profile, overrides=alerts.overrides)
+        self.alerts = alerts
+        alerts.on_change = self.push_alerts
         self.next_tick: float | None = None
         self.ticks = 0
         self.deadletter_dropped = 0
@@ -106,15 +121,24 @@ class Pipeline:
         if released:
             self._apply(released, now)
         states, detections = self.engine.tick(now)
-        changed = self.book.observe(detections)
+        changed = {a.id: a for a in self.alerts.observe(detections, states, now)}
+        changed.update((a.id, a) for a in self.alerts.tick(now))
         district = self.engine.district(now, states)
         self.store.write_states(states)
-        encoded = [alert_json(a, self.site) for a in changed]
-        self.hub.update(states, district, encoded)
-        for a in changed:
-            self.publish(f"{ALERT_TOPIC_PREFIX}/{a.zone}", alert_mqtt_payload(a, self.site), True)
+        self.hub.update(states, district, [alert_json(a, self.site) for a in changed.values()])
+        self._publish_alerts(changed.values())
         self.ticks += 1
-        return changed
+        return list(changed.values())
+
+    def _publish_alerts(self, alerts: Iterable[Alert]) -> None:
+        # Retained: a phone or a control-room system subscribing later gets each zone's current state at once.
+        for a in alerts:
+            self.publish(f"{ALERT_TOPIC_PREFIX}/{a.zone}", alert_mqtt_payload(a, self.site), True)
+
+    def push_alerts(self, alerts: list[Alert]) -> None:
+        """After a person's action (ack, resolve, silence...): walls and the MQTT state see it now."""
+        self.hub.update([], None, [alert_json(a, self.site) for a in alerts])
+        self._publish_alerts(alerts)
 
     def flush(self) -> None:
         """At shutdown or the end of a replay: release everything held for ordering, then one last tick."""
@@ -131,23 +155,15 @@ class Pipeline:
             "deadletter_dropped": self.deadletter_dropped,
             "tracker_rejected": dict(self.engine.tracker.rejected),
             "health_rejected": dict(self.engine.health.rejected),
-            "alerts_rejected": dict(self.book.rejected),
+            "alerts": self.alerts.status(),
             "store": _plain(getattr(self.store, "stats", {})),
         }
-
-    # --- acknowledgements from the dashboard --------------------------------------------------------
-    def acknowledge(self, alert_id: str, by: str, note: str) -> dict[str, Any]:
-        alert = self.book.acknowledge(alert_id, by, note, self.clock.now())
-        encoded = alert_json(alert, self.site)
-        self.hub.update([], None, [encoded])
-        self.publish(f"{ALERT_TOPIC_PREFIX}/{alert.zone}", alert_mqtt_payload(alert, self.site), True)
-        return encoded
 
     # --- persistence -------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        snap = {"engine": self.engine.to_snapshot(), "alerts": self.book.to_snapshot()}
+        snap = {"engine": self.engine.to_snapshot()}  # alerts live in the journal, written as they change
         tmp.write_text(json.dumps(snap))
         tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
 
@@ -157,11 +173,66 @@ class Pipeline:
         try:
             data = json.loads(path.read_text())
             self.engine.from_snapshot(data["engine"])
-            self.book.from_snapshot(data["alerts"])
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ignoring unreadable state snapshot %s: %s", path, e)
             return False
         return True
+
+
+_WALL_ONLY_ROSTER = """
+[roster]
+site = "{site}"
+name = "wall only: no duty roster configured for this site"
+
+[escalation]
+steps = ["command"]
+
+[[people]]
+id = "wall"
+name = "Command wall"
+role = "operator"
+
+[[duties]]
+person = "wall"
+shift = "always"
+"""
+
+
+def _roster(cfg: Config, site: Site) -> Roster:
+    """The configured roster; the shipped one for the shipped site; for another site with none configured,
+    a wall-only roster (alerts on the wall and in the journal, nobody's phone), said once in the log."""
+    if cfg.alerts.roster:
+        return load_roster(cfg.alerts.roster, site)
+    default = load_site()
+    if site.info.id == default.info.id:
+        return load_roster(None, site)
+    log.warning(
+        "no duty roster for site %r: alerts go to the wall only. Set [alerts] roster to route them to officers.",
+        site.info.id,
+    )
+    return parse_roster(_WALL_ONLY_ROSTER.format(site=site.info.id), site, path="<wall-only roster>")
+
+
+def _record_only(n: Notification) -> bool:
+    """[alerts] deliver = false: the notification is in the journal; nothing leaves the machine."""
+    return True
+
+
+def _channels(cfg: Config, journal: Journal) -> list[Channel]:
+    channels: list[Channel] = [AppriseChannel()]
+    if cfg.alerts.vapid_private_key:
+        from alerts.notify.webpush import WebPushChannel  # optional extra: pywebpush
+
+        # Browsers' PushSubscriptions, by the id a roster channel names ("webpush:<id>"), kept in the journal.
+        subscriptions: dict[str, Any] = journal.load_state("webpush_subscriptions") or {}
+        channels.append(
+            WebPushChannel(
+                subscriptions=subscriptions,
+                vapid_private_key=cfg.alerts.vapid_private_key,
+                vapid_subject=cfg.alerts.vapid_subject,
+            )
+        )
+    return channels
 
 
 def _plain(obj: Any) -> Any:
@@ -196,12 +267,34 @@ class Service:
         )
         self.hub = Hub(self.site)
         self.publisher = MqttPublisher()
+        roster = _roster(cfg, self.site)
+        self.router = Router(roster, self.site)
+        self.journal = Journal(cfg.alerts.journal or self.data_dir / "alerts.sqlite")
+        self.dispatcher = Dispatcher(
+            _channels(cfg, self.journal),
+            record=self.journal.record_attempt,
+            now=self.clock.now,
+            max_attempts=cfg.alerts.max_attempts,
+        )
+        self.alerts = AlertManager(
+            self.site,
+            journal=self.journal,
+            router=self.router,
+            escalator=Escalator(roster.policy),
+            measures=load_measures(cfg.alerts.measures or None),
+            overrides=Overrides(self.site),
+            clock=self.clock,
+            submit=self.dispatcher.submit if cfg.alerts.deliver else _record_only,
+            on_emergency=self.hub.set_emergency,
+            public_url=cfg.alerts.public_url or f"http://{cfg.dashboard.host}:{cfg.dashboard.port}",
+        )
         self.pipeline = Pipeline(
             self.site,
             clock=self.clock,
             store=self.store,
             hub=self.hub,
             publish=lambda t, p, r: self.publisher.publish(t, p, qos=1, retain=r),
+            alerts=self.alerts,
             tick_s=cfg.service.tick_s,
             lateness_s=cfg.service.lateness_s,
             store_readings=cfg.service.store_readings,
@@ -220,8 +313,12 @@ class Service:
             self.hub,
             store=self.store,
             allowed_origins=cfg.dashboard.allowed_origins or None,
-            on_ack=self.pipeline.acknowledge,
-            api_token=cfg.dashboard.api_token or None,
+            actions=self.alerts,
+            authenticate=first_of(
+                from_directory(self.router),
+                operator_token(cfg.dashboard.api_token) if cfg.dashboard.api_token else None,
+            ),
+            api_token=None,
         )
         self.stop_event = asyncio.Event()
         self.state_path = self.data_dir / "state.json"
@@ -257,6 +354,11 @@ class Service:
         return self.pipeline.engine.warm(rows)
 
     async def run(self) -> None:
+        resumed = self.alerts.restore()
+        if resumed:
+            log.info("resumed %d open alerts from %s", resumed, self.journal.path)
+        self.hub.set_emergency(self.alerts.emergency())
+        self.pipeline.push_alerts(self.alerts.book.open_alerts())
         restored = self.pipeline.load(self.state_path)
         if not restored and self.cfg.service.clock == "wall":
             learned = await asyncio.to_thread(self.warm_from_history)
@@ -307,6 +409,7 @@ class Service:
                 name="publisher",
             ),
             asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self.dispatcher.run(self.stop_event), name="dispatcher"),
             asyncio.create_task(server.serve(), name="dashboard"),
         ]
         if not self.quiet:
@@ -322,8 +425,12 @@ class Service:
             self.pipeline.flush()
             self.pipeline.save(self.state_path)
             await asyncio.sleep(0.2)  # let the publisher send the last alerts
+            undelivered = await self.dispatcher.drain(3.0)
+            if undelivered:
+                log.warning("%d notifications still undelivered at shutdown (recorded in the journal)", undelivered)
             for t in tasks:
                 if t.get_name() != "dashboard":
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.journal.close()
             await asyncio.to_thread(self.store.close)

@@ -334,7 +334,7 @@ def test_list_filters_deliveries_cap_and_metrics(rig: Rig) -> None:
     rig.journal.record_attempt(
         DeliveryAttempt(
             notification_id=n.id, person="ann", channel="ntfy://127.0.0.1:8090", attempt=1, at=T0 + 1, ok=True
-        )  # fmt: skip
+        )
     )
     [d] = [d for d in rig.m.deliveries("a1") if d["id"] == n.id]
     assert d["attempts"][0]["ok"] is True and d["attempts"][0]["person"] == "ann"
