@@ -1,0 +1,181 @@
+"""Alert delivery on real components: Mosquitto, `crowdflow serve` as its own process with the shipped Lujiazui duty
+roster pointed at a local HTTP receiver, 40 simulated minutes of New Year's Eve published at full speed.
+
+Every officer's endpoint fails once with 503 (transient) and then accepts; the command centre's webhook answers
+400 (permanent). Then the service is stopped and started again on the same data directory, and the next 10
+minutes are published: nothing already delivered is sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.roster import default_roster_path, load_roster
+from domain.loader import load_site
+from sim.publisher import run_scenario
+from sim.scenario import load_scenario
+from tests.alerts.receiver import Receiver
+from tests.servers import Server, free_port
+
+REPO = Path(__file__).parent.parent.parent
+ALERT_IN_URL = re.compile(r"/officer#alert=([0-9a-f]+)")
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Serve:
+    """`crowdflow serve` as a child process, started and stopped like a deployment would."""
+
+    def __init__(self, cfg: Path, log: Path, port: int) -> None:
+        self.cfg, self.log_path, self.base = cfg, log, f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(self.cfg)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                _get(f"{self.base}/healthz")
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise RuntimeError(f"crowdflow serve did not start:\n{self.log_path.read_text()}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(30) == 0, self.log_path.read_text()[-3000:]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def _roster_for(receiver: Receiver, path: Path) -> list[str]:
+    text = default_roster_path().read_text(encoding="utf-8")
+    text = text.replace("ntfy://127.0.0.1:8090/crowdflow-", f"json://127.0.0.1:{receiver.port}/p/")
+    text = text.replace("json://127.0.0.1:8091/crowdflow/command", f"json://127.0.0.1:{receiver.port}/command")
+    path.write_text(text, encoding="utf-8")
+    people = list(load_roster(path, load_site()).people)
+    for person in people:
+        receiver.script(f"/p/{person}", 503, 200)  # each officer's phone service hiccups once
+    receiver.script("/command", 400)  # the command centre's webhook is misconfigured: permanent
+    return people
+
+
+def _publish(mosquitto: Server, start: str, minutes: int, out: Path) -> int:
+    summary = run_scenario(
+        load_site(), load_scenario("nye"), host="127.0.0.1", port=mosquitto.port, speed=0, out_dir=out,
+        start=start, duration_s=minutes * 60, progress=False,
+    )  # fmt: skip
+    return summary.messages
+
+
+def _settle(base: str, expected: int) -> None:
+    """Until the service has taken every message, then two ticks more."""
+    deadline = time.monotonic() + 120
+    last, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        got = _get(f"{base}/healthz")["pipeline"]["ingest"]["received"]
+        if got != last:
+            last, stable_since = got, time.monotonic()
+        elif got >= expected or time.monotonic() - stable_since > 5:
+            break
+        time.sleep(0.5)
+    time.sleep(2.0)
+
+
+def _delivered(receiver: Receiver) -> list[tuple[str, str, str]]:
+    """(path, title, alert id) of every request the receiver got (accepted or not), in arrival order."""
+    out = []
+    for req in receiver.requests:
+        body = req.json()
+        m = ALERT_IN_URL.search(body.get("message", ""))
+        out.append((req.path, body.get("title", ""), m.group(1) if m else ""))
+    return out
+
+
+@pytest.mark.integration
+def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquitto: Server, receiver: Receiver) -> None:
+    roster = tmp_path / "roster.toml"
+    _roster_for(receiver, roster)
+    port = free_port()
+    cfg = tmp_path / "crowdflow.toml"
+    cfg.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-delivery"\n'
+        f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
+        f"[dashboard]\nport = {port}\n"
+        f'[alerts]\nroster = "{roster}"\nmax_attempts = 3\n'
+    )
+    serve = Serve(cfg, tmp_path / "service.log", port)
+    serve.start()
+    try:
+        sent = _publish(mosquitto, "23:00", 40, tmp_path / "truth1")
+        _settle(serve.base, sent)
+        receiver.wait_until(lambda r: len(r.requests) > 0, timeout_s=20)
+        time.sleep(3.0)  # retries after a 1 s backoff
+        alerts = _get(f"{serve.base}/api/alerts?state=all&limit=1000")
+        assert alerts, "the NYE build-up raised no alert"
+        riverside = [a for a in alerts if a["zone"].startswith("riverside-")]
+        assert any(a["incident"] for a in riverside), "adjacent riverside segments should form an incident"
+
+        # Every notification is in the journal with its attempts: officers' 503 retried and delivered on the
+        # second try; the command webhook's 400 tried once, not retried.
+        first = riverside[0]["id"]
+        deliveries = _get(f"{serve.base}/api/alerts/{first}/deliveries")
+        assert deliveries, f"no notification recorded for {first}"
+        attempts = [a for d in deliveries for a in d["attempts"]]
+        officer = [a for a in attempts if not a["channel"].endswith("command") and a["person"] != "cmd"]
+        retried = [a for a in attempts if not a["ok"] and a["retryable"]]
+        assert retried, f"no transient failure recorded: {attempts}"
+        assert any(a["ok"] and a["attempt"] == 2 for a in officer), f"no delivery on the 2nd try: {attempts}"
+        permanent = [a for a in attempts if not a["ok"] and not a["retryable"]]
+        for p in permanent:
+            assert p["attempt"] == 1, f"a permanent failure was retried: {p}"
+        command_hits = receiver.hits("/command")
+        assert command_hits, "the command centre was never told (escalation or incident routing broken)"
+
+        # One message per situation: far fewer messages than alert changes on the riverside.
+        before = _delivered(receiver)
+        raised_before = {aid for _, title, aid in before if "· NEW" in title}
+        assert raised_before
+
+        serve.stop()
+        count_at_stop = len(receiver.requests)
+        serve.start()
+        time.sleep(3.0)
+        assert len(receiver.requests) == count_at_stop, "the restart re-sent notifications"
+        open_after = _get(f"{serve.base}/api/alerts")
+        assert open_after, "open alerts were not resumed after the restart"
+
+        sent = _publish(mosquitto, "23:40", 10, tmp_path / "truth2")
+        _settle(serve.base, sent)
+        after = _delivered(receiver)[count_at_stop:]
+        again = [(path, title) for path, title, aid in after if "· NEW" in title and aid in raised_before]
+        assert not again, f"already-raised alerts were announced as new after the restart: {again[:5]}"
+    finally:
+        serve.stop()
