@@ -178,6 +178,10 @@ class Escalator:
     def get(self, key: str) -> Tracked | None:
         return self._keys.get(key)
 
+    def adopt(self, key: str, timer: Tracked) -> None:
+        """Carry a timer over to a new key (an alert joining or leaving an incident keeps its escalation)."""
+        self._keys[key] = timer
+
     def __contains__(self, key: object) -> bool:
         return key in self._keys
 

@@ -116,6 +116,10 @@ class AlertManager:
         open_alerts = self.journal.load_open_alerts()
         self.book.from_snapshot({"version": 1, "alerts": [msgspec.to_builtins(a) for a in open_alerts], "resolved": []})
         for a in open_alerts:
+            held = self.book.get(a.id)
+            if held is not None and not held.open:  # closed on load, e.g. its zone left the site file
+                self.journal.save_alert(held, held.history[-1:])
+        for a in self.book.open_alerts():
             if a.history:
                 self._saved[a.id] = a.history[-1]
         self.silence_by_id = {s.id: s for s in self.journal.silences()}
@@ -134,6 +138,7 @@ class AlertManager:
             # Better to notify once more than to lose open alerts: start the notification state afresh.
             log.warning("alert manager state unreadable (%s): open alerts kept, notification state reset", e)
             self.sent, self.told, self.step, self.key_of, self.incidents = {}, {}, {}, {}, {}
+            self.escalator.from_state({})  # timers for keys nobody remembers would escalate forever
         return len(open_alerts)
 
     def _save_state(self) -> None:
@@ -272,6 +277,9 @@ class AlertManager:
                         self.sent[key] = prev
                         self.told[key] = list(self.told.get(old, []))
                         self.step[key] = self.step.get(old, 0)
+                        timer = self.escalator.get(old)
+                        if timer is not None:
+                            self.escalator.adopt(key, timer)  # the old key is stopped below
         new_key_of = {a.id: k for k, ms in by_key.items() for a in ms}
         for key, members in by_key.items():
             members.sort(key=lambda a: (self.site.zones[a.zone].segment or 0) if a.zone in self.site.zones else 0)
@@ -288,8 +296,17 @@ class AlertManager:
             if not v.notify or v.kind is None:
                 if any(a.id in changed for a in members):
                     self._audit(now, "system", "notify.skipped", key, {"reason": v.reason})
-                if (cand.silenced or cand.inhibited) and self.escalator_tracks(key):
-                    self.escalator.stop(key)  # a silenced or covered situation does not wake the next step
+                if cand.silenced or cand.inhibited:
+                    if self.escalator_tracks(key):
+                        self.escalator.stop(key)  # a silenced or covered situation does not wake the next step
+                elif key in self.sent and not self.escalator_tracks(key):
+                    # Told before, silence or inhibition over (or a key that lost its timer): the clock runs again.
+                    self.escalator.start(key, members[0].zone, cand.level, now)
+                    self.step[key] = 0
+                    if cand.acknowledged:
+                        self.escalator.acknowledged(key, now)
+                elif self.escalator_tracks(key):
+                    self._follow(key, cand)
                 continue
             step = self.step.get(key, 0)
             self._send(key, members, v.kind, step, now, v.reason, v.sent)
@@ -297,7 +314,7 @@ class AlertManager:
                 self.escalator.start(key, members[0].zone, cand.level, now)
                 self.step[key] = 0
             else:
-                self.escalator.level_changed(key, cand.level, now)
+                self._follow(key, cand)
         # Keys with no open member any more: the all-clear, to everyone who was told.
         for key in [k for k in self.sent if k not in by_key]:
             prev = self.sent[key]
@@ -314,6 +331,21 @@ class AlertManager:
             self.told.pop(key, None)
             self.step.pop(key, None)
         self.key_of = new_key_of
+
+    def _follow(self, key: str, cand: Candidate) -> None:
+        """Keep the key's timer in step with its level and acknowledgement."""
+        now = self.clock.now()
+        timer = self.escalator.get(key)
+        if timer is None:
+            return
+        if timer.level != cand.level:
+            self.escalator.level_changed(key, cand.level, now)
+        if timer.acked_at is not None and not cand.acknowledged:
+            # A worse level or a new segment is not covered by the earlier acknowledgement: escalate again.
+            self.escalator.reopen(key, cand.level, now)
+            self.step[key] = 0
+        elif timer.acked_at is None and cand.acknowledged:
+            self.escalator.acknowledged(key, now)
 
     def escalator_tracks(self, key: str) -> bool:
         return key in self.escalator.tracked()
@@ -339,13 +371,13 @@ class AlertManager:
         zones = tuple(a.zone for a in members)
         level = max(a.level for a in members) if kind != "resolved" else Level.NORMAL
         if kind == "resolved":
-            told = set(self.told.get(key, []))
-            recipients = tuple(r for r in self._recipients(zones, step, now) if r.person in told) or tuple(
-                self._recipients(zones, step, now)
-            )
+            # The all-clear goes to the people who were told, whoever is on shift now.
+            told = (self.router.recipient(p) for p in self.told.get(key, []))
+            recipients = tuple(r for r in told if r is not None) or self._recipients(zones, step, now)
         else:
             recipients = self._recipients(zones, step, now)
-        url = f"{self.public_url}/officer#alert={members[0].id}" if self.public_url else ""
+        first = next((a for a in members if a.state != "acknowledged"), members[0])  # what still needs an answer
+        url = f"{self.public_url}/officer#alert={first.id}" if self.public_url else ""
         n = Notification(
             id=_new_id("n"),
             key=key,
@@ -389,7 +421,8 @@ class AlertManager:
             if last is not None:
                 while i > 0 and hist[i - 1] is not last:
                     i -= 1
-            new = hist[i:] if last is not None and i > 0 else (hist if last is None else hist[-1:])
+            # Not found (capped away, or objects rebuilt): write it all; the journal ignores changes it has.
+            new = hist[i:] if last is not None and i > 0 else hist
             self.journal.save_alert(a, new)
             if hist:
                 self._saved[a.id] = hist[-1]
@@ -406,10 +439,11 @@ class AlertManager:
         return self.overrides.in_emergency(zone_id)
 
     def _push_overrides(self) -> None:
-        now = self.clock.now()
+        # Every event not ended goes to detection, which checks each window against event time itself: the
+        # clock here may be a simulator's that has not started yet.
         good = []
         for e in self.event_by_id.values():
-            if e.ended_at is not None or e.ends_at <= now:
+            if e.ended_at is not None:
                 continue
             try:
                 self.overrides.check_event(e)

@@ -109,8 +109,11 @@ class Pipeline:
 
     # --- per tick ----------------------------------------------------------------------------------
     def maybe_tick(self, now: float | None = None) -> None:
+        if isinstance(self.clock, SimClock) and not self.clock.started:
+            return  # no simulated time yet: a tick at wall time would expire silences and acks of the replay
         now = self.clock.now() if now is None else now
-        if self.next_tick is None:
+        if self.next_tick is None or now < self.next_tick - 2 * self.tick_s:
+            # First tick, or the simulated clock went back (a new replay of an earlier evening): start over.
             self.next_tick = (now // self.tick_s + 1) * self.tick_s
         if now >= self.next_tick:
             self.tick(now)

@@ -352,3 +352,59 @@ def test_diversion_targets_are_live(rig: Rig) -> None:
     a = rig.m.book.get("a1")
     assert a is not None and [d.zone for d in a.diversion][:2] == ["seg-2", "plaza"]
     assert "Divert to:" in rig.sent[0].body
+
+
+# ---- escalation follows the situation through key changes (found in review) ------------------------------
+
+
+def test_an_incident_breaking_up_keeps_escalating_the_rest(rig: Rig) -> None:
+    rig.step(det("seg-1", Level.II, 0), det("seg-2", Level.II, 0))
+    assert [n.kind for n in rig.sent] == ["raised"] and rig.sent[0].key.startswith("inc-")
+    rig.at(10).step(det("seg-1", Level.II, 10), det("seg-2", Level.NORMAL, 10))
+    assert "a1" in rig.m.escalator.tracked(), "seg-1's alert lost its escalation timer"
+    rig.at(300).step(det("seg-1", Level.II, 300))  # II orange: 300 s to answer, counted from the first push
+    assert (rig.sent[-1].kind, rig.sent[-1].step, rig.sent[-1].alert_ids) == ("escalated", 1, ("a1",))
+
+
+def test_escalation_resumes_when_a_silence_ends(rig: Rig) -> None:
+    rig.step(det("seg-1", Level.II, 0))
+    rig.at(10).m.add_silence("cmd", {"zone": "seg-1"}, 600, "checking the counter")
+    rig.step(det("seg-1", Level.II, 10))
+    rig.at(400).step(det("seg-1", Level.II, 400))
+    assert [n.kind for n in rig.sent] == ["raised"]  # silenced: no escalation
+    rig.at(620).step(det("seg-1", Level.II, 620))  # silence over, still unanswered: the clock runs again
+    assert len(rig.sent) == 1  # the officer was told at this level already: no second "new alert"
+    rig.at(920).step(det("seg-1", Level.II, 920))
+    assert (rig.sent[-1].kind, rig.sent[-1].step) == ("escalated", 1)
+
+
+def test_acknowledging_orange_does_not_hold_back_red(rig: Rig) -> None:
+    rig.step(det("seg-1", Level.II, 0))
+    rig.at(10).m.acknowledge("a1", "ann", "on it")
+    rig.at(60).step(det("seg-1", Level.I, 60))
+    assert rig.sent[-1].kind == "level_up"
+    rig.at(180).step(det("seg-1", Level.I, 180))  # I red: 120 s to answer the worse level
+    assert (rig.sent[-1].kind, rig.sent[-1].step, people(rig.sent[-1])) == ("escalated", 1, ["ann", "lee"])
+
+
+def test_the_all_clear_goes_to_those_told_even_after_a_shift_change(rig: Rig) -> None:
+    rig.at(9 * 3600 + 55 * 60)  # 19:55: ann (day shift) is told
+    rig.step(det("seg-1", Level.III, rig.clock.now() - T0))
+    assert people(rig.sent[0]) == ["ann"]
+    rig.at(10 * 3600 + 5 * 60)  # 20:05: the night officer is on, ann has not heard it ended
+    rig.step(det("seg-1", Level.NORMAL, rig.clock.now() - T0))
+    assert rig.sent[-1].kind == "resolved" and people(rig.sent[-1]) == ["ann"]
+
+
+def test_restart_keeps_every_change_in_the_journal(mini_site: Site, tmp_path: Path) -> None:
+    ids = itertools.count(1)
+    path = tmp_path / "alerts.sqlite"
+    clock = ManualClock(T0)
+    first = Rig(mini_site, path, clock, lambda: f"a{next(ids)}")
+    first.step(det("seg-1", Level.III, 0))
+    first.journal.close()
+    second = Rig(mini_site, path, clock, lambda: f"b{next(ids)}")
+    second.m.restore()
+    second.at(30).step(det("seg-1", Level.II, 30, capacity=3, sensor=1))
+    actions = [c.action for c in second.journal.changes("a1")]
+    assert actions[:1] == ["raised"] and "level_up" in actions and "uncertain" in actions
