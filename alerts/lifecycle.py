@@ -51,6 +51,10 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _acknowledged_level(a: Alert) -> Level:
+    return max((c.level for c in a.history if c.action == "acknowledged"), default=Level.NORMAL)
+
+
 class AlertBook:
     """All alerts, keyed by id, with the open one of each zone."""
 
@@ -146,7 +150,8 @@ class AlertBook:
     def _change_level(self, a: Alert, d: Detection) -> Alert:
         up = d.level > a.level
         note = f"{a.level.label} → {d.level.label}"
-        if up:
+        if up and not (a.state == "acknowledged" and d.level <= _acknowledged_level(a)):
+            # Back up to a level someone already took needs no new acknowledgement; a worse one does.
             a.state = "escalated"
             a.escalated_at = d.ts
         a.level = d.level

@@ -306,7 +306,8 @@ class AlertManager:
                     if cand.acknowledged:
                         self.escalator.acknowledged(key, now)
                 elif self.escalator_tracks(key):
-                    self._follow(key, cand)
+                    # Nothing new was said: an acknowledgement given stays in force until something is pushed.
+                    self._follow(key, cand, reopen=False)
                 continue
             step = self.step.get(key, 0)
             self._send(key, members, v.kind, step, now, v.reason, v.sent)
@@ -332,7 +333,7 @@ class AlertManager:
             self.step.pop(key, None)
         self.key_of = new_key_of
 
-    def _follow(self, key: str, cand: Candidate) -> None:
+    def _follow(self, key: str, cand: Candidate, *, reopen: bool = True) -> None:
         """Keep the key's timer in step with its level and acknowledgement."""
         now = self.clock.now()
         timer = self.escalator.get(key)
@@ -340,7 +341,7 @@ class AlertManager:
             return
         if timer.level != cand.level:
             self.escalator.level_changed(key, cand.level, now)
-        if timer.acked_at is not None and not cand.acknowledged:
+        if reopen and timer.acked_at is not None and not cand.acknowledged:
             # A worse level or a new segment is not covered by the earlier acknowledgement: escalate again.
             self.escalator.reopen(key, cand.level, now)
             self.step[key] = 0

@@ -76,7 +76,7 @@ def run(start: str, minutes: int, answer: bool) -> dict[str, float]:
     naive_msgs: Counter[str] = Counter()
     changes = 0
     opened: set[str] = set()
-    to_ack: list[tuple[float, str, str]] = []  # (when, alert id, person)
+    to_ack: list[tuple[float, str, str]] = []  # (when, notification key, person)
     t_engine = t_alerts = 0.0
     w0, w1 = sim.window
     next_tick = w0 + TICK_S
@@ -103,13 +103,14 @@ def run(start: str, minutes: int, answer: bool) -> dict[str, float]:
         if answer:
             for x in pushed[before:]:
                 if x.kind in ("raised", "level_up", "member_added", "escalated", "reraised", "reminder"):
-                    to_ack.append((now + ACK_AFTER_S, x.alert_ids[0], x.recipients[0].person))
+                    to_ack.append((now + ACK_AFTER_S, x.key, x.recipients[0].person))
             due = [x for x in to_ack if x[0] <= now]
             to_ack[:] = [x for x in to_ack if x[0] > now]
-            for _, aid, person in due:
-                held = manager.book.get(aid)
-                if held is not None and held.open and held.state != "acknowledged":
-                    manager.acknowledge(aid, person, "on it (benchmark)")
+            for _, key, person in due:
+                # The officer opens the link and acknowledges what still needs an answer in that situation.
+                waiting = [a for a in manager._members(key) if a.state != "acknowledged"]
+                if waiting:
+                    manager.acknowledge(waiting[0].id, person, "on it (benchmark)")
 
     for m in sim.messages():
         while next_tick <= m.sim_ts:

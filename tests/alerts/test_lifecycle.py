@@ -314,3 +314,13 @@ def test_closed_by_hand_survives_a_snapshot(mini_site: Site, book: AlertBook) ->
     other = AlertBook(mini_site, id_factory=lambda: "b1")
     other.from_snapshot(json.loads(json.dumps(book.to_snapshot())))
     assert other.observe([det("seg-1", 30, Level.III)]) == []
+
+
+def test_back_up_to_an_acknowledged_level_needs_no_new_acknowledgement(book: AlertBook) -> None:
+    book.observe([det("seg-1", 10, Level.III)])
+    book.acknowledge("a1", by="officer-7", note="", now=15)
+    book.observe([det("seg-1", 20, Level.IV)])
+    [a] = book.observe([det("seg-1", 30, Level.III)])
+    assert a.state == "acknowledged"  # a zone hovering at a threshold does not demand the same answer twice
+    [a] = book.observe([det("seg-1", 40, Level.II)])
+    assert a.state == "escalated" and a.escalated_at == 40

@@ -408,3 +408,11 @@ def test_restart_keeps_every_change_in_the_journal(mini_site: Site, tmp_path: Pa
     second.at(30).step(det("seg-1", Level.II, 30, capacity=3, sensor=1))
     actions = [c.action for c in second.journal.changes("a1")]
     assert actions[:1] == ["raised"] and "level_up" in actions and "uncertain" in actions
+
+
+def test_a_zone_hovering_at_an_acknowledged_level_is_not_escalated(rig: Rig) -> None:
+    rig.step(det("seg-1", Level.II, 0))
+    rig.at(30).m.acknowledge("a1", "ann", "")
+    for t in range(60, 1200, 60):  # II, III, II, III ... for 20 minutes
+        rig.at(t).step(det("seg-1", Level.II if t % 120 == 0 else Level.III, t))
+    assert [n.kind for n in rig.sent] == ["raised"]  # within the II orange acknowledgement (1200 s): quiet
