@@ -77,26 +77,43 @@ def settings_for(srv: Server, client_id: str) -> MqttSettings:
     return MqttSettings(host=srv.host, port=srv.port, client_id=client_id)
 
 
+class Running:
+    """A subscriber task with what the tests watch: its states, its stats and its stop event."""
+
+    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event, states: list[str], stats: SubscriberStats):
+        self.task, self.stop, self.states, self.stats = task, stop, states, stats
+
+
+def start_subscriber(
+    settings: MqttSettings,
+    topics: list[str],
+    handler: Callable[[str, bytes, float], None],
+    *,
+    clock: ManualClock,
+    **kw: Any,
+) -> Running:
+    states: list[str] = []
+    stats = SubscriberStats()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        subscribe_forever(settings, topics, handler, stop=stop, clock=clock, on_state=states.append, stats=stats, **kw)
+    )
+    return Running(task, stop, states, stats)
+
+
 async def stopped_within(task: Awaitable[Any], seconds: float = 5.0) -> None:
     await asyncio.wait_for(task, seconds)
 
 
 async def test_subscribe_forever_receives(mosquitto: Server) -> None:
     got: list[tuple[str, bytes, float]] = []
-    states: list[str] = []
-    stats = SubscriberStats()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-sub"),
-            [SUBSCRIPTION],
-            lambda t, p, at: got.append((t, p, at)),
-            stop=stop,
-            clock=ManualClock(123.0),
-            on_state=states.append,
-            stats=stats,
-        )
+    sub = start_subscriber(
+        settings_for(mosquitto, "crowdflow-test-sub"),
+        [SUBSCRIPTION],
+        lambda t, p, at: got.append((t, p, at)),
+        clock=ManualClock(123.0),
     )
+    states, stats, stop, task = sub.states, sub.stats, sub.stop, sub.task
     await until(lambda: "connected" in states, "the subscriber to connect")
     msgs = [count("seg1-west", i, T0 + 60 * i, i, 0) for i in range(1, 4)]
     await asyncio.to_thread(paho_publish, mosquitto.port, [*msgs, ("elsewhere/x", b"not ours")])
@@ -111,21 +128,14 @@ async def test_subscribe_forever_receives(mosquitto: Server) -> None:
 
 async def test_reconnects_and_receives_what_was_published_while_away(mosquitto: Server) -> None:
     got: list[bytes] = []
-    states: list[str] = []
-    stats = SubscriberStats()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-persistent"),
-            [SUBSCRIPTION],
-            lambda _t, p, _at: got.append(p),
-            stop=stop,
-            clock=ManualClock(0.0),
-            on_state=states.append,
-            reconnect_delay=1.5,
-            stats=stats,
-        )
+    sub = start_subscriber(
+        settings_for(mosquitto, "crowdflow-test-persistent"),
+        [SUBSCRIPTION],
+        lambda _t, p, _at: got.append(p),
+        clock=ManualClock(0.0),
+        reconnect_delay=1.5,
     )
+    states, stats, stop, task = sub.states, sub.stats, sub.stop, sub.task
     await until(lambda: "connected" in states, "the subscriber to connect")
     before = [count("seg1-west", i, T0 + 60 * i, i, 0) for i in (1, 2)]
     await asyncio.to_thread(paho_publish, mosquitto.port, before)
@@ -150,21 +160,14 @@ async def test_reconnects_and_receives_what_was_published_while_away(mosquitto: 
 
 async def test_subscriber_retries_until_a_broker_appears(mosquitto: Server) -> None:
     await asyncio.to_thread(mosquitto.stop)
-    states: list[str] = []
-    stats = SubscriberStats()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-late-broker"),
-            [SUBSCRIPTION],
-            lambda *_a: None,
-            stop=stop,
-            clock=ManualClock(0.0),
-            on_state=states.append,
-            reconnect_delay=0.1,
-            stats=stats,
-        )
+    sub = start_subscriber(
+        settings_for(mosquitto, "crowdflow-test-late-broker"),
+        [SUBSCRIPTION],
+        lambda *_a: None,
+        clock=ManualClock(0.0),
+        reconnect_delay=0.1,
     )
+    states, stats, stop, task = sub.states, sub.stats, sub.stop, sub.task
     await until(lambda: stats.reconnects >= 2, "failed connection attempts to be counted")
     assert "connected" not in states and "refused" in stats.last_error.lower()
     await asyncio.to_thread(mosquitto.start)
@@ -198,20 +201,8 @@ async def test_handler_errors_are_counted_and_do_not_stop_the_loop(mosquitto: Se
             raise ValueError("handler bug")
         got.append(p)
 
-    states: list[str] = []
-    stats = SubscriberStats()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-errors"),
-            ["t/#"],
-            handle,
-            stop=stop,
-            clock=ManualClock(0.0),
-            on_state=states.append,
-            stats=stats,
-        )
-    )
+    sub = start_subscriber(settings_for(mosquitto, "crowdflow-test-errors"), ["t/#"], handle, clock=ManualClock(0.0))
+    states, stats, stop, task = sub.states, sub.stats, sub.stop, sub.task
     await until(lambda: "connected" in states, "connect")
     await asyncio.to_thread(paho_publish, mosquitto.port, [("t/a", b"1"), ("t/a", b"boom"), ("t/a", b"2")])
     await until(lambda: len(got) == 2, "the good messages")
@@ -228,21 +219,14 @@ async def test_full_incoming_queue_drops_are_counted_never_silent(mosquitto: Ser
         time.sleep(0.0005)  # a consumer slower than the network
         got.append(p)
 
-    states: list[str] = []
-    stats = SubscriberStats()
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-slow"),
-            ["t/#"],
-            slow,
-            stop=stop,
-            clock=ManualClock(0.0),
-            on_state=states.append,
-            max_queued=5,
-            stats=stats,
-        )
+    sub = start_subscriber(
+        settings_for(mosquitto, "crowdflow-test-slow"),
+        ["t/#"],
+        slow,
+        clock=ManualClock(0.0),
+        max_queued=5,
     )
+    states, stats, stop, task = sub.states, sub.stats, sub.stop, sub.task
     await until(lambda: "connected" in states, "connect")
     await asyncio.to_thread(paho_publish, mosquitto.port, [("t/x", str(i).encode()) for i in range(n)])
     await until(lambda: stats.received + stats.dropped == n, "every message received or counted as dropped")
@@ -336,9 +320,7 @@ async def test_dead_letters_from_the_ingestor(mosquitto: Server) -> None:
     finally:
         collector.close()
     first, second = (json.loads(p) for _, p, _ in collector.got)
-    assert (
-        first["reason"] == "duplicate" and first["sensor"] == "seg1-west" and first["received_at"] == T0 + 1
-    )
+    assert first["reason"] == "duplicate" and first["sensor"] == "seg1-west" and first["received_at"] == T0 + 1
     assert second["reason"] == "malformed_json" and second["payload"].endswith("{oops")
     assert set(first) == {"v", "reason", "detail", "topic", "payload", "sensor", "received_at"}
 
@@ -389,19 +371,13 @@ def test_refused_subscription_codes() -> None:
 
 
 async def test_cancelling_the_subscriber_closes_its_connection(mosquitto: Server) -> None:
-    states: list[str] = []
-    stats = SubscriberStats()
-    task = asyncio.create_task(
-        subscribe_forever(
-            settings_for(mosquitto, "crowdflow-test-cancel"),
-            [SUBSCRIPTION],
-            lambda *_a: None,
-            stop=asyncio.Event(),
-            clock=ManualClock(0.0),
-            on_state=states.append,
-            stats=stats,
-        )
+    sub = start_subscriber(
+        settings_for(mosquitto, "crowdflow-test-cancel"),
+        [SUBSCRIPTION],
+        lambda *_a: None,
+        clock=ManualClock(0.0),
     )
+    states, stats, task = sub.states, sub.stats, sub.task
     await until(lambda: "connected" in states, "connect")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
