@@ -74,7 +74,6 @@ class AlertManager:
         clock: Clock,
         submit: Callable[[Notification], bool],
         on_change: Callable[[list[Alert]], None] | None = None,
-        on_emergency: Callable[[list[dict[str, Any]]], object] | None = None,
         public_url: str = "",
         inhibit_rules: Sequence[InhibitRule] = DEFAULT_RULES,
         id_factory: Callable[[], str] | None = None,
@@ -89,7 +88,6 @@ class AlertManager:
         self.clock = clock
         self.submit = submit
         self.on_change = on_change
-        self.on_emergency = on_emergency
         self.public_url = public_url.rstrip("/")
         self.inhibit_rules = tuple(inhibit_rules)
         self.sender = sender
@@ -169,17 +167,9 @@ class AlertManager:
         """Time-driven work: silences and events running out, escalation, acknowledgements running out."""
         changed: dict[str, Alert] = {}
         for s in expired(list(self.silence_by_id.values()), now):
-            s.ended_at = s.ends_at
-            s.ended_by = "system"
-            self.journal.save_silence(s)
-            self._audit(now, "system", "silence.expired", s.id, {"reason": s.reason})
-        for e in list(self.event_by_id.values()):
-            if e.ended_at is None and now >= e.ends_at:
-                e.ended_at = e.ends_at
-                e.ended_by = "system"
-                self.journal.save_event(e)
-                self._audit(now, "system", "event.expired", e.id, {"name": e.name})
-                self._push_overrides()
+            self._end(s, "system", s.ends_at, now)
+        for e in [e for e in self.event_by_id.values() if e.ended_at is None and now >= e.ends_at]:
+            self._end(e, "system", e.ends_at, now)
         for key in self.escalator.ack_expired(now, self._emergency_of):
             members = self._members(key)
             for a in members:
@@ -244,7 +234,8 @@ class AlertManager:
     def _annotate(self, a: Alert, now: float, changed: dict[str, Alert]) -> None:
         zone = self.site.zones.get(a.zone)
         if zone is not None:
-            a.measures = self.measures.checklist(zone, a.level, a.cause)
+            if a.id in changed or not a.measures:  # the checklist follows the level and cause only
+                a.measures = self.measures.checklist(zone, a.level, a.cause)
             a.diversion = diversion_targets(self.site, a.zone, self.states) if a.level >= Level.III else []
         unsure, why = uncertainty(a)
         if unsure != a.uncertain:
@@ -581,17 +572,7 @@ class AlertManager:
         return msgspec.to_builtins(s)  # type: ignore[no-any-return]
 
     def end_silence(self, silence_id: str, by: str) -> dict[str, Any]:
-        now = self.clock.now()
-        s = self.silence_by_id.get(silence_id)
-        if s is None:
-            raise KeyError(f"no silence {silence_id!r}")
-        if s.ended_at is not None:
-            raise ValueError(f"silence {silence_id!r} already ended")
-        s.ended_at, s.ended_by = now, by
-        self.journal.save_silence(s)
-        self._audit(now, by, "silence.ended", s.id, {})
-        self._after_action(now, {})
-        return msgspec.to_builtins(s)  # type: ignore[no-any-return]
+        return self._end_by_hand(self.silence_by_id.get(silence_id), "silence", silence_id, by)
 
     # --- planned events ---
     def events(self, active_only: bool) -> list[dict[str, Any]]:
@@ -626,17 +607,29 @@ class AlertManager:
         return msgspec.to_builtins(e)  # type: ignore[no-any-return]
 
     def end_event(self, event_id: str, by: str) -> dict[str, Any]:
+        return self._end_by_hand(self.event_by_id.get(event_id), "event", event_id, by)
+
+    # --- silences and events end the same way: by hand, or by time ("system") ---
+    def _end_by_hand(self, item: Silence | PlannedEvent | None, kind: str, item_id: str, by: str) -> dict[str, Any]:
+        if item is None:
+            raise KeyError(f"no {kind} {item_id!r}")
+        if item.ended_at is not None:
+            raise ValueError(f"{kind} {item_id!r} already ended")
         now = self.clock.now()
-        e = self.event_by_id.get(event_id)
-        if e is None:
-            raise KeyError(f"no event {event_id!r}")
-        if e.ended_at is not None:
-            raise ValueError(f"event {event_id!r} already ended")
-        e.ended_at, e.ended_by = now, by
-        self.journal.save_event(e)
-        self._push_overrides()
-        self._audit(now, by, "event.ended", e.id, {})
-        return msgspec.to_builtins(e)  # type: ignore[no-any-return]
+        self._end(item, by, now, now)
+        self._after_action(now, {})
+        return msgspec.to_builtins(item)  # type: ignore[no-any-return]
+
+    def _end(self, item: Silence | PlannedEvent, by: str, ended_at: float, now: float) -> None:
+        item.ended_at, item.ended_by = ended_at, by
+        if isinstance(item, Silence):
+            self.journal.save_silence(item)
+            kind = "silence"
+        else:
+            self.journal.save_event(item)
+            self._push_overrides()
+            kind = "event"
+        self._audit(now, by, f"{kind}.{'expired' if by == 'system' else 'ended'}", item.id, {})
 
     # --- emergency ---
     def emergency(self) -> list[dict[str, Any]]:
@@ -659,10 +652,7 @@ class AlertManager:
         self.journal.save_emergency(list(self.modes.values()))
         self._push_overrides()
         self._audit(now, by, "emergency.on" if on else "emergency.off", scope, {"reason": reason})
-        modes = self.emergency()
-        if self.on_emergency is not None:
-            self.on_emergency(modes)
-        return modes
+        return self.emergency()  # the API pushes the new mode to the walls
 
     # --- evaluation ---
     def response_metrics(self, since: float | None, until: float | None) -> dict[str, Any]:

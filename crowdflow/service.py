@@ -288,7 +288,6 @@ class Service:
             overrides=Overrides(self.site),
             clock=self.clock,
             submit=self.dispatcher.submit if cfg.alerts.deliver else _record_only,
-            on_emergency=self.hub.set_emergency,
             public_url=cfg.alerts.public_url or f"http://{cfg.dashboard.host}:{cfg.dashboard.port}",
         )
         self.pipeline = Pipeline(
@@ -360,7 +359,6 @@ class Service:
         resumed = self.alerts.restore()
         if resumed:
             log.info("resumed %d open alerts from %s", resumed, self.journal.path)
-        self.hub.set_emergency(self.alerts.emergency())
         self.pipeline.push_alerts(self.alerts.book.open_alerts())
         restored = self.pipeline.load(self.state_path)
         if not restored and self.cfg.service.clock == "wall":

@@ -41,7 +41,6 @@ class Rig:
         self.clock = clock
         self.sent: list[Notification] = []
         self.pushed: list[list[str]] = []
-        self.modes: list[list[dict[str, object]]] = []
         roster = load_roster(ROSTER, site)
         self.journal = Journal(journal_path)
         self.overrides = Overrides(site)
@@ -55,7 +54,6 @@ class Rig:
             clock=clock,
             submit=self._submit,
             on_change=lambda alerts: self.pushed.append([a.id for a in alerts]),
-            on_emergency=self.modes.append,
             id_factory=ids,
             public_url="https://cf.example",
         )
@@ -190,7 +188,7 @@ def test_acknowledge_errors_are_clear(rig: Rig) -> None:
 
 def test_emergency_mode_halves_escalation_delays_and_is_audited(rig: Rig) -> None:
     modes = rig.m.set_emergency("cmd", "riverside", True, "NYE countdown crowd")
-    assert [m["scope"] for m in modes] == ["riverside"] and rig.modes[-1] == modes
+    assert [m["scope"] for m in modes] == ["riverside"] and rig.m.emergency() == modes
     assert rig.overrides.in_emergency("seg-1")
     rig.step(det("seg-1", Level.I, 0))
     rig.at(60).step()
