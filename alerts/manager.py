@@ -15,6 +15,7 @@ events, emergency modes) lives in the journal, so a restarted service does not n
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,7 +55,7 @@ from domain.values import Alert, AlertChange, Detection, ZoneState
 
 log = logging.getLogger("crowdflow.alerts")
 
-STATE_KEYS = "manager"  # journal state blob name
+STATE_NAME = "manager"  # journal state blob name
 
 
 def _new_id(prefix: str) -> str:
@@ -101,6 +102,7 @@ class AlertManager:
         self.told: dict[str, list[str]] = {}  # key -> person ids told so far (all of them hear the all-clear)
         self.step: dict[str, int] = {}  # key -> escalation step reached
         self.key_of: dict[str, str] = {}  # open alert id -> its notification key at the last pass
+        self._last_state: dict[str, Any] | None = None  # the manager state last written to the journal
         self._saved: dict[str, AlertChange] = {}  # alert id -> last history entry written to the journal
         self.notifications_sent = 0
         self.dropped = 0  # notifications the dispatcher queue refused (counted, logged)
@@ -124,7 +126,7 @@ class AlertManager:
         self.event_by_id = {e.id: e for e in self.journal.events()}
         self.modes = {m.scope: m for m in self.journal.emergency()}
         self._push_overrides()
-        state = self.journal.load_state(STATE_KEYS) or {}
+        state = self.journal.load_state(STATE_NAME) or {}
         try:
             self.escalator.from_state(state.get("escalator", {}))
             self.incidents = {i: msgspec.convert(v, Incident) for i, v in state.get("incidents", {}).items()}
@@ -140,17 +142,17 @@ class AlertManager:
         return len(open_alerts)
 
     def _save_state(self) -> None:
-        self.journal.save_state(
-            STATE_KEYS,
-            {
-                "escalator": self.escalator.to_state(),
-                "incidents": {i: msgspec.to_builtins(v) for i, v in self.incidents.items()},
-                "sent": {k: msgspec.to_builtins(v) for k, v in self.sent.items()},
-                "told": self.told,
-                "step": self.step,
-                "key_of": self.key_of,
-            },
-        )
+        state = {
+            "escalator": self.escalator.to_state(),
+            "incidents": {i: msgspec.to_builtins(v) for i, v in self.incidents.items()},
+            "sent": {k: msgspec.to_builtins(v) for k, v in self.sent.items()},
+            "told": self.told,
+            "step": self.step,
+            "key_of": self.key_of,
+        }
+        if state != self._last_state:  # most ticks change nothing: no write then
+            self.journal.save_state(STATE_NAME, state)
+            self._last_state = copy.deepcopy(state)
 
     # ================================================================================================
     # detections in

@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -414,3 +415,21 @@ def test_a_zone_hovering_at_an_acknowledged_level_is_not_escalated(rig: Rig) -> 
     for t in range(60, 1200, 60):  # II, III, II, III ... for 20 minutes
         rig.at(t).step(det("seg-1", Level.II if t % 120 == 0 else Level.III, t))
     assert [n.kind for n in rig.sent] == ["raised"]  # within the II orange acknowledgement (1200 s): quiet
+
+
+def test_manager_state_is_written_only_when_it_changes(rig: Rig) -> None:
+    writes: list[str] = []
+    save = rig.journal.save_state
+
+    def counting(name: str, data: dict[str, Any]) -> None:
+        writes.append(name)
+        save(name, data)
+
+    rig.journal.save_state = counting  # type: ignore[method-assign]
+    rig.step(det("seg-1", Level.III, 0))
+    assert writes == ["manager"]
+    for t in range(5, 60, 5):
+        rig.at(t).step(det("seg-1", Level.III, t))  # nothing new to remember
+    assert writes == ["manager"]
+    rig.at(60).m.acknowledge("a1", "ann", "")
+    assert writes == ["manager", "manager"]
