@@ -15,13 +15,15 @@ from typing import Annotated, Literal
 import anyio.to_thread
 import msgspec
 from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from alerts.actions import AlertActions
 from dashboard.alerts_api import alerts_router
 from dashboard.auth import Authenticator, first_of, operator_token, principal_dependency
 from dashboard.hub import Hub
+from dashboard.push_api import PushRegistry, push_router
+from dashboard.report_api import report_router
 from dashboard.stream import serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -45,6 +47,7 @@ def create_app(
     authenticate: Authenticator | None = None,
     api_token: str | None = None,
     ping_interval_s: float = 15.0,
+    push: PushRegistry | None = None,
 ) -> FastAPI:
     """Build the app around a Hub.
 
@@ -57,6 +60,7 @@ def create_app(
         deployment without a roster; both may be set. Tokens come only in `Authorization: Bearer <token>`,
         never in the URL. With neither, actions answer 503: nobody could be held to account for them.
     allowed_origins: Origins allowed to open /ws; None means the page's own host only.
+    push: where officers' Web Push subscriptions are kept (dashboard/push_api.py); None: push is off.
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
     if store is not None and not callable(history_of):
@@ -139,7 +143,18 @@ def create_app(
             return _json(hub.alerts(state))
 
     tokens = [a for a in (authenticate, operator_token(api_token) if api_token else None) if a is not None]
-    app.include_router(alerts_router(actions, principal_dependency(first_of(*tokens) if tokens else None), hub))
+    principal = principal_dependency(first_of(*tokens) if tokens else None)
+    app.include_router(alerts_router(actions, principal, hub))
+    app.include_router(report_router(hub, history_of, actions))
+    app.include_router(push_router(principal, push))
+
+    @app.get("/officer", include_in_schema=False)
+    async def officer_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "officer.html")
+
+    @app.get("/report", include_in_schema=False)
+    async def report_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "report.html")
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
