@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	@rm -f .venv/.installed-* && touch $@
 
 system-deps:
-	@scripts/system-deps.sh mosquitto influxdb mosquitto-clients
+	@scripts/system-deps.sh mosquitto influxdb mosquitto-clients chromium fonts-noto-cjk
 
 demo: system-deps venv
 	$(PY) -m crowdflow.cli demo
 
+# Browser tests run in a second pytest process: Playwright's sync API and pytest-asyncio must not share a loop.
 test: system-deps venv
-	$(PYTEST) -q -p no:cacheprovider
+	$(PYTEST) -q -p no:cacheprovider --ignore=tests/browser
+	$(PYTEST) -q -p no:cacheprovider tests/browser
 
 lint: venv
 	$(PY) -m ruff check .

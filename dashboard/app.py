@@ -148,6 +148,10 @@ def create_app(
     app.include_router(report_router(hub, history_of, actions))
     app.include_router(push_router(principal, push))
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)  # browsers ask on every page; no 404 noise in logs and tests
+
     @app.get("/officer", include_in_schema=False)
     async def officer_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "officer.html")

@@ -1,0 +1,253 @@
+"""Fixtures for the browser tests: Debian's Chromium driven by Playwright, and a live crowdflow stack.
+
+These tests run in their own pytest invocation (`make test` runs them after the rest): Playwright's sync API
+keeps an event loop of its own that must not share a process with pytest-asyncio's (DESIGN.md §5).
+
+Nothing is skipped: without /usr/bin/chromium or Mosquitto the tests fail and say what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from tests.servers import Server, free_port, start_mosquitto
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SHIPPED_ROSTER = REPO / "alerts" / "data" / "lujiazui_roster.toml"
+OPERATOR_TOKEN = "token-operator"
+WALL = {"width": 1920, "height": 1080}
+PHONE = {"width": 390, "height": 844}
+# As root, in a sandbox with no network: no sandboxing, no GPU, no calls home (they are refused here, slowly).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def person_token(person: str) -> str:
+    return f"token-{person}"
+
+
+def get_json(url: str, token: str | None = None, timeout: float = 5.0) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_for(what: str, probe: Any, timeout: float = 60.0, every: float = 0.25) -> Any:
+    """Poll `probe()` until it returns something truthy; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            last = probe()
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def roster_with_tokens(text: str) -> str:
+    """The shipped roster with every person given the token "token-<id>" (sha256 in token_sha256)."""
+
+    def add(m: re.Match[str]) -> str:
+        digest = hashlib.sha256(person_token(m.group(2)).encode()).hexdigest()
+        return f'{m.group(1)}token_sha256 = "{digest}"\n'
+
+    out, n = re.subn(r'(\[\[people\]\]\nid = "([^"]+)"\n)', add, text)
+    if n == 0:
+        raise RuntimeError(f"no [[people]] blocks starting with an id line in {SHIPPED_ROSTER}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def playwright_session() -> Iterator[Playwright]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_session: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        raise RuntimeError(
+            f"{CHROMIUM} is missing: the browser tests drive Debian's Chromium. Install it with "
+            "`apt-get update && apt-get install -y chromium fonts-noto-cjk` (or run `make test`, which does). "
+            "Never `playwright install`: its download is not reachable here."
+        )
+    b = playwright_session.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
+
+
+@dataclass
+class Live:
+    """A running stack: Mosquitto + `crowdflow serve` on the Lujiazui site with a sim clock."""
+
+    base: str
+    mqtt_port: int
+    workdir: Path
+    argv: list[str]
+    roster: Path
+    proc: subprocess.Popen[bytes] | None = None
+    publishers: list[threading.Thread] = field(default_factory=list)
+    stop_publishing: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def ws(self) -> str:
+        return self.base.replace("http://", "ws://") + "/ws"
+
+    def token(self, person: str) -> str:
+        return person_token(person)
+
+    @property
+    def operator_token(self) -> str:
+        return OPERATOR_TOKEN
+
+    @property
+    def roster_people(self) -> list[dict[str, Any]]:
+        import tomllib
+
+        people: list[dict[str, Any]] = tomllib.loads(self.roster.read_text())["people"]
+        return people
+
+    def get(self, path: str, token: str | None = None) -> Any:
+        return get_json(self.base + path, token)
+
+    def start(self) -> None:
+        log = open(self.workdir / "service.log", "ab")  # noqa: SIM115  closed with the process
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                get_json(self.base + "/healthz", timeout=2)
+                return
+            except (OSError, urllib.error.URLError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"crowdflow serve did not start:\n{(self.workdir / 'service.log').read_text()[-4000:]}"
+                    ) from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def restart(self) -> None:
+        """Stop the service and start it again on the same port and data dir (its walls must reconnect)."""
+        self.stop()
+        self.start()
+
+    def publish(
+        self, scenario: str = "gathering", start: str = "19:30", duration_min: float = 40.0, speed: float = 120.0
+    ) -> threading.Thread:
+        """Publish a simulated scenario over MQTT in a background thread (already started; join to wait)."""
+        from domain.loader import load_site
+        from sim.publisher import run_scenario
+        from sim.scenario import load_scenario
+
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                run_scenario(
+                    load_site(),
+                    load_scenario(scenario),
+                    host="127.0.0.1",
+                    port=self.mqtt_port,
+                    speed=speed,
+                    out_dir=self.workdir / "truth",
+                    start=start,
+                    duration_s=duration_min * 60.0,
+                    progress=False,
+                    stop=self.stop_publishing,
+                )
+            except BaseException as e:  # surfaced by the test through thread.errors
+                errors.append(e)
+
+        t = threading.Thread(target=run, name=f"sim-{scenario}", daemon=True)
+        t.errors = errors  # type: ignore[attr-defined]
+        t.start()
+        self.publishers.append(t)
+        return t
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    broker: Server = start_mosquitto(tmp_path / "mosquitto")
+    roster = tmp_path / "roster.toml"
+    roster.write_text(roster_with_tokens(SHIPPED_ROSTER.read_text(encoding="utf-8")), encoding="utf-8")
+    port = free_port()
+    cfg = tmp_path / "crowdflow.toml"
+    cfg.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "cf-browser"\n'
+        f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
+        f'[dashboard]\nport = {port}\napi_token = "{OPERATOR_TOKEN}"\n'
+        f'[alerts]\nroster = "{roster}"\ndeliver = false\n',
+        encoding="utf-8",
+    )
+    stack = Live(
+        base=f"http://127.0.0.1:{port}",
+        mqtt_port=broker.port,
+        workdir=tmp_path,
+        argv=[sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(cfg)],
+        roster=roster,
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop_publishing.set()
+        for t in stack.publishers:
+            t.join(30)
+        stack.stop()
+        broker.stop()
+
+
+def open_page(browser: Browser, url: str, viewport: dict[str, int], errors: list[str] | None = None) -> Page:
+    """A fresh context per page (own sessionStorage), console errors collected into `errors`."""
+    context = browser.new_context(viewport=viewport, locale="zh-CN", timezone_id="Europe/London")
+    page = context.new_page()
+    if errors is not None:
+        page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+        # A failed resource's console line has no URL: record failed responses by URL instead.
+        page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
+                if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+        page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(url)
+    return page
