@@ -49,6 +49,13 @@ class Feed:
         self._ready.set()
         return True
 
+    def resume(self, missed: list[str]) -> None:
+        """Start with the deltas a reconnecting client missed instead of a snapshot (see Hub.subscribe)."""
+        self._queue.clear()
+        self._queue.extend(missed)
+        self._needs_snapshot = False
+        self._ready.set()
+
     def request_snapshot(self) -> None:
         """The client saw a gap in seq numbers (or asked): replace whatever is queued by a snapshot."""
         self._queue.clear()

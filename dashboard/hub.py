@@ -8,6 +8,12 @@ Messages (see dashboard/stream.py for the transport):
 - snapshot: {"type": "snapshot", "seq", "ts", "site", "zones", "district", "alerts", "emergency"}
 - delta: {"type": "delta", "seq", "ts", "zones", "district", "alerts", "emergency"}: only what changed;
   district and emergency are null when unchanged, and when set they replace the page's copy whole.
+- The snapshot also carries "epoch", new at every service start: a page that reconnects with
+  `subscribe(resume=(epoch, seq))` gets only the deltas it missed, if the hub still holds them (the last
+  `resume_window` deltas) and they fit its queue; otherwise a snapshot. A restart always means a snapshot.
+- With `batch_interval_s` > 0, updates closer together than that are merged into one delta (zones and alerts
+  by id, the newest district and emergency list win): a replay at 60x or a burst of API actions never sends
+  a wall more than a few deltas per second. The first update after a quiet interval goes out at once.
 - emergency (平急转换) is a list, empty in normal service, of the scopes in emergency mode:
   {"scope": "district" or a grid id, "scope_name_zh", "scope_name_en", "since": epoch s, "by", "reason"},
   district first. `set_emergency()` sends it as a delta with nothing else in it, so seq stays consecutive.
@@ -15,9 +21,12 @@ Messages (see dashboard/stream.py for the transport):
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections import Counter, OrderedDict
-from collections.abc import Mapping
+import secrets
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -52,7 +61,13 @@ class Hub:
         recent_resolved: int = 50,
         stale_after_s: float = 60.0,
         clock: Clock | None = None,
+        batch_interval_s: float = 0.25,
+        resume_window: int = 256,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """batch_interval_s: least real time between two deltas (0: every update is sent at once); 0.25 s
+        keeps a wall at 4 renders a second at most, below what a person can follow anyway.
+        resume_window: deltas kept for clients that reconnect. monotonic: real time for pacing (tests)."""
         if client_queue < 1:
             raise ValueError(f"client_queue must be at least 1, got {client_queue}")
         self.site = site
@@ -74,6 +89,15 @@ class Hub:
         self.rejected: Counter[str] = Counter()  # reason -> count, for inputs the hub could not show
         self.deltas = 0
         self.resyncs_closed = 0  # resyncs of clients that have since disconnected
+        self.epoch = secrets.token_hex(6)  # a reconnecting page resumes only within the same service run
+        self.batch_interval_s = batch_interval_s
+        self._monotonic = monotonic
+        self._recent: deque[tuple[int, str]] = deque(maxlen=max(1, resume_window))
+        self._pending: _Pending | None = None  # changes waiting for the next batched delta
+        self._last_sent_at: float | None = None
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.merged = 0  # updates folded into a later delta by batching
+        self.resumed = 0  # reconnects served from the resume window instead of a snapshot
 
     # -- producer side ---------------------------------------------------------------------------------
 
@@ -151,18 +175,51 @@ class Hub:
     def _send_delta(
         self, zones: list[JSON], district: JSON | None, alerts: list[JSON], emergency: list[JSON] | None
     ) -> None:
+        pending = self._pending or _Pending()
+        pending.add(zones, district, alerts, emergency)
+        self._pending = pending
+        if self._flush_handle is not None:
+            self.merged += 1
+            return  # a flush is already scheduled and will carry these changes
+        wait = self._wait_s()
+        if wait <= 0:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): nothing could flush later, so send now
+            self.flush()
+            return
+        self.merged += 1
+        self._flush_handle = loop.call_later(wait, self.flush)
+
+    def _wait_s(self) -> float:
+        if self.batch_interval_s <= 0 or self._last_sent_at is None:
+            return 0.0
+        return self._last_sent_at + self.batch_interval_s - self._monotonic()
+
+    def flush(self) -> None:
+        """Send the pending changes as one delta now (the batching timer calls this; so may a test)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
         self.seq += 1
         self.deltas += 1
+        self._last_sent_at = self._monotonic()
         msg = {
             "type": "delta",
             "seq": self.seq,
             "ts": self.data_ts,
-            "zones": zones,
-            "district": district,
-            "alerts": alerts,
-            "emergency": emergency,
+            "zones": list(pending.zones.values()),
+            "district": pending.district,
+            "alerts": list(pending.alerts.values()),
+            "emergency": pending.emergency,
         }
         text = _encoder.encode(msg).decode()
+        self._recent.append((self.seq, text))
         for feed in self._feeds:
             feed.push(text)
 
@@ -214,6 +271,7 @@ class Hub:
     def snapshot(self) -> JSON:
         return {
             "type": "snapshot",
+            "epoch": self.epoch,
             "seq": self.seq,
             "ts": self.data_ts,
             "site": self._site_view,
@@ -268,11 +326,28 @@ class Hub:
 
     # -- clients ---------------------------------------------------------------------------------------
 
-    def subscribe(self) -> Feed:
-        """A new client's feed; its first message is a snapshot."""
+    def subscribe(self, resume: tuple[str, int] | None = None) -> Feed:
+        """A new client's feed. Its first message is a snapshot, unless `resume` = (epoch, last seq seen)
+        names this service run and the deltas after that seq are all still held and fit the client's queue:
+        then it gets exactly those, and nothing is sent twice."""
         feed = Feed(self.client_queue, self.snapshot_text)
+        missed = self._missed_since(resume)
+        if missed is not None:
+            feed.resume(missed)
+            self.resumed += 1
         self._feeds.add(feed)
         return feed
+
+    def _missed_since(self, resume: tuple[str, int] | None) -> list[str] | None:
+        if resume is None or resume[0] != self.epoch:
+            return None
+        last = resume[1]
+        if last > self.seq or last < 0:
+            return None  # a seq from the future: the page is confused, start it over
+        missed = [text for seq, text in self._recent if seq > last]
+        if len(missed) != self.seq - last or len(missed) > self.client_queue:
+            return None  # some were already forgotten, or too many to replay: a snapshot is smaller
+        return missed
 
     def unsubscribe(self, feed: Feed) -> None:
         if feed in self._feeds:
@@ -282,6 +357,9 @@ class Hub:
 
     def close_all(self) -> None:
         """At shutdown: every client's sender ends and closes its socket."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         for feed in list(self._feeds):
             self.unsubscribe(feed)
 
@@ -317,6 +395,33 @@ class Hub:
             clients=self.clients,
             resyncs=self.resyncs,
             deltas=self.deltas,
+            merged=self.merged,
+            resumed=self.resumed,
             rejected=dict(self.rejected),
         )
         return out
+
+
+class _Pending:
+    """Changes not yet sent: the latest view per zone and per alert, the newest district and emergency."""
+
+    __slots__ = ("alerts", "district", "emergency", "zones")
+
+    def __init__(self) -> None:
+        self.zones: dict[str, JSON] = {}
+        self.alerts: dict[str, JSON] = {}
+        self.district: JSON | None = None
+        self.emergency: list[JSON] | None = None
+
+    def add(
+        self, zones: list[JSON], district: JSON | None, alerts: list[JSON], emergency: list[JSON] | None
+    ) -> None:
+        for z in zones:
+            self.zones[z["id"]] = z
+        for a in alerts:
+            self.alerts.pop(a["id"], None)  # re-insert: the delta lists alerts in the order they changed
+            self.alerts[a["id"]] = a
+        if district is not None:
+            self.district = district
+        if emergency is not None:
+            self.emergency = emergency

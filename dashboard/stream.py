@@ -33,7 +33,7 @@ async def serve_stream(
         await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
     await websocket.accept()
-    feed = hub.subscribe()
+    feed = hub.subscribe(_resume_point(websocket))
     sender = asyncio.create_task(_send(websocket, feed, hub, ping_interval_s))
     receiver = asyncio.create_task(_receive(websocket, feed, hub))
     try:
@@ -51,6 +51,14 @@ async def serve_stream(
         hub.unsubscribe(feed)
         sender.cancel()
         receiver.cancel()
+
+
+def _resume_point(websocket: WebSocket) -> tuple[str, int] | None:
+    """`/ws?epoch=<epoch>&seq=<last seq seen>` from a reconnecting page; anything unreadable: a snapshot."""
+    epoch, seq = websocket.query_params.get("epoch"), websocket.query_params.get("seq")
+    if not epoch or seq is None or not seq.isdigit() or len(seq) > 18:
+        return None
+    return epoch, int(seq)
 
 
 async def _send(websocket: WebSocket, feed: Feed, hub: Hub, ping_interval_s: float) -> None:

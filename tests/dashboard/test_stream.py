@@ -88,3 +88,20 @@ def test_disconnect_unsubscribes_and_shutdown_closes_with_1001(hub: Hub) -> None
             client.portal.call(hub.close_all)
             msg = ws.receive()
             assert (msg["type"], msg["code"]) == ("websocket.close", 1001)
+
+
+def test_reconnect_with_epoch_and_seq_resumes_without_a_snapshot(hub: Hub) -> None:
+    with TestClient(create_app(hub)) as client:
+        assert client.portal is not None
+        with client.websocket_connect("/ws") as ws:
+            snap = ws.receive_json()
+            epoch, seen = snap["epoch"], snap["seq"]
+        for occ in (100, 200):  # while the page is away
+            client.portal.call(hub.update, [zone_state("plaza", occ, capacity=1500)], None, [])
+        client.portal.call(hub.flush)  # do not wait for the batching timer
+        with client.websocket_connect(f"/ws?epoch={epoch}&seq={seen}") as ws:
+            got = [ws.receive_json() for _ in range(hub.seq - seen)]
+        assert [m["type"] for m in got] == ["delta"] * len(got) and got[-1]["seq"] == hub.seq
+        assert got[-1]["zones"][0]["occupancy"] == 200
+        with client.websocket_connect(f"/ws?epoch={epoch}&seq=not-a-number") as ws:
+            assert ws.receive_json()["type"] == "snapshot"
