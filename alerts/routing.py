@@ -11,12 +11,18 @@ When a step's target has nobody on shift, the next wider target is told instead 
 -> command), and when even command is empty, the narrower ones (grid leader, then responsible): an alert is
 only routed to nobody when no one at all on shift covers the zone. A Recipient's `role` tells the caller
 who was actually chosen. Times are epoch seconds, read in the site's timezone.
+
+Channels are the roster's, plus whatever `more_channels(person)` gives at the moment of asking: the browsers
+a person subscribed to Web Push from the officer page ("webpush:<id>", dashboard.push_api.PushRegistry), which
+change while the service runs.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+import msgspec
 
 from alerts.model import EscalationTarget, Recipient
 from alerts.roster import Duty, Person, Roster, token_hash
@@ -32,12 +38,19 @@ _ZONE, _MICRO_GRID, _GRID = 3, 2, 1  # how specifically an officer's duty names 
 
 
 class Router:
-    """Routing and authorisation over a checked roster. Cheap to call on every tick: lookups are built once."""
+    """Routing and authorisation over a checked roster. Cheap to call on every tick: lookups are built once.
 
-    def __init__(self, roster: Roster, site: Site) -> None:
+    more_channels: a person id -> channels they have beyond the roster's, asked each time a Recipient is made
+    (e.g. PushRegistry.channels_of); the roster's come first, and a channel listed in both is given once.
+    """
+
+    def __init__(
+        self, roster: Roster, site: Site, *, more_channels: Callable[[str], Iterable[str]] | None = None
+    ) -> None:
         self.roster = roster
         self.site = site
         self.policy = roster.policy
+        self._more_channels = more_channels
         self._recipients = {
             p.id: Recipient(person=p.id, name=p.name, role=p.role, channels=p.channels) for p in roster.people.values()
         }
@@ -130,7 +143,8 @@ class Router:
         return self.roster.people.get(person_id)
 
     def recipient(self, person_id: str) -> Recipient | None:
-        return self._recipients.get(person_id)
+        r = self._recipients.get(person_id)
+        return None if r is None else self._with_more_channels(r)
 
     def authenticate(self, token: str) -> Person | None:
         """The person whose token_sha256 matches the token, or None. Compares every hash in constant time."""
@@ -178,5 +192,12 @@ class Router:
     def _to_recipients(self, duties: Iterable[Duty]) -> tuple[Recipient, ...]:
         seen: dict[str, Recipient] = {}
         for d in duties:
-            seen.setdefault(d.person, self._recipients[d.person])
+            if d.person not in seen:
+                seen[d.person] = self._with_more_channels(self._recipients[d.person])
         return tuple(seen.values())
+
+    def _with_more_channels(self, r: Recipient) -> Recipient:
+        if self._more_channels is None:
+            return r
+        more = tuple(dict.fromkeys(c for c in self._more_channels(r.person) if c not in r.channels))
+        return msgspec.structs.replace(r, channels=r.channels + more) if more else r

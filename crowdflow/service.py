@@ -32,6 +32,8 @@ from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
 from dashboard.app import create_app
 from dashboard.auth import first_of, from_directory, operator_token
 from dashboard.hub import Hub
+from dashboard.push_api import STATE_NAME as PUSH_STATE
+from dashboard.push_api import PushRegistry, application_server_key
 from detect.engine import DetectionEngine
 from detect.overrides import Overrides
 from domain.clock import Clock, WallClock
@@ -221,18 +223,30 @@ def _record_only(n: Notification) -> bool:
     return True
 
 
-def _channels(cfg: Config, journal: Journal) -> list[Channel]:
+def _push_registry(cfg: Config, journal: Journal, now: Callable[[], float]) -> PushRegistry | None:
+    """Officers' browser subscriptions, when Web Push is configured; kept in the journal's service state."""
+    if not cfg.alerts.vapid_private_key:
+        return None
+    return PushRegistry(
+        application_server_key(cfg.alerts.vapid_private_key),
+        saved=journal.load_state(PUSH_STATE) or {},
+        save=lambda state: journal.save_state(PUSH_STATE, state),
+        now=now,
+    )
+
+
+def _channels(cfg: Config, push: PushRegistry | None) -> list[Channel]:
     channels: list[Channel] = [AppriseChannel()]
-    if cfg.alerts.vapid_private_key:
+    if push is not None:
         from alerts.notify.webpush import WebPushChannel  # optional extra: pywebpush
 
-        # Browsers' PushSubscriptions, by the id a roster channel names ("webpush:<id>"), kept in the journal.
-        subscriptions: dict[str, Any] = journal.load_state("webpush_subscriptions") or {}
+        # Sends "webpush:<id>" channels: the registry's subscriptions, read live; a gone one is forgotten.
         channels.append(
             WebPushChannel(
-                subscriptions=subscriptions,
+                subscriptions=push.subscriptions,
                 vapid_private_key=cfg.alerts.vapid_private_key,
                 vapid_subject=cfg.alerts.vapid_subject,
+                on_gone=push.gone,
             )
         )
     return channels
@@ -271,10 +285,12 @@ class Service:
         self.hub = Hub(self.site)
         self.publisher = MqttPublisher()
         roster = _roster(cfg, self.site)
-        self.router = Router(roster, self.site)
         self.journal = Journal(cfg.alerts.journal or self.data_dir / "alerts.sqlite")
+        self.push = _push_registry(cfg, self.journal, self.wall.now)
+        # A person's browser subscriptions are extra channels on every notification addressed to them.
+        self.router = Router(roster, self.site, more_channels=self.push.channels_of if self.push else None)
         self.dispatcher = Dispatcher(
-            _channels(cfg, self.journal),
+            _channels(cfg, self.push),
             record=self.journal.record_attempt,
             now=self.clock.now,
             max_attempts=cfg.alerts.max_attempts,
@@ -321,6 +337,7 @@ class Service:
                 operator_token(cfg.dashboard.api_token) if cfg.dashboard.api_token else None,
             ),
             api_token=None,
+            push=self.push,
         )
         self.stop_event = asyncio.Event()
         self.state_path = self.data_dir / "state.json"

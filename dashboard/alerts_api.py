@@ -4,6 +4,8 @@
 manager) and an auth dependency (`dashboard.auth.principal_dependency`). Who may do what:
 
 - reads (GET) are open like the rest of the wall's API (a closed network), except /api/audit and /api/me;
+- GET /api/alerts?mine=true needs a token and lists only alerts of zones the caller may act on (the officer
+  page): filtered here, so another grid's officer never receives them;
 - acknowledge, comment, resolve: whoever may act on the alert's zone (`Principal.can_act`);
 - silences: matchers confined to zones the caller may act on (officers their zones, grid leaders their
   grids, command and operator anything);
@@ -28,6 +30,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from alerts.actions import AlertActions, AlertFilter, AlertStateFilter
@@ -252,6 +255,35 @@ def _call(fn: Callable[[], T], *, missing: str, invalid: int = 409) -> T:
 
 UNWIRED = "alert actions are not available: the service runs without the alert manager"
 
+_bearer = HTTPBearer(auto_error=False, description="needed for mine=true: an officer's or the operator's API token")
+
+
+def _severity(a: Mapping[str, Any]) -> int:
+    level = a.get("level")
+    value = level.get("severity", 0) if isinstance(level, Mapping) else level
+    return value if isinstance(value, int) else 0
+
+
+def _opened(a: Mapping[str, Any]) -> float:
+    value = a.get("opened_ts")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def alerts_of(act: AlertActions, f: AlertFilter, who: Principal) -> list[dict[str, Any]]:
+    """The alerts `f` selects among the zones `who` may act on: most severe first, then newest.
+
+    One query per zone of theirs (an officer has a few, a grid leader a few dozen), so `limit` counts only
+    their alerts; command and operator see every zone's.
+    """
+    if who.role in ALL_ZONES_ROLES or who.zones is None:
+        return act.list_alerts(f)
+    zones = sorted(who.zones if f.zone is None else who.zones & {f.zone})
+    found: dict[str, dict[str, Any]] = {}
+    for z in zones:
+        for a in act.list_alerts(msgspec.structs.replace(f, zone=z)):
+            found.setdefault(str(a.get("id")), a)
+    return sorted(found.values(), key=lambda a: (-_severity(a), -_opened(a)))[: f.limit]
+
 
 # ---- the router -----------------------------------------------------------------------------------
 
@@ -262,6 +294,13 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
     site = hub.site
     tz = ZoneInfo(site.info.timezone)
     Caller = Annotated[Principal, Depends(principal)]
+
+    def scope(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        mine: Annotated[bool, Query(description="only alerts of zones the caller may act on (needs a token)")] = False,
+    ) -> Principal | None:
+        # Authenticated only when asked: the wall's plain listing stays open like every other read.
+        return principal(credentials) if mine else None
 
     def need() -> AlertActions:
         if actions is None:
@@ -284,6 +323,7 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         since: Annotated[str | None, Query(max_length=64, description="opened at or after")] = None,
         until: Annotated[str | None, Query(max_length=64, description="opened before")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        who: Annotated[Principal | None, Depends(scope)] = None,
     ) -> Response:
         try:
             level = Level.NORMAL if min_level is None else Level.parse(min_level)
@@ -294,7 +334,8 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
             since=time_or_none(since, "since"), until=time_or_none(until, "until"), limit=limit,
         )  # fmt: skip
         _window(f.since, f.until)
-        return _json(need().list_alerts(f))
+        act = need()
+        return _json(act.list_alerts(f) if who is None else alerts_of(act, f, who))
 
     @router.get("/alerts/{alert_id}")
     async def get_alert(alert_id: str) -> Response:

@@ -339,6 +339,57 @@ def test_deliveries(client: TestClient) -> None:
     assert client.get("/api/alerts/nope/deliveries").status_code == 404
 
 
+# ---- mine=true: the officer page's list -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("t-wang", ["a-seg2", "a-seg1"]),  # officer of seg-1 and seg-2: most severe first
+        ("t-zhao", ["a-plaza"]),
+        ("t-far", []),  # a grid leader elsewhere: none of these
+        ("t-chen", ["a-seg2", "a-seg1", "a-plaza"]),  # the grid's leader: every zone of the grid
+        ("t-cmd", ["a-seg2", "a-seg1", "a-plaza"]),
+        (OPS, ["a-seg2", "a-seg1", "a-plaza"]),
+    ],
+)
+def test_mine_lists_only_alerts_the_caller_may_act_on(client: TestClient, token: str, expected: list[str]) -> None:
+    assert ids(client.get("/api/alerts?mine=true", headers=auth(token))) == expected
+
+
+def test_mine_needs_a_token_and_plain_listing_does_not(client: TestClient) -> None:
+    r = client.get("/api/alerts?mine=true")
+    assert r.status_code == 401 and "missing bearer token" in r.json()["detail"]
+    r = client.get("/api/alerts?mine=true", headers=auth("not-a-token"))
+    assert r.status_code == 401 and "unknown or expired token" in r.json()["detail"]
+    assert client.get("/api/alerts?mine=not-a-bool", headers=auth("t-wang")).status_code == 422
+    # mine=false (or absent) is the wall's open listing, whatever the header says
+    assert ids(client.get("/api/alerts?mine=false")) == ["a-seg2", "a-seg1", "a-plaza"]
+    assert ids(client.get("/api/alerts", headers=auth("t-zhao"))) == ["a-seg2", "a-seg1", "a-plaza"]
+
+
+def test_mine_combines_with_the_other_filters(client: TestClient, actions: FakeActions) -> None:
+    wang = auth("t-wang")
+    assert ids(client.get("/api/alerts?mine=true&zone=plaza", headers=wang)) == []  # not theirs: nothing
+    assert ids(client.get("/api/alerts?mine=true&zone=seg-1", headers=wang)) == ["a-seg1"]
+    assert ids(client.get("/api/alerts?mine=true&limit=1", headers=wang)) == ["a-seg2"]  # limit counts theirs
+    assert ids(client.get("/api/alerts?mine=true&min_level=I", headers=wang)) == ["a-seg2"]
+    # the limit is not spent on other zones' alerts: ten newer plaza alerts do not push seg-1's out
+    for n in range(10):
+        actions.raise_alert(f"a-plaza-{n}", "plaza", Level.I, at=T0 + n)
+    assert ids(client.get("/api/alerts?mine=true&limit=2", headers=wang)) == ["a-seg2", "a-seg1"]
+    assert client.post("/api/alerts/a-seg1/resolve", json={"comment": "cleared"}, headers=wang).is_success
+    assert ids(client.get("/api/alerts?mine=true", headers=wang)) == ["a-seg2"]
+    assert ids(client.get("/api/alerts?mine=true&state=resolved", headers=wang)) == ["a-seg1"]
+    assert ids(client.get("/api/alerts?mine=true&state=all", headers=auth("t-zhao")))[-1] == "a-plaza"
+
+
+def test_mine_without_any_authenticator_is_refused(hub: Hub, actions: FakeActions) -> None:
+    client = TestClient(create_app(hub, actions=actions))
+    r = client.get("/api/alerts?mine=true")
+    assert r.status_code == 503 and "no duty roster and no api_token" in r.json()["detail"]
+
+
 # ---- acting on alerts ---------------------------------------------------------------------------------
 
 
