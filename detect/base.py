@@ -51,6 +51,16 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class KnowsNormal(Protocol):
+    """Optional beside `Detector`: a detector that learns a series' usual level can say what it is."""
+
+    def normal(self, x: Obs) -> float | None:
+        """The value this detector takes as usual at x's time (x.value is ignored), or None when it cannot
+        say (no profile for x's day). Must not change the model."""
+        ...
+
+
 class Decision(NamedTuple):
     """Turns a score into a yes/no. `protect` is the score above which the detector must not learn."""
 

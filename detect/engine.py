@@ -10,6 +10,9 @@ Per tick, for every zone:
 - the worst of these is the zone's level and its cause, and the one Detection passed to alerts/; its
   `signals` list every signal active for the zone (cause -> level), so alerts/ can tell a sensor-health
   signal standing beside a worse cause;
+- each state also carries, for the wall, the zone's learned normal inflow (`expected_inflow_per_min`, from
+  the surge monitor), the occupancy forecast ahead (`outlook`) and, when unhealthy, each bad sensor's
+  problem in a few words (`sensor_issues`);
 - `overrides` (detect.overrides: planned events and emergency mode, set by the alert manager) give the
   grader's and forecaster's thresholds and the surge monitor's planned flow, and are named in the message.
 State is keyed by zone (no globals), so the stage can later be partitioned by zone across processes.
@@ -85,8 +88,15 @@ class DetectionEngine:
         states = self.tracker.snapshot(now)
         aux: list[Detection] = []
         for s in states:
-            if s.healthy and not self.health.zone_health(s.zone, now):
+            problems = self.health.zone_problems(s.zone, now)
+            if problems:
                 s.healthy = False
+            if not s.healthy:
+                # Why, per sensor, for the wall's health panel: sensor health's findings, then the tracker's.
+                issues = self.health.issues(problems)
+                for sensor, text in self.tracker.sensor_issues(s.zone, now).items():
+                    issues.setdefault(sensor, text)
+                s.sensor_issues = issues
             self.health.observe_zone(s)
             self.flows.observe_zone(s)
             self.forecaster.update(s)
@@ -99,6 +109,10 @@ class DetectionEngine:
             s.forecast = self.forecaster.describe(s.zone)
             eta = self.forecaster.eta(s.zone, Level.I)
             s.eta_red_min = eta if eta is not None and eta > 0 else None
+            s.expected_inflow_per_min = self.surge.normal(s.zone, s.ts)
+            if s.healthy:  # an unhealthy zone's forecast would be the one from before its data went bad
+                points = self.forecaster.forecast(s.zone).points
+                s.outlook = [(p.horizon_min, p.occupancy, p.low, p.high) for p in points]
         aux += self.flows.detect(now)
         aux += self.health.detections(now)
         for d in aux:

@@ -37,11 +37,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from detect.durations import how_long
 from domain.levels import Level
 from domain.profile import CapacityProfile
 from domain.site import Site, ZoneKind
@@ -67,6 +69,7 @@ class SensorProblem(msgspec.Struct, frozen=True, kw_only=True):
     kind: ProblemKind
     since: float  # event time (offline: arrival time of the last data)
     detail: str  # what was seen and what to do
+    summary: str = ""  # a few words for the wall's health panel: "offline: no data for 6 min"
 
 
 class _Sensor:
@@ -135,13 +138,14 @@ class SensorHealth:
         self.started: float | None = None  # first arrival (or check): silence of never-heard sensors counts from here
         self._sensors: dict[str, _Sensor] = {sid: _Sensor() for sid in site.sensors}
         self._nights: dict[str, _Night] = {}
-        self._drift: dict[str, tuple[float, str]] = {}  # zone -> (since, detail)
+        self._drift: dict[str, tuple[float, str, str]] = {}  # zone -> (since, detail, summary)
         # Who counts as "the others" when deciding a sensor is stuck: its zone's and the neighbours' sensors.
         self._others: dict[str, tuple[str, ...]] = {}
         for s in site.sensors.values():
             zones = {s.zone, *site.zones[s.zone].neighbours}
             self._others[s.id] = tuple(o.id for o in site.sensors.values() if o.zone in zones and o.id != s.id)
-        self._counters = {z: sum(1 for s in site.sensors_of(z) if s.kind == "counter") for z in site.zones}
+        self._counter_ids = {z: tuple(s.id for s in site.sensors_of(z) if s.kind == "counter") for z in site.zones}
+        self._counters = {z: len(ids) for z, ids in self._counter_ids.items()}
 
     # ---- input ----------------------------------------------------------------------------------
 
@@ -268,6 +272,7 @@ class SensorHealth:
                 f"{zone.capacity:,}) between {_NIGHT[0]:02d}:00 and {_NIGHT[1]:02d}:00, when this {zone.kind} "
                 f"empties; its counters ({counters}) are drifting: recalibrate them and reset the zone's "
                 "occupancy from a head count or an area sensor",
+                f"drifting: never below {night.min_share:.0%} of capacity overnight",
             )
         elif zone_id in self._drift:
             del self._drift[zone_id]
@@ -282,9 +287,25 @@ class SensorHealth:
 
     def zone_health(self, zone_id: str, now: float) -> bool:
         """False when a problem makes the zone's estimate unreliable: show it as unknown, not calm."""
+        return not self.zone_problems(zone_id, now)
+
+    def zone_problems(self, zone_id: str, now: float) -> list[SensorProblem]:
+        """The zone's problems now; any one makes the zone unhealthy."""
         if self.started is None:
             self.started = now
-        return not self._zone_problems(zone_id, now)
+        return self._zone_problems(zone_id, now)
+
+    def issues(self, problems: Iterable[SensorProblem]) -> dict[str, str]:
+        """Sensor id -> the summaries of its problems ("; "-joined), for the wall's health panel. A
+        zone-level problem (drifting) is listed under each of the zone's counters (they are what drifts),
+        or under the zone's id when it has none."""
+        out: dict[str, str] = {}
+        for p in problems:
+            text = p.summary or f"{p.kind}: {p.detail}"
+            keys = [p.sensor] if p.sensor else list(self._counter_ids[p.zone]) or [p.zone]
+            for k in keys:
+                out[k] = f"{out[k]}; {text}" if k in out else text
+        return out
 
     def detections(self, now: float) -> list[Detection]:
         """One IV blue 'sensor' detection per zone with problems."""
@@ -318,7 +339,11 @@ class SensorHealth:
             out.extend(self._sensor_problems(s.id, zone_id, s.interval_s, s.kind, now))
         drift = self._drift.get(zone_id)
         if drift is not None:
-            out.append(SensorProblem(sensor="", zone=zone_id, kind="drifting", since=drift[0], detail=drift[1]))
+            out.append(
+                SensorProblem(
+                    sensor="", zone=zone_id, kind="drifting", since=drift[0], detail=drift[1], summary=drift[2]
+                )
+            )
         return out
 
     def _sensor_problems(self, sid: str, zone_id: str, interval_s: float, kind: str, now: float) -> list[SensorProblem]:
@@ -336,6 +361,7 @@ class SensorHealth:
                     since=m.status[0],
                     detail=f"the device reported itself offline at {self._clock(m.status[0])}{why}; "
                     "check its power and network",
+                    summary=f"offline: reported by the device{why}",
                 )
             )
         elif ref is not None and now - ref > self.offline_intervals * interval:
@@ -348,6 +374,8 @@ class SensorHealth:
                     kind="offline",
                     since=ref,
                     detail=f"no data for {n} intervals ({last}); check the device's power and network",
+                    summary=f"offline: no data for {how_long(now - ref)}"
+                    + ("" if m.last_rx is not None else " (never heard from)"),
                 )
             )
         if m.bad is not None:
@@ -359,11 +387,22 @@ class SensorHealth:
                     since=m.bad[0],
                     detail=f"{m.bad[1]}; its data is ignored until it reads sensibly again: "
                     "check the device's configuration and firmware",
+                    summary=f"implausible: {m.bad[1]}",
                 )
             )
         stuck = self._stuck(sid, zone_id, m, kind, now)
         if stuck:
-            out.append(SensorProblem(sensor=sid, zone=zone_id, kind="stuck", since=m.repeat_since, detail=stuck))
+            shown = _show(m.last_value, kind) if m.last_value is not None else "?"
+            out.append(
+                SensorProblem(
+                    sensor=sid,
+                    zone=zone_id,
+                    kind="stuck",
+                    since=m.repeat_since,
+                    detail=stuck,
+                    summary=f"stuck: reads {shown} {m.repeat_count} times in a row",
+                )
+            )
         return out
 
     def _stuck(self, sid: str, zone_id: str, m: _Sensor, kind: str, now: float) -> str:

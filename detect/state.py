@@ -31,6 +31,7 @@ import math
 from collections import Counter, deque
 from typing import Any
 
+from detect.durations import how_long
 from detect.rates import FlowRing
 from domain.levels import Level
 from domain.profile import CapacityProfile
@@ -287,6 +288,26 @@ class ZoneTracker:
                 out.append(f"{sid}: silent for {quiet:.0f} s (allowed {allowed:.0f} s{never})")
         if not self._allowed[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
             out.append(f"silent for {now - m.last_ts:.0f} s (allowed {self._silence_s[zone_id]:.0f} s)")
+        return out
+
+    def sensor_issues(self, zone_id: str, now: float) -> dict[str, str]:
+        """What `problems` says, as sensor id -> a few words for the wall ("silent: no data for 4 min"); a
+        zone never heard from lists each of its sensors (or its own id when it has none)."""
+        m = self._zones[zone_id]
+        out = {
+            sid: f"{st}: reported by the device" + (f" ({why})" if why else "")
+            for sid, (_, st, why) in m.status.items()
+        }
+        if m.last_ts is None:
+            for sid in [s for s, _ in self._allowed[zone_id]] or [zone_id]:
+                out.setdefault(sid, "no data yet")
+            return out
+        for sid, allowed in self._allowed[zone_id]:
+            quiet = self._silent(m, now, sid, allowed)
+            if quiet is not None:
+                out.setdefault(sid, f"silent: no data for {how_long(quiet)}")
+        if not self._allowed[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
+            out.setdefault(zone_id, f"silent: no data for {how_long(now - m.last_ts)}")
         return out
 
     def district(self, now: float, states: list[ZoneState]) -> DistrictState:

@@ -55,6 +55,15 @@ class ZoneState(msgspec.Struct, kw_only=True):
     healthy: bool = True  # False: sensors missing or faulty, show as unknown rather than calm
     forecast: str = ""  # e.g. "reaches II orange in about 12 min", for the wall
     eta_red_min: float | None = None  # minutes until I red is forecast, when within the horizon
+    # The learned normal inflow for the zone now (the surge detector's learned offset from the capacity
+    # profile, times any planned event's flow factor); given for unhealthy zones too: it is not a measurement.
+    expected_inflow_per_min: float | None = None
+    # The occupancy forecast ahead: (horizon_min, occupancy, low90, high90); empty without enough history or
+    # while the zone is unhealthy (a forecast from before the data went bad is stale).
+    outlook: list[tuple[int, float, float, float]] = []
+    # Sensor id -> short text of its problem now ("offline: no data for 6 min"), the problems that make the
+    # zone unhealthy; a zone-level problem (drifting counters) is listed under each of the zone's counters.
+    sensor_issues: dict[str, str] = {}
 
 
 class DistrictState(msgspec.Struct, kw_only=True):

@@ -98,6 +98,13 @@ class DriftResidual:
         check_obs(x)
         return score_from_excess(self._step(x)[1] / self.threshold)
 
+    def normal(self, x: Obs) -> float | None:
+        """The usual inflow at x's time: the profile's expectation moved by the learned offset,
+        (expected + pad) × exp(mean) - pad; None without a profile."""
+        if x.expected is None:
+            return None
+        return max(0.0, (x.expected + self.pad) * math.exp(self._mean) - self.pad)
+
     def clone(self) -> DriftResidual:
         return DriftResidual(**self._params())
 

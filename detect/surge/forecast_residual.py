@@ -115,6 +115,13 @@ class ForecastResidual:
         z = (y - self.forecast()) / (sd0 * math.sqrt(max(self._k2, 1.0)))
         return score_from_excess((z - self.band) / (self.alarm - self.band))
 
+    def normal(self, x: Obs) -> float | None:
+        """The usual inflow at x's time: the profile's expectation moved by the learned level (the trend is
+        today's departure, not the usual); None without a profile."""
+        if x.expected is None:
+            return None
+        return max(0.0, (x.expected + self.pad) * math.exp(self._level) - self.pad)
+
     def clone(self) -> ForecastResidual:
         return ForecastResidual(**self._params())
 

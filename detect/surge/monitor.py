@@ -29,6 +29,8 @@ True
 ('surge', 'III yellow')
 >>> d.message
 "Promenade segment 1: inflow 120/min, 3.1× the usual for 22:15 on New Year's Eve"
+>>> round(mon.normal("seg-1", 1798726500.0), 1)  # profile_ratio learns nothing: the profile's expectation
+38.1
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
-from detect.base import Decision, Detector, Obs, learn_guarded
+from detect.base import Decision, Detector, KnowsNormal, Obs, learn_guarded
 from detect.registry import DEFAULT_SURGE, make_detector
 from domain.levels import Level
 from domain.profile import SLOT_S, CapacityProfile
@@ -75,6 +77,8 @@ class SurgeMonitor:
         self.yellow_at = max(yellow_at, decision.threshold)
         proto = make_detector(self.detector_name)
         self._detectors: dict[str, Detector] = {z: proto.clone() for z in site.zones}
+        # Every zone's detector is a clone of one kind: ask once whether it can tell its learned normal.
+        self._knows_normal = isinstance(proto, KnowsNormal)
         self.rejected: Counter[str] = Counter()  # reason -> observations not scored; exported as a metric
         self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
         self.rate_window_s = rate_window_s
@@ -151,6 +155,28 @@ class SurgeMonitor:
             return f"{name}: inflow {x.value:,.0f}/min where almost none is usual for {hhmm} on {day}"
         usual = "the usual" if factor == 1.0 else f"the planned (x{factor:g} the usual)"
         return f"{name}: inflow {x.value:,.0f}/min, {x.value / expected:.1f}× {usual} for {hhmm} on {day}"
+
+    def normal(self, zone: str, ts: float) -> float | None:
+        """The zone's normal inflow per minute at `ts`, for the wall's chart: what its detector has learned
+        as usual (the profile's expectation moved by the zone's learned offset) when the detector can say,
+        else the profile's expectation; times the planned flow factor during a planned event, as the
+        detector is scored. None for an unknown zone, a bad ts or a day type the profile does not have.
+        Changes nothing and counts nothing: it may be asked for zones that `observe` refuses (unhealthy)."""
+        det = self._detectors.get(zone)
+        if det is None or not math.isfinite(ts):
+            return None
+        cal = self._calendar(ts)
+        expected = cal.expected(zone)
+        if expected is None:
+            return None
+        if self.flow_factor is not None:
+            expected *= self.flow_factor(zone, ts)
+        if self._knows_normal:
+            x = Obs(ts=ts, value=expected, slot=cal.slot, day_type=cal.day_type, expected=expected)
+            learned = cast(KnowsNormal, det).normal(x)
+            if learned is not None:
+                return float(learned)
+        return expected
 
     def warm(self, rows: Iterable[tuple[str, float, float]]) -> int:
         """Learn from stored history rows (zone, ts, inflow_per_min), oldest first, guarded as live data is

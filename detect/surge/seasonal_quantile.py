@@ -116,6 +116,11 @@ class SeasonalQuantile:
         floor = max(count_sd(level, window_min=self.window_min, min_rate=self.min_rate), self.rel_floor * level)
         return level, max(math.sqrt(var), floor)
 
+    def normal(self, x: Obs) -> float | None:
+        """The usual inflow at x's time: the level of `usual`; None when nothing is known."""
+        usual = self.usual(x)
+        return None if usual is None else max(0.0, usual[0])
+
     def learn_one(self, x: Obs) -> None:
         check_obs(x)
         if x.expected is not None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from detect.base import Decision, Detector, Obs, learn_guarded
+from detect.base import Decision, Detector, KnowsNormal, Obs, learn_guarded
 from detect.registry import DETECTORS, default_surge_detector, make_detector
 from detect.surge.compare import Realism, same_kind_of_day, simulate
 from detect.surge.monitor import SurgeMonitor
@@ -221,3 +221,30 @@ def test_better_than_chance_on_a_scenario(name: str, series: dict[str, list[tupl
 def test_factories_are_callables_without_arguments() -> None:
     factories: list[Callable[[], Detector]] = list(DETECTORS.values())
     assert len({f().name for f in factories}) == len(factories) >= 4
+
+
+KNOW_NORMAL = [n for n in NAMES if isinstance(DETECTORS[n](), KnowsNormal)]
+
+
+def test_the_default_detector_knows_its_normal() -> None:
+    # The wall draws inflow against it; profile_ratio learns nothing and leaves the profile's expectation.
+    assert isinstance(default_surge_detector(), KnowsNormal)
+    assert "profile_ratio" not in KNOW_NORMAL
+
+
+@pytest.mark.parametrize("name", KNOW_NORMAL)
+def test_a_learned_normal_follows_the_zones_own_level_without_changing_state(name: str) -> None:
+    """A zone that always runs 1.5x the profile: the detector starts from the profile and learns about 1.5x;
+    asking changes nothing."""
+    det = DETECTORS[name]()
+    assert isinstance(det, KnowsNormal)
+    data = [x._replace(value=1.5 * x.expected) for x in synthetic(3000) if x.expected is not None]
+    fresh = det.normal(data[0])
+    assert fresh is not None and math.isclose(fresh, data[0].expected or 0.0, rel_tol=0.05)  # the prior
+    for x in data:
+        det.learn_one(x)
+    before = json.dumps(det.to_state(), sort_keys=True)
+    for x in data[-96:]:
+        got = det.normal(x._replace(value=0.0))  # the observed value plays no part
+        assert got is not None and math.isclose(got, x.value, rel_tol=0.1), (x, got)
+    assert json.dumps(det.to_state(), sort_keys=True) == before

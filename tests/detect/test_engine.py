@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from alerts.lifecycle import AlertBook
 from detect.engine import DetectionEngine
 from domain.levels import Level
@@ -80,6 +82,41 @@ def test_silent_zone_is_unhealthy_and_not_calm(mini_site: Site) -> None:
     assert not by_zone["seg-1"].healthy and not by_zone["plaza"].healthy
     causes = {d.zone: d.cause for d in dets}
     assert causes["seg-1"] == "sensor" and dets[0].level >= Level.IV
+    # The wall's health panel says why, per sensor; the normal inflow is still known, the forecast is not.
+    seg1 = by_zone["seg-1"]
+    assert seg1.sensor_issues == {
+        "seg1-west": "offline: no data for 10 min",
+        "seg1-east": "offline: no data for 10 min",
+    }
+    assert seg1.expected_inflow_per_min == eng.surge.normal("seg-1", T0 + 15 * 60)
+    assert seg1.expected_inflow_per_min is not None and seg1.outlook == []
+
+
+def test_a_zone_never_heard_from_lists_its_sensors(mini_site: Site) -> None:
+    eng = DetectionEngine(mini_site)
+    states, _ = eng.tick(T0)
+    by_zone = {s.zone: s for s in states}
+    assert not by_zone["plaza"].healthy
+    assert by_zone["plaza"].sensor_issues == {"plaza-gate": "no data yet", "plaza-cam": "no data yet"}
+
+
+def test_states_carry_the_normal_inflow_and_the_outlook(mini_site: Site) -> None:
+    young = DetectionEngine(mini_site)
+    feed_ramp(young, 1, 0, 42)
+    first, _ = young.tick(T0 + 61)
+    assert all(s.outlook == [] for s in first)  # one sample: no trend to extrapolate yet
+    eng = DetectionEngine(mini_site)
+    feed_ramp(eng, 20, 0, 42)
+    states, _ = eng.tick(T0 + 20 * 60 + 1)
+    seg1 = next(s for s in states if s.zone == "seg-1")
+    assert seg1.healthy and seg1.sensor_issues == {}
+    assert seg1.expected_inflow_per_min == eng.surge.normal("seg-1", seg1.ts)
+    assert [h for h, *_ in seg1.outlook] == [5, 10, 15, 20, 30]
+    occ = [o for _, o, _, _ in seg1.outlook]
+    assert occ == sorted(occ) and occ[0] > seg1.occupancy  # filling at 42 a minute
+    assert occ[-1] - occ[0] == pytest.approx(25 * 42, rel=0.2)
+    assert all(lo <= o <= hi for _, o, lo, hi in seg1.outlook)
+    assert seg1.outlook[-1][3] - seg1.outlook[-1][2] > seg1.outlook[0][3] - seg1.outlook[0][2]  # wider ahead
 
 
 def test_hold_keeps_a_signal_briefly_then_lets_go(mini_site: Site) -> None:

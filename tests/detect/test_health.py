@@ -38,6 +38,8 @@ def test_offline_after_n_intervals_and_back(mini_site: Site) -> None:
     (p,) = [p for p in h.check(last + 250) if p.zone == "seg-2"]
     assert (p.sensor, p.kind, p.since) == ("seg2-gate", "offline", last)
     assert p.detail == "no data for 4 intervals (last 22:04:02); check the device's power and network"
+    assert p.summary == "offline: no data for 4 min"
+    assert h.issues(h.zone_problems("seg-2", last + 250)) == {"seg2-gate": "offline: no data for 4 min"}
     assert not h.zone_health("seg-2", last + 250)
     h.apply(flow("seg2-gate", "seg-2", T0 + 300, 10), received_at=last + 260)
     assert kinds(h, last + 260, "seg-2") == [] and h.zone_health("seg-2", last + 260)
@@ -49,10 +51,13 @@ def test_never_heard_from_and_device_status(mini_site: Site) -> None:
         h.apply(flow("plaza-gate", "plaza", T0 + 60 * i, 10), received_at=T0 + 60 * i)
     (p,) = [p for p in h.check(T0 + 240) if p.zone == "plaza"]
     assert p.sensor == "plaza-cam" and p.kind == "offline" and "never heard from since 22:00:00" in p.detail
+    assert p.summary == "offline: no data for 4 min (never heard from)"
     h.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="status", ts=T0, seq=0, status="offline"), T0)
     assert ("seg2-gate", "offline") in kinds(h, T0 + 1)
+    assert h.issues(h.zone_problems("seg-2", T0 + 1)) == {"seg2-gate": "offline: reported by the device"}
     h.apply(Reading(sensor="seg2-gate", zone="seg-2", kind="status", ts=T0, seq=0, status="fault", detail="lens"), T0)
     assert ("seg2-gate", "implausible") in kinds(h, T0 + 1)
+    assert h.issues(h.zone_problems("seg-2", T0 + 1)) == {"seg2-gate": "implausible: the device reports a fault (lens)"}
 
 
 def test_stuck_counter_repeating_a_nonzero_count(mini_site: Site) -> None:
@@ -62,6 +67,7 @@ def test_stuck_counter_repeating_a_nonzero_count(mini_site: Site) -> None:
     (p,) = [p for p in h.check(T0 + 560) if p.zone == "seg-2"]  # the others were never heard from
     assert (p.sensor, p.kind, p.since) == ("seg2-gate", "stuck", T0)
     assert p.detail.startswith("the same count (12 in, 3 out) 10 times in a row since 22:00:00")
+    assert p.summary == "stuck: reads 12 in, 3 out 10 times in a row"
     assert not h.zone_health("seg-2", T0 + 560)
     h.apply(flow("seg2-gate", "seg-2", T0 + 600, 14, 2), received_at=T0 + 600)
     assert kinds(h, T0 + 600, "seg-2") == []
@@ -92,6 +98,7 @@ def test_frozen_density_while_the_gate_counts(mini_site: Site) -> None:
         h.apply(dens(ts, 0.85), received_at=ts)
         h.apply(flow("plaza-gate", "plaza", ts, 30 + i, 25), received_at=ts)
     assert kinds(h, T0 + 540, "plaza") == [("plaza-cam", "stuck")]
+    assert h.issues(h.zone_problems("plaza", T0 + 540)) == {"plaza-cam": "stuck: reads 0.85 p/m² 10 times in a row"}
 
 
 @pytest.mark.parametrize(
@@ -112,6 +119,7 @@ def test_implausible_values(mini_site: Site, reading: Reading, words: str) -> No
     h.apply(reading, received_at=T0)
     (p,) = [p for p in h.check(T0) if p.kind == "implausible"]
     assert p.sensor == reading.sensor and p.since == T0 and p.detail.startswith(words)
+    assert p.summary.startswith(f"implausible: {words}") and "firmware" not in p.summary  # the short form
     assert not h.zone_health(reading.zone, T0)
 
 
@@ -161,6 +169,9 @@ def test_drifting_when_the_zone_never_empties_overnight(mini_site: Site) -> None
     assert probs[0].detail.startswith("occupancy never fell below 30% of capacity (600 / 2,000) between 02:00")
     assert "seg1-west, seg1-east" in probs[0].detail
     assert not h.zone_health("seg-1", night + 6 * 3600)
+    # A zone-level problem shows against the counters that drift.
+    drifting = "drifting: never below 30% of capacity overnight"
+    assert h.issues(probs) == {"seg1-west": drifting, "seg1-east": drifting}
     h.observe_zone(zone_state("seg-1", night + 7 * 3600, 0.1))  # recalibrated: back near empty
     assert [p for p in h.check(night + 7 * 3600) if p.kind == "drifting"] == []
 
@@ -205,3 +216,18 @@ def test_zero_count_not_stuck_when_the_profile_expects_nobody() -> None:
         h.apply(flow("sbm-c1", "super-brand-mall", ts, 0), received_at=ts)
         h.apply(flow("rs04-c1", "riverside-s04", ts, 5 + i % 3, 4), received_at=ts)
     assert [p for p in h.check(morning + 660) if p.kind == "stuck"] == []
+
+
+def test_issues_join_a_sensors_problems_and_list_every_bad_sensor(mini_site: Site) -> None:
+    h = SensorHealth(mini_site)
+    for i in range(10):  # seg2-gate repeats itself, then falls silent
+        h.apply(flow("seg2-gate", "seg-2", T0 + 60 * i, 12, 3), received_at=T0 + 60 * i)
+    now = T0 + 540 + 400
+    assert h.issues(h.zone_problems("seg-2", now)) == {
+        "seg2-gate": "offline: no data for 7 min; stuck: reads 12 in, 3 out 10 times in a row"
+    }
+    assert h.issues([]) == {}
+    # Long silences read in hours: a wall is read from across the room.
+    assert h.issues(h.zone_problems("seg-2", T0 + 540 + 3 * 3600))["seg2-gate"].startswith(
+        "offline: no data for 3 h 00 min;"
+    )

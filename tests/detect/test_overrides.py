@@ -171,6 +171,18 @@ def test_planned_flow_factor_keeps_a_3x_inflow_from_being_a_surge_until_the_even
     assert "flow_factor" not in after.evidence
 
 
+def test_normal_inflow_is_the_planned_one_during_an_event(mini_site: Site) -> None:
+    ov = Overrides(mini_site)
+    ov.set_events([event(starts_at=NYE_2215 - 3600, ends_at=NYE_2215 + 60, flow_factor=3.0)])
+    eng = DetectionEngine(mini_site, overrides=ov)
+    ctl = DetectionEngine(mini_site)
+    usual = ctl.surge.normal("seg-1", NYE_2215)
+    assert usual is not None and usual > 0
+    assert eng.surge.normal("seg-1", NYE_2215) == pytest.approx(3.0 * usual)  # the chart shows the plan
+    assert eng.surge.normal("seg-2", NYE_2215) == ctl.surge.normal("seg-2", NYE_2215)  # not in the event
+    assert eng.surge.normal("seg-1", NYE_2215 + 120) == ctl.surge.normal("seg-1", NYE_2215 + 120)  # over
+
+
 def test_surge_model_does_not_learn_an_events_flow_as_normal(mini_site: Site) -> None:
     profile = CapacityProfile(mini_site)
     ov = Overrides(mini_site)

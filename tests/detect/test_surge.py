@@ -148,6 +148,26 @@ def test_bad_and_blind_states_are_counted_not_scored(mini_site: Site) -> None:
     assert mon.to_state()["zones"] == before["zones"]  # nothing learned from any of them
 
 
+def test_normal_is_the_learned_usual_else_the_profile_and_counts_nothing(mini_site: Site) -> None:
+    profile = CapacityProfile(mini_site)
+    plain = SurgeMonitor(mini_site, profile, detector="profile_ratio")  # learns nothing
+    expected = plain.obs("seg-1", NYE_2230, 0.0)
+    assert expected is not None and expected.expected is not None
+    assert plain.normal("seg-1", NYE_2230) == expected.expected
+    mon = SurgeMonitor(mini_site, profile)  # the default learns the zone's offset from the profile
+    assert mon.normal("seg-1", NYE_2230) == pytest.approx(expected.expected)  # nothing learned yet
+    for i in range(600):  # seg-1 runs a steady 20% above the profile
+        ts = NYE_2230 - 600 * 60 + 60 * i
+        x = mon.obs("seg-1", ts, 0.0)
+        assert x is not None and x.expected is not None
+        mon.observe(state("seg-1", ts, 1.2 * x.expected))
+    learned = mon.normal("seg-1", NYE_2230)
+    assert learned is not None and learned == pytest.approx(1.2 * expected.expected, rel=0.05)
+    before = (mon.to_state(), dict(mon.rejected))
+    assert mon.normal("nowhere", NYE_2230) is None and mon.normal("seg-1", math.nan) is None
+    assert (mon.to_state(), dict(mon.rejected)) == before  # asking learns and counts nothing
+
+
 def test_unknown_detector_and_bad_decision_are_clear_errors(mini_site: Site) -> None:
     profile = CapacityProfile(mini_site)
     with pytest.raises(ValueError, match="unknown detector 'nope'"):
