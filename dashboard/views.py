@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from domain.levels import Level
+from domain.levels import GRADED, Level
 from domain.site import Site, Zone
 from domain.values import DistrictState, ZoneState
 
@@ -43,6 +43,7 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
             occupancy=None, capacity=zone.capacity, share=None, density=None, inflow_per_min=None,
             outflow_per_min=None, arrivals_today=None, level=int(Level.NORMAL), level_label=NO_DATA_LABEL,
             colour=NO_DATA_COLOUR, healthy=False, ts=None, forecast="", eta_red_min=None,
+            expected_inflow_per_min=None, outlook=[], sensor_issues={},
         )  # fmt: skip
         return base
     level = Level(state.level)
@@ -66,6 +67,12 @@ def zone_view(zone: Zone, state: ZoneState | None) -> JSON:
         forecast=state.forecast,
         # Whole minutes: the wall says "red in about 12 min"; finer would count as a change every tick.
         eta_red_min=None if state.eta_red_min is None else round(state.eta_red_min),
+        expected_inflow_per_min=(
+            None if state.expected_inflow_per_min is None else round(state.expected_inflow_per_min, 1)
+        ),
+        # Whole people, as the page shows them: [horizon_min, occupancy, low90, high90].
+        outlook=[[int(h), round(occ), round(lo), round(hi)] for h, occ, lo, hi in state.outlook],
+        sensor_issues=dict(state.sensor_issues),
     )
     return base
 
@@ -96,6 +103,11 @@ def site_view(site: Site) -> JSON:
                 "polygon": [list(p) for p in z.polygon],
                 "segment": z.segment,
                 "hotspot": z.hotspot,
+                # The share of capacity at which each graded level starts (the site file's; a planned
+                # event's stricter ones are not here), so charts draw level lines without guessing.
+                "thresholds": [
+                    {"level": int(lv), "share": site.thresholds_for(z).share_for(lv)} for lv in GRADED
+                ],
             }
             for z in site.zones.values()
         ],
