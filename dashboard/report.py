@@ -88,6 +88,7 @@ class ResponseFigures(msgspec.Struct, kw_only=True):
     ack_within_target: float | None = None
     ack_judged: int = 0
     resolved: int = 0
+    resolve_judged: int = 0
     resolve_median_s: float | None = None
     resolve_p90_s: float | None = None
     resolve_within_target: float | None = None

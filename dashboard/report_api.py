@@ -63,10 +63,7 @@ def report_router(hub: Hub, history: Callable[..., Sequence[object]] | None, act
             rows = await anyio.to_thread.run_sync(call)
         except Exception as e:  # the store is another component: report, do not crash the page
             raise HTTPException(503, f"history store failed: {type(e).__name__}: {e}") from e
-        try:
-            return daily_report(site, day, rows, alerts, response, now=now)
-        except ValueError as e:  # a day after the data's day
-            raise HTTPException(422, f"{e}; {DATE_HINT}") from e
+        return daily_report(site, day, rows, alerts, response, now=now)
 
     @router.get("/report/daily")
     async def report(date: DateParam = None) -> Response:
@@ -88,15 +85,19 @@ def report_router(hub: Hub, history: Callable[..., Sequence[object]] | None, act
 
 
 def _parse_day(text: str | None, site: Site, now: float) -> dt.date:
+    today = day_of(site, now)
     if text is None or not text.strip():
-        return day_of(site, now)
+        return today
     t = text.strip()
     try:
         if not _DATE.fullmatch(t):
             raise ValueError(t)
-        return dt.date.fromisoformat(t)
+        day = dt.date.fromisoformat(t)
     except ValueError:
         raise HTTPException(422, f"date {text!r} is not a day: {DATE_HINT}") from None
+    if day > today:
+        raise HTTPException(422, f"{t} is after the data's day {today.isoformat()}: no data yet; {DATE_HINT}")
+    return day
 
 
 def _read_day(
