@@ -22,6 +22,7 @@
   var MIN_REDRAW_MS = 500; // at most 2 redraws a second, however fast deltas arrive
   var MAX_POINTS = 5000; // besides the time window: a burst of same-minute deltas cannot grow memory either
   var DEFAULT_PLOT_H = 240; // per panel, when the container has no height of its own
+  var MIN_FILL_H = 200; // a container at least this tall (CSS) is filled; a shorter one gets default-height panels
   var FONT_PX = 20; // axis labels read from across a room
   var AXIS_FONT = "600 " + FONT_PX + "px system-ui, sans-serif";
   var INK = "#e8eef5";
@@ -182,17 +183,23 @@
     // ---- DOM -----------------------------------------------------------------------------------------------
     // With a height of its own (CSS), the container is filled by an absolutely placed wrapper so the charts can
     // never grow it (no resize feedback loop); otherwise panels flow at a fixed height.
-    var fill = !num(opts.height) && container.clientHeight > 0;
+    // (Padding alone is not a height: an empty container with only padding flows.)
+    var cs = getComputedStyle(container);
+    var padTop = parseFloat(cs.paddingTop) || 0, padBottom = parseFloat(cs.paddingBottom) || 0;
+    var fill = !num(opts.height) && container.clientHeight - padTop - padBottom >= MIN_FILL_H;
     var restorePosition = null;
     var wrap = el("div");
     wrap.className = "cf-charts";
     if (fill) {
-      if (getComputedStyle(container).position === "static") {
+      if (cs.position === "static") {
         restorePosition = container.style.position;
         container.style.position = "relative";
       }
       wrap.style.position = "absolute";
-      wrap.style.inset = "0";
+      wrap.style.top = padTop + "px";
+      wrap.style.bottom = padBottom + "px";
+      wrap.style.left = cs.paddingLeft;
+      wrap.style.right = cs.paddingRight;
       wrap.style.overflow = "hidden";
     }
 

@@ -167,6 +167,11 @@ def test_two_panels_draw_their_lines(page: Page) -> None:
     assert page.evaluate(COUNT_COLOUR, [inflow, [0x4F, 0xC3, 0xF7]]) > 200  # inflow
     assert page.evaluate(COUNT_COLOUR, [inflow, [0xB0, 0xBE, 0xC5]]) > 100  # the learned normal (dashed)
     assert page.evaluate("window.c.size()") == 120
+    # #flow has padding but no height: each panel's plot gets the default height rather than squeezing to fit.
+    heights = page.locator("#flow [data-chart] .uplot canvas").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().height)"
+    )
+    assert heights == [240, 240]
     # The time axis spans the history; its capacity makes the occupancy scale include 7,000.
     x0, x1 = page.evaluate("window.c.xRange()")
     assert (x0, x1) == (T0, T0 + 119 * 60)
