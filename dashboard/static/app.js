@@ -1,86 +1,76 @@
-// crowdflow wall: one WebSocket, a snapshot then deltas. Plain JS, no build step, no external assets.
-// Colours and labels come from the server (domain/levels.py); a level is always shown as text too.
+// crowdflow wall: one WebSocket, a snapshot then deltas, resumed after a drop (/ws?epoch=..&seq=..).
+// Deltas are merged into the state as they come and drawn at most a few times a second, touching only
+// what changed. Plain JS, no build step, no external assets; colours and labels come from the server
+// (domain/levels.py) and a level is always shown as text too. Loaded after the wall-*.js modules.
 (function () {
   "use strict";
+  var W = window.CF.wall, U = W.util;
 
-  var STALE_AFTER_MS = 20000; // no message at all for this long: the socket is presumed dead
-  var DATA_STALE_S = 60; // the service is up but has had no sensor data for this long
+  var DELTA_STALE_MS = 15000; // no delta for this long: the service stopped sending (it sends one per tick)
+  var DATA_STUCK_MS = 60000; // deltas come but the data time does not move: sensors or ingest stopped
+  var SOCKET_DEAD_MS = 40000; // not even a ping (every 15 s when idle): the socket is dead, start over
+  var RESYNC_WAIT_MS = 10000; // a resync unanswered this long: reconnect for a fresh snapshot
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 15000;
-  var MAX_ALERT_ROWS = 12;
-  var RESPONSE_EVERY_MS = 60000;
+  var MIN_FRAME_MS = 250; // at most 4 renders a second, however fast deltas come
+  var MAX_RESOLVED = 50; // resolved alerts kept by the page (the hub keeps as many)
 
-  var S = {
-    site: null,
-    levels: {}, // level int -> {label, colour, name}
-    zones: {}, // id -> latest zone view
-    district: null,
-    alerts: {}, // id -> latest alert view
-    emergency: [], // scopes in emergency mode (dashboard/hub.py), empty in normal service
-    responseLoaded: false,
-    seq: -1,
-    lastMsgAt: 0,
-    dataAgeS: null,
-    ws: null,
-    connected: false,
-    backoff: BACKOFF_MIN_MS,
-    reconnectTimer: null,
-    els: { tiles: {}, segs: {} },
-    tz: undefined,
+  var S = (W.S = {
+    site: null, siteKey: "", tz: undefined, levels: {}, zoneIndex: {},
+    zones: {}, district: null, alerts: {}, emergency: [],
+    epoch: null, seq: -1, dataTs: null, dataTsAt: 0,
+    ws: null, connected: false, everConnected: false, lastMsgAt: 0, lastDeltaAt: 0,
+    resyncSince: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null, chips: {},
+  });
+  var dirty = fresh();
+  var scheduled = false, lastFrame = 0;
+
+  function fresh() { return { build: false, zones: {}, alerts: false, emergency: false }; }
+
+  // ---- shared accessors for the modules ------------------------------------------------------------
+
+  W.siteZone = function (id) {
+    return S.zoneIndex[id] || { id: id, name_zh: id, name_en: "", capacity: null, thresholds: [] };
   };
 
-  var $ = function (id) { return document.getElementById(id); };
-  var fmtInt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  W.zoneLabel = function (z) {
+    if (!z || z.occupancy === null) return "无数据 no data";
+    return z.healthy === false ? z.level_label + " · 传感器异常" : z.level_label;
+  };
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined) e.textContent = text;
-    return e;
+  // An alert from a POST answer: shown at once (the hub's delta follows), unless a newer one is here.
+  W.applyAlert = function (raw) {
+    var a = W.feed.normalize(raw), old = S.alerts[a.id];
+    if (old && W.feed.alertTime(old) > W.feed.alertTime(a)) return;
+    S.alerts[a.id] = a;
+    pruneResolved();
+    dirty.alerts = true;
+    schedule();
+  };
+
+  W.relayout = function () { if (S.site) W.map.layout(); };
+
+  // ---- connection ----------------------------------------------------------------------------------
+
+  function wsUrl() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    var resume = S.epoch !== null && S.seq >= 0 ? "?epoch=" + encodeURIComponent(S.epoch) + "&seq=" + S.seq : "";
+    return proto + "//" + location.host + "/ws" + resume;
   }
-
-  function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
-
-  // A headline number shrinks to fit its box rather than being cut off (1,234,567 on a narrow panel).
-  function setBig(e, text) {
-    if (e.textContent === text) return;
-    e.textContent = text;
-    e.style.fontSize = "";
-    if (e.scrollWidth > e.clientWidth && e.clientWidth > 0) {
-      var base = parseFloat(getComputedStyle(e).fontSize);
-      e.style.fontSize = Math.floor(base * e.clientWidth / e.scrollWidth) + "px";
-    }
-  }
-
-  // Dark text on light level colours (yellow, orange), white on dark ones: readable at a distance.
-  function inkFor(hex) {
-    var h = (hex || "#757575").replace("#", "");
-    var r = parseInt(h.substr(0, 2), 16), g = parseInt(h.substr(2, 2), 16), b = parseInt(h.substr(4, 2), 16);
-    return (0.299 * r + 0.587 * g + 0.114 * b) > 150 ? "#111" : "#fff";
-  }
-
-  function paintBadge(e, colour) {
-    e.style.background = colour;
-    e.style.color = inkFor(colour);
-  }
-
-  function people(n) { return n === null || n === undefined ? "—" : fmtInt.format(Math.round(n)); }
-  function pct(share) { return share === null || share === undefined ? "—" : Math.round(share * 100) + "%"; }
-
-  // ---- connection ------------------------------------------------------------------------------
 
   function connect() {
     S.reconnectTimer = null;
-    var proto = location.protocol === "https:" ? "wss:" : "ws:";
     var ws;
-    try {
-      ws = new WebSocket(proto + "//" + location.host + "/ws");
-    } catch (e) {
-      scheduleReconnect();
-      return;
-    }
+    try { ws = new WebSocket(wsUrl()); } catch (e) { scheduleReconnect(); return; }
     S.ws = ws;
-    setConn("connecting…", false);
+    ws.onopen = function () {
+      if (ws !== S.ws) return;
+      S.connected = true;
+      S.everConnected = true;
+      S.lastMsgAt = S.lastDeltaAt = Date.now();
+      S.resyncSince = 0;
+      refreshConn();
+    };
     ws.onmessage = function (ev) {
       if (ws !== S.ws) return;
       var msg;
@@ -92,9 +82,8 @@
       if (ws !== S.ws) return;
       S.ws = null;
       S.connected = false;
-      setConn("disconnected", false);
       scheduleReconnect();
-      refreshBanner();
+      refreshConn();
     };
     ws.onerror = function () { try { ws.close(); } catch (e) { /* already closing */ } };
   }
@@ -114,249 +103,192 @@
     scheduleReconnect();
   }
 
-  function setConn(text, live) {
-    var c = $("conn");
-    setText(c, text);
-    c.className = "conn " + (live ? "live" : "down");
+  function resync() {
+    if (S.resyncSince) return;
+    S.resyncSince = Date.now();
+    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
   }
 
   function handle(msg) {
     if (msg.type === "snapshot") {
       S.backoff = BACKOFF_MIN_MS; // a good connection resets the backoff
-      S.connected = true;
-      setConn("live", true);
+      S.resyncSince = 0;
       applySnapshot(msg);
     } else if (msg.type === "delta") {
-      if (msg.seq !== S.seq + 1) { // a gap: our picture is incomplete, ask for a fresh one
-        if (S.ws) S.ws.send(JSON.stringify({ type: "resync" }));
-        return;
-      }
+      if (S.seq < 0 || S.resyncSince) { resync(); return; } // nothing to apply it to: wait for a snapshot
+      if (msg.seq <= S.seq) return; // already applied (a resumed stream may repeat the edge)
+      if (msg.seq !== S.seq + 1) { resync(); return; } // a gap: our picture is incomplete
+      S.backoff = BACKOFF_MIN_MS;
       applyDelta(msg);
-    } else if (msg.type === "ping") {
-      S.dataAgeS = msg.last_data_age_s;
     }
-    refreshBanner();
+    refreshConn();
   }
 
-  // ---- state -----------------------------------------------------------------------------------
+  // ---- state ---------------------------------------------------------------------------------------
+
+  function noteData(ts) {
+    if (typeof ts === "number" && (S.dataTs === null || ts > S.dataTs)) {
+      S.dataTs = ts;
+      S.dataTsAt = Date.now();
+    }
+  }
 
   function applySnapshot(m) {
-    S.site = m.site;
-    S.tz = m.site.timezone;
-    S.levels = {};
-    m.site.levels.forEach(function (lv) { S.levels[lv.level] = lv; });
+    var key = JSON.stringify(m.site);
+    if (key !== S.siteKey) {
+      S.siteKey = key;
+      S.site = m.site;
+      S.tz = m.site.timezone;
+      S.levels = {};
+      m.site.levels.forEach(function (lv) { S.levels[lv.level] = lv; });
+      S.zoneIndex = {};
+      m.site.zones.forEach(function (z) { S.zoneIndex[z.id] = z; });
+      dirty.build = true;
+    }
     S.zones = {};
-    m.zones.forEach(function (z) { S.zones[z.id] = z; });
+    m.zones.forEach(function (z) { S.zones[z.id] = z; dirty.zones[z.id] = true; });
     S.alerts = {};
-    m.alerts.forEach(function (a) { S.alerts[a.id] = a; });
+    m.alerts.forEach(function (a) { a = W.feed.normalize(a); S.alerts[a.id] = a; });
     S.district = m.district;
     S.emergency = m.emergency || [];
     S.seq = m.seq;
-    S.dataAgeS = 0;
-    build();
+    S.epoch = m.epoch === undefined ? null : m.epoch;
+    S.lastDeltaAt = Date.now();
+    noteData(m.ts);
+    dirty.alerts = dirty.emergency = true;
+    schedule();
   }
 
   function applyDelta(m) {
     S.seq = m.seq;
-    if (m.zones.length || m.district) S.dataAgeS = 0; // an empty tick is not fresh data
-    m.zones.forEach(function (z) { S.zones[z.id] = z; updateZone(z); });
+    S.lastDeltaAt = Date.now();
+    noteData(m.ts);
+    (m.zones || []).forEach(function (z) { S.zones[z.id] = z; dirty.zones[z.id] = true; });
     if (m.district) S.district = m.district;
-    if (m.emergency) { // null when unchanged; a list (maybe empty) replaces ours whole
-      S.emergency = m.emergency;
-      renderEmergency();
+    if (m.emergency) { S.emergency = m.emergency; dirty.emergency = true; } // null when unchanged
+    if (m.alerts && m.alerts.length) {
+      m.alerts.forEach(function (a) { a = W.feed.normalize(a); S.alerts[a.id] = a; });
+      pruneResolved();
+      dirty.alerts = true;
     }
-    if (m.alerts.length) {
-      m.alerts.forEach(function (a) { S.alerts[a.id] = a; });
-      renderAlerts();
-    }
-    renderHeadline();
+    schedule();
   }
 
-  // ---- layout (once per snapshot) --------------------------------------------------------------
+  function pruneResolved() {
+    var closed = Object.keys(S.alerts).map(function (id) { return S.alerts[id]; }).filter(function (a) { return !a.open; });
+    if (closed.length <= MAX_RESOLVED) return;
+    closed.sort(function (a, b) { return W.feed.alertTime(a) - W.feed.alertTime(b); });
+    closed.slice(0, closed.length - MAX_RESOLVED).forEach(function (a) { delete S.alerts[a.id]; });
+  }
+
+  // ---- rendering: coalesced, at most every MIN_FRAME_MS, in an animation frame ---------------------
+
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    var wait = Math.max(0, lastFrame + MIN_FRAME_MS - Date.now());
+    setTimeout(function () {
+      var done = false;
+      var go = function () { if (!done) { done = true; render(); } };
+      requestAnimationFrame(go);
+      setTimeout(go, 1000); // a hidden page gets no animation frames: still keep it current
+    }, wait);
+  }
+
+  function render() {
+    scheduled = false;
+    lastFrame = Date.now();
+    if (!S.site) return;
+    var d = dirty;
+    dirty = fresh();
+    if (d.build) build();
+    var relayout = d.emergency && W.response.emergency();
+    Object.keys(d.zones).forEach(function (id) {
+      var z = S.zones[id];
+      W.map.update(z);
+      W.strip.update(z);
+      W.health.update(z);
+      W.detail.update(z);
+    });
+    if (d.alerts) { W.feed.render(); W.detail.alerts(); }
+    renderHeadline();
+    if (relayout || d.build) W.relayout();
+  }
 
   function build() {
-    setText($("site-name"), S.site.name_zh);
-    setText($("site-en"), S.site.name_en);
+    U.setText(U.$("site-name"), S.site.name_zh);
+    U.setText(U.$("site-en"), S.site.name_en);
     buildLevelChips();
-    buildStrip();
-    renderEmergency(); // before the tiles: the layout decides how much room they get
-    buildTiles();
-    renderAlerts();
-    renderHeadline();
-    if (!S.responseLoaded) refreshResponse(); // the section needs the site's grid names
+    W.strip.build();
+    W.map.build();
+    W.health.reset();
+    var open = W.detail.openId();
+    if (open && !S.zoneIndex[open]) W.detail.close();
+    else if (open) W.map.select(open);
+    W.response.firstLoad();
   }
 
   function buildLevelChips() {
-    var box = $("level-counts");
+    var box = U.$("level-counts");
     box.textContent = "";
-    S.els.chips = {};
-    // Most severe first; "no data" last so an unknown zone is never counted as calm.
-    [4, 3, 2, 1, 0, "nodata"].forEach(function (key) {
-      var lv = key === "nodata" ? { label: "no data", colour: "#757575" } : S.levels[key];
+    S.chips = {};
+    // Most severe first; unknown last so a zone without data is never counted as calm.
+    [4, 3, 2, 1, 0, "unknown"].forEach(function (key) {
+      var lv = key === "unknown" ? { label: "无数据", colour: U.NO_DATA } : S.levels[key];
       if (!lv) return;
-      var chip = el("div", "level-chip");
-      var n = el("span", "n num", "0");
+      var chip = U.el("div", "level-chip");
+      chip.dataset.level = String(key);
+      var n = U.el("span", "n num", "0");
       chip.appendChild(n);
-      chip.appendChild(el("span", "l", lv.label));
-      paintBadge(chip, lv.colour);
+      chip.appendChild(U.el("span", "l", lv.label));
+      chip.appendChild(U.el("span", "zh", key === "unknown" ? "unknown" : U.LEVEL_ZH[key]));
+      U.paintBadge(chip, lv.colour);
       box.appendChild(chip);
-      S.els.chips[key] = { chip: chip, n: n };
+      S.chips[key] = { chip: chip, n: n };
     });
   }
 
-  function buildStrip() {
-    var strip = $("strip");
-    strip.textContent = "";
-    S.els.segs = {};
-    S.site.riverside.forEach(function (id) {
-      var zone = siteZone(id);
-      var seg = el("div", "seg");
-      var bar = el("div", "seg-bar");
-      var fill = el("div", "seg-fill");
-      bar.appendChild(fill);
-      bar.appendChild(el("div", "seg-80")); // the 80% line of LB/T 034-2014
-      var p = el("div", "seg-pct", "—");
-      var lvl = el("div", "seg-level", "");
-      bar.appendChild(p);
-      bar.appendChild(lvl);
-      seg.appendChild(bar);
-      var caption = el("div");
-      caption.appendChild(el("div", "seg-name", zone.name_zh));
-      caption.appendChild(el("div", "seg-en", zone.name_en));
-      var occ = el("div", "seg-occ", "");
-      caption.appendChild(occ);
-      seg.appendChild(caption);
-      seg.title = zone.name_en;
-      strip.appendChild(seg);
-      S.els.segs[id] = { bar: bar, fill: fill, pct: p, level: lvl, occ: occ };
-      updateSeg(S.zones[id]);
-    });
-    $("strip").parentElement.hidden = S.site.riverside.length === 0;
-  }
-
-  function buildTiles() {
-    var box = $("tiles");
-    box.textContent = "";
-    S.els.tiles = {};
-    var river = {};
-    S.site.riverside.forEach(function (id) { river[id] = true; });
-    S.site.zones.forEach(function (zone) {
-      if (river[zone.id]) return; // riverside segments live in the strip above
-      var t = el("div", "tile");
-      var zh = el("div", "tile-zh", zone.name_zh);
-      var en = el("div", "tile-en", zone.name_en);
-      var p = el("div", "tile-pct num", "—");
-      var occBox = el("div", "tile-occ num");
-      var occ = el("span", "", "—");
-      var cap = el("span", "tile-cap", " / " + people(zone.capacity));
-      occBox.appendChild(occ);
-      occBox.appendChild(cap);
-      var lvl = el("div", "tile-level", "");
-      t.title = zone.name_zh + " " + zone.name_en;
-      [zh, p, en, occBox, lvl].forEach(function (c) { t.appendChild(c); });
-      box.appendChild(t);
-      S.els.tiles[zone.id] = { tile: t, level: lvl, occ: occ, cap: cap, pct: p };
-      updateTile(S.zones[zone.id]);
-    });
-    fitTiles();
-  }
-
-  // Choose the column count that gives the largest tiles (about 2:1) with every tile visible.
-  function fitTiles() {
-    var box = $("tiles");
-    var n = Object.keys(S.els.tiles).length;
-    var area = box.parentElement;
-    var W = area.clientWidth, H = area.clientHeight, GAP = 8;
-    if (!n || !W || !H) return;
-    var best = { score: -1, cols: 1, h: 120 };
-    for (var cols = 1; cols <= n; cols++) {
-      var rows = Math.ceil(n / cols);
-      var w = (W - GAP * (cols - 1)) / cols;
-      var h = (H - GAP * (rows - 1)) / rows;
-      var score = Math.min(w / 2, h);
-      if (score > best.score) best = { score: score, cols: cols, h: Math.min(h, w / 1.6, 200) };
+  // A headline number shrinks to fit its box rather than being cut off (1,234,567 on a narrow panel).
+  function setBig(e, text) {
+    if (e.textContent === text) return;
+    e.textContent = text;
+    e.style.fontSize = "";
+    if (e.scrollWidth > e.clientWidth && e.clientWidth > 0) {
+      var base = parseFloat(getComputedStyle(e).fontSize);
+      e.style.fontSize = Math.floor(base * e.clientWidth / e.scrollWidth) + "px";
     }
-    box.style.setProperty("--tile-cols", String(best.cols));
-    box.style.setProperty("--tile-h", Math.floor(best.h) + "px");
-  }
-
-  function siteZone(id) {
-    for (var i = 0; i < S.site.zones.length; i++) if (S.site.zones[i].id === id) return S.site.zones[i];
-    return { id: id, name_zh: id, name_en: "" };
-  }
-
-  // ---- incremental updates ---------------------------------------------------------------------
-
-  function zoneLabel(z) {
-    if (z.occupancy === null) return "no data";
-    return z.healthy ? z.level_label : z.level_label + " · sensor fault";
-  }
-
-  function updateZone(z) {
-    if (S.els.segs[z.id]) updateSeg(z);
-    if (S.els.tiles[z.id]) updateTile(z);
-  }
-
-  function updateSeg(z) {
-    var e = S.els.segs[z.id];
-    if (!e || !z) return;
-    var share = z.share === null ? 0 : Math.max(0, Math.min(z.share, 1));
-    e.fill.style.height = (share * 100).toFixed(1) + "%";
-    e.fill.style.background = z.colour;
-    e.bar.style.borderColor = z.level >= 2 ? z.colour : "";
-    setText(e.pct, pct(z.share));
-    setText(e.level, zoneLabel(z));
-    paintBadge(e.level, z.colour);
-    setText(e.occ, people(z.occupancy) + " / " + people(z.capacity));
-  }
-
-  function updateTile(z) {
-    var e = S.els.tiles[z.id];
-    if (!e || !z) return;
-    var nodata = z.occupancy === null;
-    e.tile.style.setProperty("--lvl", z.colour);
-    e.tile.classList.toggle("nodata", nodata);
-    e.tile.classList.toggle("hot", !nodata && z.level >= 3);
-    setText(e.occ, people(z.occupancy));
-    setText(e.cap, " / " + people(z.capacity));
-    setText(e.pct, pct(z.share));
-    e.pct.style.color = nodata ? "" : (z.level >= 1 ? z.colour : "#e8eef5");
-    setText(e.level, zoneLabel(z));
-    paintBadge(e.level, z.colour);
   }
 
   function renderHeadline() {
     var d = S.district;
-    setBig($("people-now"), d ? people(d.people_now) : "—");
-    setBig($("arrivals"), d ? people(d.arrivals_today) : "—");
+    setBig(U.$("people-now"), d ? U.people(d.people_now) : "—");
+    setBig(U.$("arrivals"), d ? U.people(d.arrivals_today) : "—");
     renderArrivalsRatio(d);
-
-    var counts = { 0: 0, 1: 0, 2: 0, 3: 0, 4: 0, nodata: 0 };
+    var counts = { 0: 0, 1: 0, 2: 0, 3: 0, 4: 0, unknown: 0 };
     Object.keys(S.zones).forEach(function (id) {
       var z = S.zones[id];
-      if (z.occupancy === null) counts.nodata++;
+      if (z.occupancy === null || (z.healthy === false && z.level === 0)) counts.unknown++;
       else counts[z.level] = (counts[z.level] || 0) + 1;
     });
-    Object.keys(S.els.chips || {}).forEach(function (key) {
-      var c = S.els.chips[key];
-      setText(c.n, String(counts[key] || 0));
+    Object.keys(S.chips).forEach(function (key) {
+      var c = S.chips[key];
+      U.setText(c.n, String(counts[key] || 0));
       c.chip.classList.toggle("zero", !counts[key]);
     });
-
     var open = 0, worst = 0;
     Object.keys(S.alerts).forEach(function (id) {
       var a = S.alerts[id];
       if (a.open) { open++; worst = Math.max(worst, a.level); }
     });
-    var oa = $("open-alerts");
+    var oa = U.$("open-alerts");
     setBig(oa, String(open));
-    oa.style.color = open ? S.levels[worst].colour : "";
+    U.setStyle(oa, "color", open && S.levels[worst] ? S.levels[worst].colour : "");
   }
 
-  // "112% of profile · 56% of 1.47M peak": today so far against the capacity profile, and against the
-  // peak day. The first is coloured: well above the profile is the early sign of a crowd building.
+  // "112% of profile so far · 56% of the 1.47M peak day": the first is coloured, since well above the
+  // profile is the early sign of a crowd building.
   function renderArrivalsRatio(d) {
-    var box = $("arrivals-pct");
+    var box = U.$("arrivals-pct");
     var key = d ? [d.arrivals_vs_profile_pct, d.arrivals_vs_peak_day_pct, d.peak_day_visits].join("|") : "";
     if (box.dataset.key === key) return;
     box.dataset.key = key;
@@ -364,222 +296,81 @@
     if (!d) { box.textContent = "—"; return; }
     var vp = d.arrivals_vs_profile_pct;
     if (vp !== null) {
-      var b = el("b", "", Math.round(vp) + "%");
+      var b = U.el("b", "", Math.round(vp) + "%");
       b.style.color = vp >= 130 ? S.levels[3].colour : vp >= 110 ? S.levels[2].colour : "";
       box.appendChild(b);
-      box.appendChild(document.createTextNode(" of profile"));
+      box.appendChild(document.createTextNode(" 预期 of profile"));
     }
     if (d.arrivals_vs_peak_day_pct !== null) {
       var peak = (d.peak_day_visits / 1e6).toFixed(2) + "M";
-      box.appendChild(document.createTextNode(
-        (vp !== null ? " · " : "") + Math.round(d.arrivals_vs_peak_day_pct) + "% of " + peak + " peak"));
+      box.appendChild(U.el("br"));
+      box.appendChild(U.el("b", "", Math.round(d.arrivals_vs_peak_day_pct) + "%"));
+      box.appendChild(document.createTextNode(" 峰值日 of " + peak + " peak"));
     }
     box.title = "arrivals today vs the capacity profile so far, and vs the peak day";
   }
 
-  function alertOrder(a, b) {
-    if (a.open !== b.open) return a.open ? -1 : 1;
-    if (a.level !== b.level) return b.level - a.level;
-    return alertTime(b) - alertTime(a);
-  }
+  // ---- connection state, data-stale banner and the data clock -----------------------------------------
 
-  function alertTime(a) { // epoch seconds: *_ts from alerts/encode.py, or numeric *_at
-    var keys = ["updated_ts", "opened_ts", "updated_at", "opened_at"];
-    for (var i = 0; i < keys.length; i++) if (typeof a[keys[i]] === "number") return a[keys[i]];
-    return 0;
-  }
+  function secs(ms) { return Math.round(ms / 1000) + " s"; }
 
-  function ago(ts) {
-    if (!ts) return "";
-    var ref = (S.district && S.district.ts) || Date.now() / 1000; // event time, so replays read right
-    var m = Math.max(0, Math.round((ref - ts) / 60));
-    return m < 1 ? "just now" : m < 60 ? m + " min ago" : Math.floor(m / 60) + " h " + (m % 60) + " min ago";
-  }
-
-  function renderAlerts() {
-    var list = $("alert-list");
-    var all = Object.keys(S.alerts).map(function (id) { return S.alerts[id]; }).sort(alertOrder);
-    list.textContent = "";
-    if (!all.length) {
-      list.appendChild(el("li", "alert-empty", "无预警 No alerts"));
-      return;
+  function connState() {
+    var now = Date.now();
+    if (!S.connected) {
+      return S.everConnected
+        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + secs(now - S.lastMsgAt) + " ago" }
+        : { state: "reconnecting", title: "连接中 CONNECTING…", detail: "no connection to the service yet" };
     }
-    all.slice(0, MAX_ALERT_ROWS).forEach(function (a) {
-      var li = el("li", "alert" + (a.open ? "" : " closed"));
-      li.style.setProperty("--lvl", a.colour);
-      var badge = el("div", "alert-badge", a.level_label);
-      paintBadge(badge, a.colour);
-      li.appendChild(badge);
-      li.appendChild(el("div", "alert-zone", (a.zone_name_zh || a.zone) + " " + (a.zone_name_en || "")));
-      var body = el("div", "alert-msg", (a.cause ? "[" + a.cause + "] " : "") + (a.message || ""));
-      li.appendChild(body);
-      var meta = el("div", "alert-meta");
-      meta.appendChild(el("span", "alert-state " + a.state, a.state));
-      meta.appendChild(document.createTextNode(" · " + ago(alertTime(a))));
-      li.appendChild(meta);
-      list.appendChild(li);
-    });
-    if (all.length > MAX_ALERT_ROWS) list.appendChild(el("li", "more", "+" + (all.length - MAX_ALERT_ROWS) + " more"));
-  }
-
-  // ---- emergency layout (平急转换) ---------------------------------------------------------------
-
-  function hhmm(ts) {
-    var d = new Date(ts * 1000), opts = { hour12: false, hour: "2-digit", minute: "2-digit" };
-    try { return d.toLocaleTimeString("zh-CN", Object.assign({ timeZone: S.tz }, opts)); }
-    catch (e) { return d.toLocaleTimeString("zh-CN", opts); }
-  }
-
-  function renderEmergency() {
-    var box = $("emergency");
-    var modes = S.emergency || [];
-    var key = JSON.stringify(modes);
-    if (box.dataset.key === key) return;
-    box.dataset.key = key;
-    box.textContent = "";
-    modes.forEach(function (m) {
-      var line = el("div", "em-line");
-      line.appendChild(el("span", "em-title", "应急状态 EMERGENCY MODE"));
-      var scope = m.scope === "district" ? "全区 district" : (m.scope_name_zh + " " + m.scope_name_en);
-      line.appendChild(document.createTextNode(" — " + scope + " since " + hhmm(m.since) + " by " + m.by + ": "));
-      line.appendChild(el("span", "em-reason", m.reason));
-      line.title = m.reason;
-      box.appendChild(line);
-    });
-    box.hidden = modes.length === 0;
-    var was = document.body.classList.contains("emergency");
-    document.body.classList.toggle("emergency", modes.length > 0);
-    if (was !== modes.length > 0) fitTiles(); // the zones area changed size
-  }
-
-  // ---- response metrics (GET /api/metrics/response, alerts/metrics.py) ----------------------------
-  // {"targets": {"I": {"label", "ack_s"}, ...}, "overall": row, "by_grid": [{"grid", ...row}]}, a row having
-  // alerts, ack_median_s and ack_within_target (a share 0..1, null while nothing is judged yet).
-
-  function shareColour(share) {
-    var lv = share >= 0.9 ? 0 : share >= 0.7 ? 3 : 4; // green, orange, red (colours of domain/levels.py)
-    return (S.levels[lv] || {}).colour || "";
-  }
-
-  function duration(s) {
-    if (s === null || s === undefined) return "—";
-    s = Math.round(s);
-    if (s >= 3600) return Math.floor(s / 3600) + " h " + Math.round((s % 3600) / 60) + " min";
-    return Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
-  }
-
-  function gridName(id) {
-    var grids = (S.site && S.site.grids) || [];
-    for (var i = 0; i < grids.length; i++) if (grids[i].id === id) return grids[i].name_zh + " " + grids[i].name_en;
-    return id ? String(id) : "—";
-  }
-
-  function resetRow(id) {
-    var tr = $(id);
-    while (tr.children.length > 1) tr.removeChild(tr.lastChild); // keep the row's own header cell
-    return tr;
-  }
-
-  function targetsText(targets) {
-    return Object.keys(targets || {}).map(function (name) {
-      return name + " ≤" + Math.round(targets[name].ack_s / 60) + " min";
-    }).join(", ");
-  }
-
-  function renderResponse(data) {
-    var heads = resetRow("response-grids"), alerts = resetRow("response-alerts");
-    var ack = resetRow("response-ack"), share = resetRow("response-share");
-    var columns = (data.by_grid || []).map(function (r) { return { name: gridName(r.grid), row: r }; });
-    if (data.overall) columns.unshift({ name: "全区 All", row: data.overall });
-    columns.forEach(function (c) {
-      var r = c.row, judged = typeof r.ack_within_target === "number";
-      heads.appendChild(el("th", "", c.name));
-      alerts.appendChild(el("td", r.alerts ? "" : "none", String(r.alerts || 0)));
-      ack.appendChild(el("td", typeof r.ack_median_s === "number" ? "" : "none", duration(r.ack_median_s)));
-      var td = el("td", "share" + (judged ? "" : " none"), judged ? Math.round(r.ack_within_target * 100) + "%" : "—");
-      if (judged) td.style.color = shareColour(r.ack_within_target);
-      share.appendChild(td);
-    });
-    var targets = targetsText(data.targets);
-    $("response-target").title = targets ? "acknowledged within " + targets : "";
-    setText($("response-note"), "today" + (targets ? " · ack targets " + targets : "") +
-      " · updated " + hhmm(Date.now() / 1000));
-    $("response").hidden = false;
-    fitTiles();
-  }
-
-  // Today in the site's timezone, by the data's own clock so a replayed day reads its own metrics.
-  function todayStart() {
-    var ref = S.district && S.district.ts ? S.district.ts * 1000 : Date.now();
-    try {
-      return new Intl.DateTimeFormat("en-CA", { timeZone: S.tz, year: "numeric", month: "2-digit", day: "2-digit" })
-        .format(new Date(ref)) + "T00:00:00";
-    } catch (e) {
-      return null;
+    if (!S.site) return { state: "reconnecting", title: "连接中 CONNECTING…", detail: "waiting for the first snapshot" };
+    if (now - S.lastDeltaAt > DELTA_STALE_MS) {
+      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + secs(now - S.lastDeltaAt) };
     }
-  }
-
-  function refreshResponse() {
-    if (!S.site) return;
-    S.responseLoaded = true;
-    var since = todayStart();
-    var url = "/api/metrics/response" + (since ? "?since=" + encodeURIComponent(since) : "");
-    fetch(url, { cache: "no-store", credentials: "same-origin" })
-      .then(function (r) {
-        if (r.status === 503 || r.status === 404) { // no alert manager behind this wall: no section
-          $("response").hidden = true;
-          return null;
-        }
-        if (!r.ok) throw new Error("HTTP " + r.status);
-        return r.json();
-      })
-      .then(function (data) { if (data) renderResponse(data); })
-      .catch(function (e) {
-        setText($("response-note"), "refresh failed (" + e.message + "), showing the last figures");
-      });
-  }
-
-  // ---- staleness and clock ---------------------------------------------------------------------
-
-  function refreshBanner() {
-    var age = S.lastMsgAt ? (Date.now() - S.lastMsgAt) / 1000 : null;
-    var title = "", detail = "";
-    if (!S.connected && age === null) {
-      title = "CONNECTING…";
-      detail = "no connection to the service yet";
-    } else if (!S.connected) {
-      title = "DATA STALE · RECONNECTING…";
-      detail = "last update " + Math.round(age) + " s ago";
-    } else if (age !== null && age * 1000 > STALE_AFTER_MS) {
-      title = "DATA STALE · RECONNECTING…";
-      detail = "no message for " + Math.round(age) + " s";
-    } else if (S.dataAgeS !== null && S.dataAgeS > DATA_STALE_S) {
-      title = "DATA STALE";
-      detail = "no sensor data for " + Math.round(S.dataAgeS) + " s";
+    if (S.dataTs === null) return { state: "stale", title: "数据停滞 DATA STALE", detail: "no sensor data yet" };
+    if (now - S.dataTsAt > DATA_STUCK_MS) {
+      return { state: "stale", title: "数据停滞 DATA STALE",
+        detail: "data time stuck at " + U.timeIn(S.dataTs, S.tz, true) + " for " + secs(now - S.dataTsAt) + ": sensors or ingest stopped" };
     }
-    var banner = $("banner");
-    banner.hidden = !title;
-    document.body.classList.toggle("stale", !!title);
-    setText($("banner-title"), title);
-    setText($("banner-detail"), detail);
+    return { state: "live", title: "", detail: "" };
+  }
+
+  var CONN_TEXT = { live: "实时 live", stale: "数据停滞 stale", reconnecting: "重连中 reconnecting" };
+
+  function refreshConn() {
+    var c = connState(), conn = U.$("conn");
+    U.setAttr(conn, "data-state", c.state);
+    U.setText(conn, CONN_TEXT[c.state]);
+    conn.title = c.detail;
+    U.$("banner").hidden = !c.title;
+    document.body.classList.toggle("stale", c.state !== "live");
+    U.setText(U.$("banner-title"), c.title);
+    U.setText(U.$("banner-detail"), c.detail);
   }
 
   function tick() {
-    if (S.connected && S.lastMsgAt && Date.now() - S.lastMsgAt > STALE_AFTER_MS) {
-      setConn("no messages, reconnecting…", false);
-      dropSocket(); // a silent socket is a dead socket: start over with a fresh snapshot
+    var now = Date.now();
+    if (S.connected && now - S.lastMsgAt > SOCKET_DEAD_MS) dropSocket(); // a silent socket is a dead one
+    if (S.connected && S.resyncSince && now - S.resyncSince > RESYNC_WAIT_MS) {
+      S.epoch = null; // no resume: the fresh connection starts with a snapshot
+      S.resyncSince = 0;
+      dropSocket();
     }
-    try {
-      setText($("clock"), new Date().toLocaleTimeString("zh-CN", { hour12: false, timeZone: S.tz }));
-    } catch (e) {
-      setText($("clock"), new Date().toLocaleTimeString("zh-CN", { hour12: false }));
-    }
-    refreshBanner();
+    U.setText(U.$("clock"), S.dataTs === null ? "--:--:--" : U.timeIn(S.dataTs, S.tz, true));
+    U.setText(U.$("clock-date"), S.dataTs === null ? "" : U.dateIn(S.dataTs, S.tz) + " " + (S.tz || ""));
+    refreshConn();
+    W.feed.ages();
   }
 
-  window.addEventListener("resize", fitTiles);
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") return;
+    if (!U.$("signin").hidden) U.$("signin-cancel").click();
+    else W.detail.close();
+  });
+  window.addEventListener("resize", W.relayout);
+  W.auth.init();
+  W.detail.init();
+  W.health.init();
+  W.response.init();
   connect();
   setInterval(tick, 1000);
-  setInterval(refreshResponse, RESPONSE_EVERY_MS);
   tick();
 })();

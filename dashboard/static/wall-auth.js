@@ -1,0 +1,126 @@
+// crowdflow wall: who is acting. The token lives only in sessionStorage ("crowdflow.token", shared with the
+// officer and report pages) and goes only in `Authorization: Bearer`. The sign-in form (#signin) appears
+// when an action needs a token or the server answers 401; a 403 shows the server's reason on the alert.
+(function () {
+  "use strict";
+  var W = window.CF.wall, U = W.util;
+  var KEY = "crowdflow.token";
+  var pending = null; // {run, reject}: the action waiting for a sign-in
+
+  function token() {
+    try { return sessionStorage.getItem(KEY); } catch (e) { return null; }
+  }
+
+  function store(t) {
+    try { if (t) sessionStorage.setItem(KEY, t); else sessionStorage.removeItem(KEY); } catch (e) { /* private mode */ }
+  }
+
+  function detail(r) {
+    return r.json().then(function (b) {
+      var d = b && b.detail;
+      if (Array.isArray(d)) d = d.map(function (x) { return x.msg || JSON.stringify(x); }).join("; ");
+      return d ? String(d) : "HTTP " + r.status;
+    }, function () { return "HTTP " + r.status; });
+  }
+
+  function me(t) {
+    return fetch("/api/me", { headers: { Authorization: "Bearer " + t }, cache: "no-store" }).then(function (r) {
+      if (r.ok) return r.json();
+      return detail(r).then(function (d) { var e = new Error(d); e.status = r.status; throw e; });
+    });
+  }
+
+  function showWho(p) {
+    var who = U.$("whoami");
+    U.setText(who, p ? (p.name || p.person) + " · " + p.role : "未登录 not signed in");
+    who.classList.toggle("signed-in", !!p);
+    U.$("signout").hidden = !p;
+    U.$("signin-open").hidden = !!p;
+  }
+
+  function showForm(reason) {
+    var f = U.$("signin");
+    f.hidden = false;
+    U.setText(U.$("signin-msg"), reason || "");
+    U.$("signin-token").focus();
+  }
+
+  function hideForm() {
+    U.$("signin").hidden = true;
+    U.setText(U.$("signin-msg"), "");
+  }
+
+  function signIn(ev) {
+    ev.preventDefault(); // the page's CSP forbids form submission; sign-in is a fetch
+    var t = U.$("signin-token").value.trim();
+    if (!t) { U.setText(U.$("signin-msg"), "请输入令牌 Enter your token"); return; }
+    U.setText(U.$("signin-msg"), "…");
+    me(t).then(function (p) {
+      store(t);
+      U.$("signin-token").value = "";
+      showWho(p);
+      hideForm();
+      var job = pending;
+      pending = null;
+      if (job) job.run();
+    }, function (e) {
+      U.setText(U.$("signin-msg"), (e.status === 401 ? "令牌无效 Token refused: " : "") + e.message);
+    });
+  }
+
+  function cancel() {
+    hideForm();
+    var job = pending;
+    pending = null;
+    if (job) job.reject(new Error("未登录 not signed in"));
+  }
+
+  function post(id, action, body) {
+    return fetch("/api/alerts/" + encodeURIComponent(id) + "/" + action, {
+      method: "POST",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + token() },
+      body: JSON.stringify(body),
+    });
+  }
+
+  // Resolves with the updated alert; rejects with an Error whose message is the server's reason.
+  function act(id, action, body) {
+    return new Promise(function (resolve, reject) {
+      function run() {
+        if (!token()) {
+          if (pending) pending.reject(new Error("replaced by a newer action"));
+          pending = { run: run, reject: reject };
+          showForm("登录后操作 Sign in to " + action);
+          return;
+        }
+        post(id, action, body).then(function (r) {
+          if (r.ok) return r.json().then(resolve);
+          return detail(r).then(function (d) {
+            if (r.status === 401) { // expired or revoked: sign in again, then the action runs
+              store(null);
+              showWho(null);
+              pending = { run: run, reject: reject };
+              showForm(d);
+              return;
+            }
+            reject(new Error(d));
+          });
+        }).catch(function (e) { reject(new Error("网络错误 network error: " + e.message)); });
+      }
+      run();
+    });
+  }
+
+  function init() {
+    U.$("signin").addEventListener("submit", signIn);
+    U.$("signin-cancel").addEventListener("click", cancel);
+    U.$("signin-open").addEventListener("click", function () { showForm(""); });
+    U.$("signout").addEventListener("click", function () { store(null); showWho(null); });
+    var t = token();
+    showWho(null);
+    if (t) me(t).then(showWho, function (e) { if (e.status === 401) store(null); });
+  }
+
+  W.auth = { init: init, act: act, token: token };
+})();

@@ -1,0 +1,225 @@
+// crowdflow wall: the alert feed (#alert-list). Open, most severe, newest first; each alert with cause,
+// evidence, the measures checklist, diversion targets, state and age, and the operator's actions.
+// A row is rebuilt only when its alert changed, and its comment box is kept, so typing is never lost.
+(function () {
+  "use strict";
+  var W = window.CF.wall, U = W.util;
+  var MAX_ROWS = 16; // the feed never grows without bound: the rest is counted in "+N more"
+  var EXPANDED = 1; // the top open alerts show their checklist; the others on a click
+  var rows = {}; // alert id -> {li, body, actions, input, msg, key, age, ts}
+  var toggled = {}; // alert id -> true: opened (or closed) by hand, against the default
+  var more = null;
+  var EVIDENCE = {
+    occupancy: "在区 occupancy", capacity: "容量 capacity", share: "占比 share", density: "密度 density",
+    inflow_per_min: "进 in/min", outflow_per_min: "出 out/min",
+  };
+
+  // An alert as alerts/encode.py gives it (level as an object; the POST answers) or as the hub's view.
+  function normalize(a) {
+    if (a.level && typeof a.level === "object") {
+      var lv = a.level;
+      a.level = lv.severity;
+      a.level_label = a.level_label || lv.label;
+      a.colour = a.colour || lv.colour;
+    }
+    var known = W.S.levels[a.level] || {};
+    a.level_label = a.level_label || known.label || String(a.level);
+    a.colour = a.colour || known.colour || U.NO_DATA;
+    a.zone_name_en = a.zone_name_en || a.zone_name || a.zone;
+    if (!a.zone_name_zh) a.zone_name_zh = W.siteZone(a.zone).name_zh || a.zone;
+    if (a.open === undefined) a.open = a.state !== "resolved";
+    return a;
+  }
+
+  function alertTime(a) {
+    var keys = ["updated_ts", "opened_ts"];
+    for (var i = 0; i < keys.length; i++) if (typeof a[keys[i]] === "number") return a[keys[i]];
+    return typeof a.updated_at === "number" ? a.updated_at : typeof a.opened_at === "number" ? a.opened_at : 0;
+  }
+
+  function order(a, b) { // dashboard/views.py alert_order: open first, most severe, newest
+    if (!!a.open !== !!b.open) return a.open ? -1 : 1;
+    if (a.level !== b.level) return b.level - a.level;
+    return alertTime(b) - alertTime(a);
+  }
+
+  function keyOf(a, expanded) {
+    return JSON.stringify([expanded, a.state, a.level, alertTime(a), a.message, a.evidence, a.measures, a.diversion,
+      a.incident, a.inhibited_by, a.silenced_by, a.uncertain, a.uncertain_reason, a.acknowledged_by,
+      a.ack_comment, a.resolve_comment, (a.history || []).length]);
+  }
+
+  function evidenceText(k, v) {
+    var name = EVIDENCE[k] || k.replace(/_/g, " ");
+    if (typeof v !== "number") return name + " " + v;
+    if (k === "share" || /_share$/.test(k)) return name + " " + Math.round(v * 100) + "%";
+    return name + " " + (Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : String(Math.round(v * 100) / 100));
+  }
+
+  function marks(a) {
+    var out = [];
+    if (a.incident) out.push(["incident", "事件 incident " + a.incident]);
+    if (a.inhibited_by) out.push(["inhibited", "抑制 follows " + a.inhibited_by]);
+    if (a.silenced_by) out.push(["silenced", "静默 silenced"]);
+    if (a.uncertain) out.push(["uncertain", "⚠ 数据存疑 uncertain" + (a.uncertain_reason ? ": " + a.uncertain_reason : "")]);
+    return out;
+  }
+
+  function fillBody(body, a, expanded) {
+    body.textContent = "";
+    var head = U.el("div", "alert-head");
+    head.title = "点击展开/收起 click to show or hide the details";
+    var badge = U.el("span", "alert-badge", a.level_label);
+    U.paintBadge(badge, a.colour);
+    head.appendChild(badge);
+    head.appendChild(U.el("span", "alert-zone", a.zone_name_zh + " " + (a.zone_name_en || "")));
+    body.appendChild(head);
+    var cause = U.el("div", "alert-cause", (U.CAUSES[a.cause] || a.cause || "") + (a.message ? " · " + a.message : ""));
+    body.appendChild(cause);
+    var ev = a.evidence || {};
+    var evKeys = Object.keys(ev);
+    if (evKeys.length && a.open && expanded) {
+      var evBox = U.el("div", "alert-evidence");
+      evKeys.slice(0, 6).forEach(function (k) { evBox.appendChild(U.el("span", "ev", evidenceText(k, ev[k]))); });
+      body.appendChild(evBox);
+    }
+    if (a.open && expanded && a.measures && a.measures.length) {
+      var ul = U.el("ul", "measures");
+      a.measures.forEach(function (m) { ul.appendChild(U.el("li", "", m)); });
+      body.appendChild(ul);
+    }
+    if (a.open && expanded && a.diversion && a.diversion.length) {
+      var div = U.el("div", "diversion", "分流 Divert to: ");
+      a.diversion.slice(0, 3).forEach(function (d, i) {
+        var name = W.siteZone(d.zone).name_zh || d.name || d.zone;
+        div.appendChild(U.el("b", "", (i ? ", " : "") + name + " (+" + U.people(d.spare) + ")"));
+      });
+      body.appendChild(div);
+    }
+    var ms = marks(a);
+    if (ms.length) {
+      var mk = U.el("div", "alert-marks");
+      ms.forEach(function (m) { mk.appendChild(U.el("span", "mark " + m[0], m[1])); });
+      body.appendChild(mk);
+    }
+    var meta = U.el("div", "alert-meta");
+    meta.appendChild(U.el("span", "alert-state " + a.state, U.STATES[a.state] || a.state));
+    meta.appendChild(U.el("span", "alert-age", ""));
+    var who = a.state === "resolved" ? (a.resolved_by ? " by " + a.resolved_by + (a.resolve_comment ? ": " + a.resolve_comment : "") : "")
+      : a.acknowledged_by ? " by " + a.acknowledged_by + (a.ack_comment ? ": " + a.ack_comment : "") : "";
+    if (who) meta.appendChild(U.el("span", "alert-who", who));
+    if (a.open && !expanded && ((a.measures || []).length || (a.diversion || []).length)) {
+      meta.appendChild(U.el("span", "alert-more", " · ☐ " + (a.measures || []).length + " 项措施 measures ▸"));
+    }
+    body.appendChild(meta);
+  }
+
+  function buildRow(a) {
+    var li = U.el("li", "alert");
+    li.dataset.alert = a.id;
+    var body = U.el("div", "alert-body");
+    body.addEventListener("click", function () { toggled[a.id] = !toggled[a.id]; render(); });
+    li.appendChild(body);
+    var actions = U.el("div", "alert-actions");
+    var input = U.el("input", "alert-input");
+    input.type = "text";
+    input.dataset.field = "comment";
+    input.maxLength = 500;
+    input.placeholder = "备注 / 原因  comment or reason";
+    actions.appendChild(input);
+    [["ack", "确认 Ack"], ["comment", "备注 Comment"], ["resolve", "解除 Resolve"]].forEach(function (b) {
+      var btn = U.el("button", "btn " + b[0], b[1]);
+      btn.type = "button";
+      btn.dataset.action = b[0];
+      btn.addEventListener("click", function () { act(a.id, b[0]); });
+      actions.appendChild(btn);
+    });
+    input.addEventListener("keydown", function (ev) { if (ev.key === "Enter") act(a.id, "comment"); });
+    li.appendChild(actions);
+    var msg = U.el("div", "alert-error", "");
+    li.appendChild(msg);
+    return { li: li, body: body, actions: actions, input: input, msg: msg, key: null };
+  }
+
+  function paint(r, a, expanded) {
+    var key = keyOf(a, expanded);
+    U.setAttr(r.li, "data-level", a.level);
+    U.setAttr(r.li, "data-state", a.state);
+    U.setStyle(r.li, "--lvl", a.colour);
+    r.li.classList.toggle("closed", !a.open);
+    r.actions.hidden = !a.open;
+    r.actions.querySelector('[data-action="ack"]').hidden = a.state === "acknowledged";
+    if (r.key === key) return;
+    r.key = key;
+    r.li.classList.toggle("expanded", expanded);
+    fillBody(r.body, a, expanded);
+    r.age = r.body.querySelector(".alert-age");
+    r.ts = alertTime(a);
+  }
+
+  function render() {
+    var S = W.S, list = U.$("alert-list");
+    var all = Object.keys(S.alerts).map(function (id) { return S.alerts[id]; }).sort(order);
+    var shown = all.slice(0, MAX_ROWS), keep = {};
+    shown.forEach(function (a, i) {
+      var r = rows[a.id] || (rows[a.id] = buildRow(a));
+      keep[a.id] = true;
+      var byDefault = a.open && i < EXPANDED;
+      paint(r, a, toggled[a.id] ? !byDefault : byDefault);
+    });
+    Object.keys(rows).forEach(function (id) {
+      if (!keep[id]) { rows[id].li.remove(); delete rows[id]; delete toggled[id]; }
+    });
+    var empty = list.querySelector(".alert-empty");
+    if (!shown.length && !empty) list.appendChild(U.el("li", "alert-empty", "无预警 No alerts"));
+    if (shown.length && empty) empty.remove();
+    // Reorder only when the order changed: moving a focused row would drop the operator's cursor.
+    var current = Array.prototype.filter.call(list.children, function (c) { return c.dataset.alert; });
+    var same = current.length === shown.length && shown.every(function (a, i) { return current[i] === rows[a.id].li; });
+    if (!same) shown.forEach(function (a) { list.appendChild(rows[a.id].li); });
+    if (!more) more = U.el("li", "more", "");
+    U.setText(more, all.length > MAX_ROWS ? "+" + (all.length - MAX_ROWS) + " more 更多" : "");
+    more.hidden = all.length <= MAX_ROWS;
+    if (list.lastChild !== more) list.appendChild(more);
+    ages();
+  }
+
+  // Ages read the data's own clock, so a replayed evening says "12 min ago" of its own time.
+  function ages() {
+    var ref = W.S.dataTs;
+    Object.keys(rows).forEach(function (id) { var r = rows[id]; if (r.age) U.setText(r.age, " · " + U.minutesAgo(r.ts, ref)); });
+  }
+
+  function say(id, text, ok) {
+    var r = rows[id];
+    if (!r) return;
+    U.setText(r.msg, text);
+    r.msg.classList.toggle("ok", !!ok);
+  }
+
+  function act(id, action) {
+    var r = rows[id];
+    if (!r) return;
+    var text = r.input.value.trim();
+    var body;
+    if (action === "ack") body = { comment: text };
+    else if (action === "comment") {
+      if (!text) { say(id, "先输入备注 Type a comment first"); r.input.focus(); return; }
+      body = { text: text };
+    } else {
+      if (!text) { say(id, "解除须说明原因 A reason is required to resolve"); r.input.focus(); return; }
+      body = { comment: text };
+    }
+    say(id, "…", false);
+    W.auth.act(id, action, body).then(function (updated) {
+      var row = rows[id];
+      if (row && row.input.value.trim() === text) row.input.value = "";
+      W.applyAlert(updated);
+      say(id, { ack: "已确认 acknowledged", comment: "已备注 comment saved", resolve: "已解除 resolved" }[action], true);
+    }, function (err) {
+      say(id, err && err.message ? err.message : String(err));
+    });
+  }
+
+  W.feed = { render: render, ages: ages, normalize: normalize, order: order, alertTime: alertTime };
+})();
