@@ -156,7 +156,7 @@ class DailyReport(msgspec.Struct, kw_only=True):
     zones: list[ZoneRow]
     grids: list[GridRow]
     alerts: list[AlertLine] | None  # the day's alerts, oldest first; None: no alert manager
-    notes: list[str]  # what is missing or partial, in words
+    notes: list[str]  # what is missing, in words
 
 
 # ---- the day ----------------------------------------------------------------------------------------
@@ -201,9 +201,7 @@ def daily_report(
     if day > today:
         raise ValueError(f"{day.isoformat()} is after the data's day {today.isoformat()}: there is no data for it yet")
     partial = day == today
-    notes: list[str] = []
-    if partial:
-        notes.append(f"partial day: figures up to {_hhmm(now, tz)} (the newest data)")
+    notes: list[str] = []  # what is missing, in words (the partial day has its own fields)
 
     zones: list[ZoneRow] = []
     minute_sums: dict[str, dict[float, list[float]]] = {}  # grid -> minute -> [people, zones]

@@ -112,7 +112,6 @@
     if (dateFromUrl() !== r.date) window.history.replaceState(null, "", "?date=" + r.date);
     document.title = "crowdflow · 每日报告 " + r.date;
     $("site-name").textContent = r.site_name_zh + " · " + r.site_name_en + " · " + r.date;
-    $("print-date").textContent = r.site_name_zh + " " + r.site_name_en + " · " + r.date;
     $("generated").textContent = r.partial
       ? "数据截至 data until " + hm(r.data_until_at) + " (" + r.timezone + ")"
       : "全天 whole day 00:00–24:00 (" + r.timezone + ")";
@@ -229,11 +228,13 @@
   }
 
   function renderZones(r) {
+    var gridNames = {};
+    r.grids.forEach(function (g) { gridNames[g.grid] = g.name_zh + " " + g.name_en; });
     var rows = r.zones.map(function (z) {
       var tr = el("tr");
       tr.setAttribute("data-zone", z.zone);
       tr.appendChild(el("td")).appendChild(twoNames(z.name_zh, z.name_en));
-      cell(tr, z.grid);
+      cell(tr, gridNames[z.grid] || z.grid, "grid-name");
       cell(tr, num(z.peak_occupancy), "r num peak");
       cell(tr, hm(z.peak_at), "num");
       var td = cell(tr, null, "share-col");
@@ -247,13 +248,13 @@
       bar.appendChild(el("div", "cap-mark")); // 100% of capacity
       td.appendChild(bar);
       td.appendChild(el("span", "share-text num", pct(z.peak_share)));
-      var lvTd = cell(tr, null);
+      var lvTd = cell(tr, null, "level-col");
       lvTd.appendChild(badge(z.worst_level));
       if (z.worst_level) lvTd.appendChild(el("span", "when", " " + hm(z.worst_level_at)));
       cell(tr, num(z.arrivals), "r num");
       return {
         tr: tr,
-        values: { name: z.name_zh, grid: z.grid, peak_occupancy: z.peak_occupancy, peak_at: z.peak_at,
+        values: { name: z.name_zh, grid: gridNames[z.grid] || z.grid, peak_occupancy: z.peak_occupancy, peak_at: z.peak_at,
                   peak_share: z.peak_share, worst_level: z.worst_level, arrivals: z.arrivals },
       };
     });
