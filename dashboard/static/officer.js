@@ -1,0 +1,756 @@
+// crowdflow officer page: an officer's open alerts and zones on a phone. Plain JS, no build step, no CDN.
+// The list of alerts comes from GET /api/alerts?mine=true (filtered on the server to the zones this person may
+// act on); the live stream (/ws, the wall's) only says when to fetch it again, and moves the zones' levels.
+(function () {
+  "use strict";
+
+  var TOKEN_KEY = "crowdflow.token"; // same key on every page
+  var TICKS_KEY = "crowdflow.officer.ticks."; // + alert id: the measures this officer ticked (this phone only)
+  var REFETCH_MIN_MS = 1000; // at most one alert fetch per second, however many deltas arrive
+  var REFETCH_EVERY_MS = 60000; // and once a minute anyway, in case a change had no delta
+  var STALE_AFTER_MS = 20000; // no message at all for this long (pings included): the socket is presumed dead
+  var BACKOFF_MIN_MS = 500;
+  var BACKOFF_MAX_MS = 15000;
+  var PUSH_TIMEOUT_MS = 15000;
+  var ROSTER_NOTE = "预警仍会发送到您的值班渠道(ntfy、钉钉、企业微信)。 " +
+    "Alerts still reach you on your roster channels (ntfy, DingTalk, WeCom).";
+
+  var LEVEL_ZH = { 4: "I级 红色", 3: "II级 橙色", 2: "III级 黄色", 1: "IV级 蓝色", 0: "正常" };
+  var CAUSE = {
+    capacity: "超容量 over capacity", density: "密度过高 too dense", surge: "客流激增 sudden surge",
+    forecast: "预计超限 forecast", stall: "出口受阻 outflow stalled", counterflow: "对冲 counter-flow",
+    sensor: "传感器异常 sensors",
+  };
+  var STATE = {
+    raised: "待确认 new", escalated: "已升级 escalated", acknowledged: "已确认 acknowledged",
+    resolved: "已解除 resolved",
+  };
+
+  var S = {
+    token: null,
+    me: null, // {person, name, role, zones}
+    myZones: null, // Set of zone ids, or null for every zone (command, operator)
+    zones: {}, // id -> latest zone view (mine only)
+    alerts: [], // latest /api/alerts?mine=true
+    cards: {}, // alert id -> {li, parts}
+    known: null, // alert id -> severity seen; null until the first fetch (no buzz for what was already open)
+    dataNow: null, // newest event time seen on the stream (epoch s): ages are measured against it
+    ws: null, seq: -1, epoch: null, lastMsgAt: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null,
+    fetching: false, again: false, lastFetchAt: 0, fetchTimer: null,
+    buzzes: 0,
+    fetches: 0,
+    pushId: null,
+    pushKey: null,
+    focusAlert: null,
+    flashTimer: null,
+  };
+
+  var $ = function (id) { return document.getElementById(id); };
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
+
+  // Dark text on light level colours (yellow, orange), white on dark ones.
+  function inkFor(hex) {
+    var h = (hex || "#757575").replace("#", "");
+    var r = parseInt(h.substr(0, 2), 16), g = parseInt(h.substr(2, 2), 16), b = parseInt(h.substr(4, 2), 16);
+    return (0.299 * r + 0.587 * g + 0.114 * b) > 150 ? "#111" : "#fff";
+  }
+
+  function paint(e, colour) {
+    e.style.background = colour || "#757575";
+    e.style.color = inkFor(colour);
+  }
+
+  var fmtInt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  function n0(x) { return x === null || x === undefined ? "—" : fmtInt.format(Math.round(x)); }
+  function pct(share) { return share === null || share === undefined ? "—" : Math.round(share * 100) + "%"; }
+
+  // ---- the server -------------------------------------------------------------------------------
+
+  function api(method, path, body) {
+    var headers = { "Accept": "application/json" };
+    if (S.token) headers["Authorization"] = "Bearer " + S.token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body),
+                         cache: "no-store" })
+      .then(function (r) {
+        return r.text().then(function (text) {
+          var data = null;
+          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+          if (r.status === 401) signOut(detail(data, "令牌无效或已过期 token not accepted"));
+          return { ok: r.ok, status: r.status, data: data };
+        });
+      });
+  }
+
+  function detail(data, fallback) {
+    if (data && typeof data.detail === "string") return data.detail;
+    if (data && Array.isArray(data.detail) && data.detail.length) return data.detail[0].msg || fallback;
+    return fallback;
+  }
+
+  // ---- sign-in ----------------------------------------------------------------------------------
+
+  function signIn(token) {
+    S.token = token;
+    $("signin-submit").disabled = true;
+    setText($("signin-msg"), "");
+    return api("GET", "/api/me").then(function (r) {
+      $("signin-submit").disabled = false;
+      if (!r.ok) {
+        if (r.status !== 401) showSignIn("无法登录 cannot sign in: HTTP " + r.status + " " + detail(r.data, ""));
+        return;
+      }
+      try { sessionStorage.setItem(TOKEN_KEY, token); } catch (e) { /* private mode: this tab only */ }
+      S.me = r.data;
+      S.myZones = r.data.zones === null ? null : new Set(r.data.zones);
+      $("signin").hidden = true;
+      $("main").hidden = false;
+      $("signout").hidden = false;
+      setText($("whoami"), r.data.name + " · " + roleWords(r.data.role));
+      $("whoami").dataset.person = r.data.person;
+      $("signin-token").value = "";
+      loadZones();
+      fetchAlerts();
+      connect();
+      initPush();
+    }, function () {
+      $("signin-submit").disabled = false;
+      showSignIn("无法连接服务 cannot reach the service: check the network and try again");
+    });
+  }
+
+  function roleWords(role) {
+    return { officer: "网格员 officer", grid_leader: "网格长 grid leader", command: "指挥 command",
+             operator: "值班员 operator" }[role] || role;
+  }
+
+  function showSignIn(reason) {
+    $("signin").hidden = false;
+    $("main").hidden = true;
+    $("signout").hidden = true;
+    setText($("whoami"), "未登录 not signed in");
+    setText($("signin-msg"), reason || "");
+  }
+
+  function signOut(reason) {
+    S.token = null;
+    S.me = null;
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing stored */ }
+    if (S.ws) { var ws = S.ws; S.ws = null; try { ws.close(); } catch (e) { /* closing */ } }
+    clearTimeout(S.reconnectTimer); S.reconnectTimer = null;
+    clearTimeout(S.fetchTimer); S.fetchTimer = null;
+    S.known = null; S.alerts = []; S.zones = {};
+    Object.keys(S.cards).forEach(function (id) { S.cards[id].li.remove(); });
+    S.cards = {};
+    $("my-zones").textContent = "";
+    setConn("reconnecting", "未连接 offline");
+    showSignIn(reason);
+  }
+
+  // ---- my zones ---------------------------------------------------------------------------------
+
+  function mine(zoneId) { return S.myZones === null || S.myZones.has(zoneId); }
+
+  function loadZones() {
+    api("GET", "/api/zones").then(function (r) {
+      if (!r.ok || !Array.isArray(r.data)) return;
+      r.data.forEach(function (z) { if (mine(z.id)) S.zones[z.id] = z; });
+      noteTimes(r.data);
+      renderZones();
+    });
+  }
+
+  function noteTimes(zones) {
+    zones.forEach(function (z) { if (typeof z.ts === "number" && (S.dataNow === null || z.ts > S.dataNow)) S.dataNow = z.ts; });
+  }
+
+  function renderZones() {
+    var box = $("my-zones");
+    var list = Object.keys(S.zones).map(function (id) { return S.zones[id]; });
+    list.sort(function (a, b) { return (b.level - a.level) || (b.share || 0) - (a.share || 0) || a.id.localeCompare(b.id); });
+    var have = {};
+    Array.prototype.forEach.call(box.children, function (li) { have[li.dataset.zone] = li; });
+    list.forEach(function (z, i) {
+      var li = have[z.id] || zoneItem(z.id);
+      delete have[z.id];
+      updateZone(li, z);
+      if (box.children[i] !== li) box.insertBefore(li, box.children[i] || null);
+    });
+    Object.keys(have).forEach(function (id) { have[id].remove(); });
+  }
+
+  function zoneItem(id) {
+    var li = el("li", "zone");
+    li.dataset.zone = id;
+    li.appendChild(el("span", "zlevel"));
+    var body = el("div", "zbody");
+    body.appendChild(el("div", "zname"));
+    body.appendChild(el("div", "zfig"));
+    li.appendChild(body);
+    return li;
+  }
+
+  function updateZone(li, z) {
+    li.dataset.level = String(z.level);
+    li.classList.toggle("unhealthy", !z.healthy);
+    var badge = li.querySelector(".zlevel");
+    setText(badge, z.healthy || z.level > 0 ? (z.level > 0 ? LEVEL_ZH[z.level].split(" ")[0] : "正常") : "?");
+    paint(badge, z.colour);
+    setText(li.querySelector(".zname"), z.name_zh + " " + z.name_en);
+    var fig = z.occupancy === null ? "无数据 no data" :
+      n0(z.occupancy) + " / " + n0(z.capacity) + " 人 · " + pct(z.share) + " · " + z.level_label;
+    if (!z.healthy) fig += " · 传感器异常 sensors unhealthy";
+    if (z.eta_red_min !== null && z.eta_red_min !== undefined && z.level < 4) {
+      fig += " · 约" + z.eta_red_min + "分钟达红色 red in ~" + z.eta_red_min + " min";
+    }
+    setText(li.querySelector(".zfig"), fig);
+  }
+
+  // ---- my alerts --------------------------------------------------------------------------------
+
+  // Deltas say something changed; fetch again, at most once a second, one request at a time.
+  function scheduleFetch() {
+    if (!S.token) return;
+    if (S.fetching) { S.again = true; return; }
+    if (S.fetchTimer) return;
+    var wait = Math.max(0, S.lastFetchAt + REFETCH_MIN_MS - Date.now());
+    S.fetchTimer = setTimeout(fetchAlerts, wait);
+  }
+
+  function fetchAlerts() {
+    clearTimeout(S.fetchTimer);
+    S.fetchTimer = null;
+    if (!S.token) return;
+    S.fetching = true;
+    S.lastFetchAt = Date.now();
+    api("GET", "/api/alerts?mine=true").then(function (r) {
+      S.fetching = false;
+      if (r.ok && Array.isArray(r.data)) {
+        setText($("alerts-msg"), "");
+        applyAlerts(r.data);
+        S.fetches += 1;
+        $("my-alerts").dataset.fetched = String(S.fetches); // how many lists this page has taken in
+      } else if (r.status !== 401) {
+        setText($("alerts-msg"), "预警列表未更新 list not updated: " + detail(r.data, "HTTP " + r.status));
+      }
+      if (S.again) { S.again = false; scheduleFetch(); }
+    }, function () {
+      S.fetching = false;
+      setText($("alerts-msg"), "网络中断,列表可能不是最新 offline: the list may be out of date");
+      if (S.again) { S.again = false; scheduleFetch(); }
+    });
+  }
+
+  function sev(a) { return a.level && typeof a.level === "object" ? a.level.severity : a.level; }
+
+  function applyAlerts(list) {
+    list = list.filter(function (a) { return a.open !== false && a.state !== "resolved"; });
+    list.sort(function (a, b) { return (sev(b) - sev(a)) || ((b.opened_ts || 0) - (a.opened_ts || 0)); });
+    var fresh = [];
+    var first = S.known === null;
+    var known = {};
+    list.forEach(function (a) {
+      known[a.id] = sev(a);
+      if (!first && (!(a.id in S.known) || sev(a) > S.known[a.id])) fresh.push(a.id);
+    });
+    S.known = known;
+    S.alerts = list;
+    renderAlerts(fresh);
+    if (fresh.length) buzz(fresh);
+    if (S.focusAlert && S.cards[S.focusAlert]) {
+      S.cards[S.focusAlert].li.scrollIntoView({ block: "start" });
+      markFresh(S.cards[S.focusAlert].li);
+      S.focusAlert = null;
+    }
+  }
+
+  function renderAlerts(fresh) {
+    var box = $("my-alerts");
+    var keep = {};
+    S.alerts.forEach(function (a, i) {
+      var card = S.cards[a.id] || (S.cards[a.id] = alertCard(a.id));
+      keep[a.id] = true;
+      updateCard(card, a);
+      if (box.children[i] !== card.li) box.insertBefore(card.li, box.children[i] || null);
+    });
+    Object.keys(S.cards).forEach(function (id) {
+      if (!keep[id]) { S.cards[id].li.remove(); delete S.cards[id]; }
+    });
+    (fresh || []).forEach(function (id) { if (S.cards[id]) markFresh(S.cards[id].li); });
+    setText($("alerts-count"), S.alerts.length ? String(S.alerts.length) : "");
+    $("alerts-none").hidden = S.alerts.length > 0;
+  }
+
+  function markFresh(li) {
+    li.classList.add("fresh");
+    setTimeout(function () { li.classList.remove("fresh"); }, 4000);
+  }
+
+  // A card is built once per alert and then updated in place: a comment being typed survives every refresh.
+  function alertCard(id) {
+    var li = el("li", "alert");
+    li.dataset.alert = id;
+    var head = el("div", "ahead");
+    var badge = el("span", "abadge");
+    badge.appendChild(el("span", "aroman"));
+    badge.appendChild(el("span", "acolour"));
+    head.appendChild(badge);
+    var where = el("div", "awhere");
+    where.appendChild(el("div", "azone"));
+    where.appendChild(el("div", "acause"));
+    head.appendChild(where);
+    li.appendChild(head);
+
+    var meta = el("div", "ameta");
+    meta.appendChild(el("span", "astate"));
+    meta.appendChild(el("span", "aage"));
+    li.appendChild(meta);
+    li.appendChild(el("p", "amsg"));
+    li.appendChild(el("ul", "aevidence"));
+
+    var measures = el("details", "ameasures");
+    measures.open = true;
+    measures.appendChild(el("summary", null, "措施 Measures"));
+    measures.appendChild(el("ul", "checklist"));
+    li.appendChild(measures);
+
+    var divert = el("div", "adivert");
+    li.appendChild(divert);
+
+    var note = el("textarea", "acomment");
+    note.dataset.field = "comment";
+    note.rows = 2;
+    note.maxLength = 2000;
+    note.placeholder = "备注(解除时必填)Note (required to resolve)";
+    note.setAttribute("aria-label", "备注 comment");
+    li.appendChild(note);
+
+    var actions = el("div", "aactions");
+    var ack = el("button", "btn primary", "确认 Acknowledge");
+    ack.type = "button";
+    ack.dataset.action = "ack";
+    var comment = el("button", "btn", "补充备注 Add note");
+    comment.type = "button";
+    comment.dataset.action = "comment";
+    var resolve = el("button", "btn danger", "解除 Resolve");
+    resolve.type = "button";
+    resolve.dataset.action = "resolve";
+    actions.appendChild(ack);
+    actions.appendChild(comment);
+    actions.appendChild(resolve);
+    li.appendChild(actions);
+    li.appendChild(el("p", "msg amsg-act"));
+
+    ack.addEventListener("click", function () { act(id, "ack"); });
+    comment.addEventListener("click", function () { act(id, "comment"); });
+    resolve.addEventListener("click", function () { act(id, "resolve"); });
+    return { li: li, id: id, measuresKey: null };
+  }
+
+  function updateCard(card, a) {
+    var li = card.li;
+    var level = a.level || {};
+    li.dataset.level = String(level.severity);
+    li.dataset.state = a.state;
+    li.dataset.zone = a.zone;
+    li.style.borderLeftColor = level.colour || "#757575";
+    var badge = li.querySelector(".abadge");
+    paint(badge, level.colour);
+    setText(li.querySelector(".aroman"), level.name || "?");
+    setText(li.querySelector(".acolour"), (LEVEL_ZH[level.severity] || "").split(" ")[1] || level.label || "");
+    setText(li.querySelector(".azone"), (a.zone_name_zh || a.zone) + " " + (a.zone_name || ""));
+    var cause = CAUSE[a.cause] || a.cause;
+    setText(li.querySelector(".acause"), cause + " · " + (level.label || ""));
+
+    var state = STATE[a.state] || a.state;
+    if (a.state === "acknowledged" && a.acknowledged_by) {
+      state += " · " + a.acknowledged_by + (a.ack_comment ? ": " + a.ack_comment : "");
+    }
+    if (a.uncertain) state += " · 数据存疑 uncertain";
+    if (a.silenced_by) state += " · 已静默 silenced";
+    setText(li.querySelector(".astate"), state);
+    li.querySelector(".aage").dataset.opened = String(a.opened_ts || "");
+    setText(li.querySelector(".amsg"), a.message || "");
+    renderEvidence(li.querySelector(".aevidence"), a.evidence || {});
+    renderMeasures(card, a.measures || []);
+    renderDiversion(li.querySelector(".adivert"), a.diversion || []);
+
+    var acked = a.state === "acknowledged";
+    li.querySelector('button[data-action="ack"]').hidden = acked;
+    li.querySelector('button[data-action="comment"]').hidden = !acked;
+    updateAge(li);
+  }
+
+  var EVIDENCE = [
+    // key, label, format
+    ["occupancy", "在区 people", function (v) { return n0(v); }],
+    ["capacity", "容量 capacity", function (v) { return n0(v); }],
+    ["share", "占比 of capacity", function (v) { return pct(v); }],
+    ["density", "密度 density", function (v) { return v.toFixed(2) + " /m²"; }],
+    ["inflow_per_min", "进 in", function (v) { return n0(v) + "/min"; }],
+    ["outflow_per_min", "出 out", function (v) { return n0(v) + "/min"; }],
+    ["expected_per_min", "通常 usual in", function (v) { return n0(v) + "/min"; }],
+    ["baseline_inflow_per_min", "通常进 usual in", function (v) { return n0(v) + "/min"; }],
+    ["baseline_outflow_per_min", "通常出 usual out", function (v) { return n0(v) + "/min"; }],
+    ["eta_min_red", "达红色 red in", function (v) { return v < 0 ? null : "~" + Math.round(v) + " min"; }],
+    ["eta_min_orange", "达橙色 orange in", function (v) { return v < 0 ? null : "~" + Math.round(v) + " min"; }],
+    ["forecast_15", "15分钟后 in 15 min", function (v) { return n0(v); }],
+    ["forecast_30", "30分钟后 in 30 min", function (v) { return n0(v); }],
+    ["bad_sensors", "异常传感器 bad sensors", function (v) { return n0(v); }],
+    ["entrances", "对冲入口 entrances", function (v) { return n0(v); }],
+    ["flow_factor", "活动系数 event factor", function (v) { return "×" + v.toFixed(1); }],
+  ];
+
+  function renderEvidence(ul, ev) {
+    var items = [];
+    EVIDENCE.forEach(function (row) {
+      var v = ev[row[0]];
+      if (typeof v !== "number") return;
+      var shown = row[2](v);
+      if (shown !== null) items.push(row[1] + " " + shown);
+    });
+    var text = items.join("|");
+    if (ul.dataset.shown === text) return;
+    ul.dataset.shown = text;
+    ul.textContent = "";
+    items.forEach(function (t) { ul.appendChild(el("li", null, t)); });
+  }
+
+  function ticksOf(id) {
+    try { return JSON.parse(localStorage.getItem(TICKS_KEY + id) || "[]"); } catch (e) { return []; }
+  }
+
+  function renderMeasures(card, measures) {
+    var key = measures.join("\n");
+    if (card.measuresKey === key) return;
+    card.measuresKey = key;
+    var ul = card.li.querySelector(".checklist");
+    var ticked = ticksOf(card.id);
+    ul.textContent = "";
+    card.li.querySelector(".ameasures").hidden = measures.length === 0;
+    measures.forEach(function (m, i) {
+      var li = el("li");
+      var label = el("label");
+      var box = el("input");
+      box.type = "checkbox";
+      box.checked = ticked.indexOf(m) >= 0;
+      box.addEventListener("change", function () {
+        var now = ticksOf(card.id).filter(function (x) { return x !== m; });
+        if (box.checked) now.push(m);
+        try { localStorage.setItem(TICKS_KEY + card.id, JSON.stringify(now)); } catch (e) { /* not kept */ }
+      });
+      label.appendChild(box);
+      label.appendChild(el("span", null, m));
+      li.appendChild(label);
+      ul.appendChild(li);
+    });
+  }
+
+  function renderDiversion(box, targets) {
+    var text = targets.map(function (d) {
+      return d.name + "(可容 room for " + n0(d.spare) + " · " + pct(d.share) + ")";
+    }).join(";");
+    box.hidden = targets.length === 0;
+    setText(box, targets.length ? "分流至 Divert to: " + text : "");
+  }
+
+  function updateAge(li) {
+    var opened = parseFloat(li.querySelector(".aage").dataset.opened);
+    var now = S.dataNow !== null ? S.dataNow : Date.now() / 1000;
+    if (isNaN(opened)) { setText(li.querySelector(".aage"), ""); return; }
+    var min = Math.max(0, Math.round((now - opened) / 60));
+    setText(li.querySelector(".aage"), min < 1 ? "刚刚 just now" : min + " 分钟前 " + min + " min ago");
+  }
+
+  function updateAges() {
+    Object.keys(S.cards).forEach(function (id) { updateAge(S.cards[id].li); });
+  }
+
+  function act(id, action) {
+    var card = S.cards[id];
+    if (!card) return;
+    var li = card.li;
+    var note = li.querySelector('textarea[data-field="comment"]');
+    var text = note.value.trim();
+    var say = li.querySelector(".amsg-act");
+    var body;
+    if (action === "ack") body = { comment: text };
+    else if (action === "comment") {
+      if (!text) { setText(say, "请先写备注 Write the note first"); note.focus(); return; }
+      body = { text: text };
+    } else {
+      if (!text) { setText(say, "请写明解除原因 Write why it is resolved"); note.focus(); return; }
+      body = { comment: text };
+    }
+    var buttons = li.querySelectorAll("button[data-action]");
+    Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
+    setText(say, "发送中 sending…");
+    api("POST", "/api/alerts/" + encodeURIComponent(id) + "/" + action, body).then(function (r) {
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+      if (r.ok) {
+        note.value = "";
+        setText(say, { ack: "已确认 acknowledged", comment: "备注已记录 note recorded", resolve: "已解除 resolved" }[action]);
+        if (r.data && r.data.id === id) {
+          if (r.data.state === "resolved") { li.remove(); delete S.cards[id]; }
+          else updateCard(card, r.data);
+        }
+      } else if (r.status !== 401) {
+        setText(say, "未成功 not done: " + detail(r.data, "HTTP " + r.status));
+      }
+      scheduleFetch();
+    }, function () {
+      Array.prototype.forEach.call(buttons, function (b) { b.disabled = false; });
+      setText(say, "网络中断,未发送 offline: not sent, try again");
+    });
+  }
+
+  // A new alert for me (or one that got worse): vibrate and flash, so a phone in a pocket or a hand is noticed.
+  function buzz(ids) {
+    S.buzzes += 1;
+    document.body.dataset.alerted = String(S.buzzes);
+    try { if (navigator.vibrate) navigator.vibrate([300, 120, 300, 120, 300]); } catch (e) { /* no vibration */ }
+    document.body.classList.remove("flash");
+    void document.body.offsetWidth; // restart the animation
+    document.body.classList.add("flash");
+    clearTimeout(S.flashTimer);
+    S.flashTimer = setTimeout(function () { document.body.classList.remove("flash"); }, 2000);
+    var top = S.cards[ids[0]];
+    if (top && window.scrollY > top.li.offsetTop) top.li.scrollIntoView({ block: "start" });
+  }
+
+  // ---- the live stream --------------------------------------------------------------------------
+
+  function setConn(state, text) {
+    var c = $("conn");
+    c.dataset.state = state;
+    setText(c, text);
+  }
+
+  function connect() {
+    S.reconnectTimer = null;
+    if (!S.token) return;
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    var url = proto + "//" + location.host + "/ws";
+    if (S.epoch !== null && S.seq >= 0) url += "?epoch=" + encodeURIComponent(S.epoch) + "&seq=" + S.seq;
+    var ws;
+    try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
+    S.ws = ws;
+    setConn("reconnecting", "连接中 connecting");
+    ws.onmessage = function (ev) {
+      if (ws !== S.ws) return;
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      S.lastMsgAt = Date.now();
+      handle(msg);
+    };
+    ws.onclose = function () {
+      if (ws !== S.ws) return;
+      S.ws = null;
+      setConn("reconnecting", "重连中 reconnecting");
+      scheduleReconnect();
+    };
+    ws.onerror = function () { try { ws.close(); } catch (e) { /* closing */ } };
+  }
+
+  function scheduleReconnect() {
+    if (S.reconnectTimer || !S.token) return;
+    var delay = S.backoff * (0.75 + Math.random() * 0.5);
+    S.backoff = Math.min(S.backoff * 2, BACKOFF_MAX_MS);
+    S.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function handle(msg) {
+    if (msg.type === "snapshot") {
+      S.backoff = BACKOFF_MIN_MS;
+      S.seq = msg.seq;
+      if (msg.epoch !== undefined) S.epoch = msg.epoch;
+      setConn("live", "实时 live");
+      takeZones(msg.zones || [], true);
+      scheduleFetch(); // whatever happened while we were away
+    } else if (msg.type === "delta") {
+      if (msg.seq !== S.seq + 1) { // a gap: ask for a fresh snapshot
+        if (S.ws) S.ws.send(JSON.stringify({ type: "resync" }));
+        return;
+      }
+      S.seq = msg.seq;
+      setConn("live", "实时 live");
+      if (msg.zones && msg.zones.length) takeZones(msg.zones, false);
+      var alerts = msg.alerts || [];
+      if (alerts.some(function (a) { return mine(a.zone); })) scheduleFetch();
+    } else if (msg.type === "ping") {
+      if ($("conn").dataset.state === "stale") setConn("live", "实时 live");
+    }
+  }
+
+  function takeZones(zones, whole) {
+    noteTimes(zones);
+    var changed = false;
+    zones.forEach(function (z) { if (mine(z.id)) { S.zones[z.id] = z; changed = true; } });
+    if (changed || whole) renderZones();
+    updateAges();
+  }
+
+  setInterval(function () {
+    if (S.ws && S.lastMsgAt && Date.now() - S.lastMsgAt > STALE_AFTER_MS) {
+      setConn("stale", "数据停滞 stale");
+      var ws = S.ws; S.ws = null;
+      try { ws.close(); } catch (e) { /* closing */ }
+      scheduleReconnect();
+    }
+  }, 2000);
+  setInterval(function () { if (S.token && !document.hidden) scheduleFetch(); }, REFETCH_EVERY_MS);
+  setInterval(updateAges, 15000);
+
+  // ---- Web Push ---------------------------------------------------------------------------------
+
+  function pushSay(state, text) {
+    var p = $("push-status");
+    p.dataset.state = state;
+    setText(p, text);
+  }
+
+  function pushButton(label, enabled) {
+    var b = $("push-subscribe");
+    setText(b, label);
+    b.disabled = !enabled;
+  }
+
+  function keyBytes(b64) {
+    var s = (b64 + "===".slice((b64.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    var raw = atob(s);
+    var out = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i);
+    return out;
+  }
+
+  function withTimeout(p, ms, what) {
+    return new Promise(function (resolve, reject) {
+      var t = setTimeout(function () { reject(new Error(what + " did not answer within " + ms / 1000 + " s")); }, ms);
+      p.then(function (v) { clearTimeout(t); resolve(v); }, function (e) { clearTimeout(t); reject(e); });
+    });
+  }
+
+  function pushSupported() {
+    return window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+  }
+
+  function initPush() {
+    S.pushId = null;
+    if (!pushSupported()) {
+      pushButton("开启推送 Turn on push", false);
+      pushSay("unsupported", "此浏览器在此地址无法接收推送(需要 HTTPS 和支持推送的浏览器)。 " +
+        "This browser cannot receive push at this address (it needs HTTPS and a browser with push). " + ROSTER_NOTE);
+      return;
+    }
+    api("GET", "/api/push/key").then(function (r) {
+      if (!r.ok) {
+        pushButton("开启推送 Turn on push", false);
+        pushSay("unconfigured", r.status === 404 ? "本服务未开启手机推送。 Push is not configured on this service. " + ROSTER_NOTE
+                                                 : "推送暂不可用 push unavailable: " + detail(r.data, "HTTP " + r.status));
+        return;
+      }
+      S.pushKey = r.data.public_key;
+      pushButton("开启推送 Turn on push", true);
+      pushSay("off", "本机未订阅推送。 This phone is not subscribed. " + ROSTER_NOTE);
+      // Already subscribed on this phone: register it again (same id), e.g. after the service forgot a gone one.
+      navigator.serviceWorker.getRegistration("/").then(function (reg) {
+        return reg ? reg.pushManager.getSubscription() : null;
+      }).then(function (sub) {
+        if (sub) return store(sub);
+      }).catch(function () { /* stays "off" */ });
+    });
+  }
+
+  function store(sub) {
+    return api("POST", "/api/push/subscriptions", sub.toJSON()).then(function (r) {
+      if (!r.ok) throw new Error(detail(r.data, "HTTP " + r.status));
+      S.pushId = r.data.id;
+      pushButton("关闭推送 Turn off push", true);
+      pushSay("subscribed", "本机已开启推送(" + r.data.id + ")。 Push is on for this phone. " +
+        "其他值班渠道照常发送 Your roster channels are told as well.");
+    });
+  }
+
+  function subscribe() {
+    pushButton("请稍候 please wait…", false);
+    var ask = Notification.permission === "granted" ? Promise.resolve("granted") : Notification.requestPermission();
+    Promise.resolve(ask).then(function (perm) {
+      if (perm !== "granted") {
+        var e = new Error("notifications " + perm);
+        e.name = "PermissionDenied";
+        throw e;
+      }
+      return navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    }).then(function () {
+      return withTimeout(navigator.serviceWorker.ready, PUSH_TIMEOUT_MS, "the service worker");
+    }).then(function (reg) {
+      return withTimeout(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(S.pushKey) }),
+                         PUSH_TIMEOUT_MS, "the browser's push service");
+    }).then(store).catch(function (e) {
+      pushButton("开启推送 Turn on push", true);
+      if (e && (e.name === "PermissionDenied" || e.name === "NotAllowedError")) {
+        pushSay("denied", "通知权限被拒绝:请在浏览器的网站设置中允许通知。 Notifications are blocked for this site: " +
+          "allow them in the browser's site settings. " + ROSTER_NOTE);
+      } else {
+        pushSay("failed", "此浏览器未能订阅推送,可能无法连接其推送服务(浏览器提示:" + reason(e) + ")。 " +
+          "This browser could not subscribe to push; its push service may be unreachable from here (the browser " +
+          "says: " + reason(e) + "). " + ROSTER_NOTE);
+      }
+    });
+  }
+
+  function reason(e) { return e && e.message ? e.message : String(e); }
+
+  function unsubscribe() {
+    pushButton("请稍候 please wait…", false);
+    var id = S.pushId;
+    api("DELETE", "/api/push/subscriptions/" + encodeURIComponent(id)).then(function () {
+      return navigator.serviceWorker.getRegistration("/");
+    }).then(function (reg) {
+      return reg ? reg.pushManager.getSubscription() : null;
+    }).then(function (sub) {
+      return sub ? sub.unsubscribe() : true;
+    }).then(function () {
+      S.pushId = null;
+      pushButton("开启推送 Turn on push", true);
+      pushSay("off", "本机推送已关闭。 Push is off for this phone. " + ROSTER_NOTE);
+    }, function (e) {
+      pushButton("关闭推送 Turn off push", true);
+      pushSay("subscribed", "未能关闭推送 could not turn push off: " + (e && e.message ? e.message : e));
+    });
+  }
+
+  // ---- start ------------------------------------------------------------------------------------
+
+  $("signin").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var t = $("signin-token").value.trim();
+    if (!t) { setText($("signin-msg"), "请输入令牌 enter your token"); return; }
+    signIn(t);
+  });
+  $("signout").addEventListener("click", function () { signOut(""); });
+  $("push-subscribe").addEventListener("click", function () { if (S.pushId) unsubscribe(); else subscribe(); });
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) scheduleFetch(); });
+
+  // From a notification: show that alert once the list is in (at start, or when the worker navigates here).
+  function focusFromHash() {
+    var m = /^#alert=([\w-]+)$/.exec(location.hash || "");
+    if (!m) return;
+    S.focusAlert = m[1];
+    if (S.known !== null) applyAlerts(S.alerts);
+  }
+  window.addEventListener("hashchange", focusFromHash);
+  focusFromHash();
+
+  var saved = null;
+  try { saved = sessionStorage.getItem(TOKEN_KEY); } catch (e) { saved = null; }
+  if (saved) { $("signin").hidden = true; signIn(saved); } else showSignIn("");
+})();

@@ -1,0 +1,172 @@
+"""The officer page on a phone (390x844) against a live stack, while the simulator drives a surge.
+
+The gathering scenario fills the Oriental Pearl Tower plaza and the Pearl Ring bridge from 19:40. The Pearl Ring
+bridge post (lfc-bridge-d, Finance City grid) sees the bridge's alert arrive on their page, acknowledges it with a
+comment, and the server records the acknowledgement as theirs. The riverside tip patrol (rsb-tip-d, Riverside
+belt grid), signed in on another phone, never receives it: not on the page, and not from the API either.
+
+Web Push on this machine: the page can subscribe only through a browser vendor's push service, which is not
+reachable here; the page says so plainly and names the channels that still reach the officer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from playwright.sync_api import Browser, Page
+
+from dashboard.app import create_app
+from dashboard.auth import Principal, token_table
+from dashboard.hub import Hub
+from dashboard.push_api import PushRegistry, b64url
+from domain.loader import load_site
+from tests.browser.conftest import PHONE, Live, open_page, wait_for
+from tests.servers import free_port
+
+BRIDGE = "lfc-bridge-d"  # 明珠环天桥岗 Pearl Ring bridge post: duty zone pearl-ring-bridge (Finance City grid)
+TIP = "rsb-tip-d"  # 滨江嘴尖段巡逻 riverside patrol S04-S06 (Riverside belt grid)
+ZONE = "pearl-ring-bridge"
+SCREENSHOT = Path("/tmp/officer-phone.png")
+COMMENT = "已到天桥,封闭梯道 on the bridge, ramps closed"
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.fill("#signin-token", token)
+    page.click("#signin-submit")
+    page.wait_for_selector("#whoami[data-person]", timeout=15_000)
+
+
+def fetched(page: Page) -> int:
+    return int(page.get_attribute("#my-alerts", "data-fetched") or 0)
+
+
+def expected_errors(errors: list[str], base: str) -> list[str]:
+    """Console and HTTP errors, less the one the page expects: no push key on a stack without VAPID."""
+    return [e for e in errors if e != f"HTTP 404 {base}/api/push/key"]
+
+
+def test_an_alert_reaches_its_officer_who_acknowledges_and_another_grid_never_sees_it(
+    browser: Browser, live: Live
+) -> None:
+    people = {p["id"]: p for p in live.roster_people}
+    mine_errors: list[str] = []
+    other_errors: list[str] = []
+    phone = open_page(browser, live.base + "/officer", PHONE, mine_errors)
+    sign_in(phone, live.token(BRIDGE))
+    assert phone.text_content("#whoami").startswith(people[BRIDGE]["name"])  # type: ignore[union-attr]
+    assert phone.get_attribute(f'#my-zones li[data-zone="{ZONE}"]', "data-level") is not None
+    assert phone.locator("#my-zones li[data-zone]").count() == 1  # the post's one zone
+    other = open_page(browser, live.base + "/officer", PHONE, other_errors)
+    sign_in(other, live.token(TIP))
+    assert sorted(other.eval_on_selector_all("#my-zones li[data-zone]", "els => els.map(e => e.dataset.zone)")) == [
+        "riverside-s04", "riverside-s05", "riverside-s06"
+    ]  # fmt: skip
+    phone.wait_for_selector('#conn[data-state="live"]', timeout=15_000)
+
+    sim = live.publish(scenario="gathering", start="19:36", duration_min=24, speed=120)
+    alert_id: str = wait_for(
+        "the bridge alert on the officer's phone",
+        lambda: phone.get_attribute(f'#my-alerts li[data-zone="{ZONE}"]', "data-alert"),
+        timeout=120,
+    )
+    card = phone.locator(f'#my-alerts li[data-alert="{alert_id}"]')
+    server = live.get(f"/api/alerts/{alert_id}")
+    assert server["zone"] == ZONE and server["open"]
+    assert card.get_attribute("data-state") in ("raised", "escalated")
+    assert card.get_attribute("data-level") in ("1", "2", "3", "4")
+    assert card.locator(".checklist li").count() >= 1  # the measures checklist came with it
+    assert phone.get_attribute("body", "data-alerted") is not None  # vibrated and flashed for it
+    wait_for("the bridge's level on the officer's zone list",
+             lambda: int(phone.get_attribute(f'#my-zones li[data-zone="{ZONE}"]', "data-level") or 0) > 0)
+
+    phone.evaluate("window.scrollTo(0, 0)")
+    phone.screenshot(path=str(SCREENSHOT.with_name("officer-phone-alert.png")))
+    card.locator('textarea[data-field="comment"]').fill(COMMENT)
+    card.locator('button[data-action="ack"]').click()
+    phone.wait_for_selector(f'#my-alerts li[data-alert="{alert_id}"][data-state="acknowledged"]', timeout=15_000)
+    acked = live.get(f"/api/alerts/{alert_id}")
+    assert (acked["state"], acked["acknowledged_by"], acked["ack_comment"]) == ("acknowledged", BRIDGE, COMMENT)
+    assert card.locator('button[data-action="ack"]').is_hidden()
+
+    # The other grid's officer: reload so the page fetches its list now that the alert exists, and look.
+    other.reload()
+    before = 0
+    wait_for("the other officer's list fetched", lambda: fetched(other) > before)
+    assert other.locator(f'#my-alerts li[data-alert="{alert_id}"]').count() == 0
+    assert alert_id not in {a["id"] for a in live.get("/api/alerts?mine=true", live.token(TIP))}
+    assert alert_id in {a["id"] for a in live.get("/api/alerts")}  # the wall's list has it: it exists
+
+    phone.evaluate("window.scrollTo(0, 0)")
+    phone.screenshot(path=str(SCREENSHOT))
+    phone.screenshot(path=str(SCREENSHOT.with_name("officer-phone-full.png")), full_page=True)
+    sim.join(120)
+    assert not sim.is_alive() and not sim.errors  # type: ignore[attr-defined]
+    assert expected_errors(mine_errors, live.base) == []
+    assert expected_errors(other_errors, live.base) == []
+    assert phone.get_attribute("#push-status", "data-state") == "unconfigured"
+    assert "ntfy" in (phone.text_content("#push-status") or "")
+
+
+# ---- Web Push on a stack with a VAPID key ------------------------------------------------------------------
+
+
+@pytest.fixture
+def push_app() -> Iterator[dict[str, Any]]:
+    """The dashboard alone (no pipeline) with Web Push configured, served by uvicorn on a free port."""
+    site = load_site()
+    saved: list[dict[str, Any]] = []
+    vapid = ec.generate_private_key(ec.SECP256R1())  # a real key: the browser checks it before subscribing
+    public = vapid.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    registry = PushRegistry(b64url(public), save=saved.append, now=lambda: 0.0)
+    officer = Principal(person=BRIDGE, name="明珠环天桥岗", role="officer", zones=frozenset({ZONE}))
+    app = create_app(Hub(site), authenticate=token_table({"token-bridge": officer}), push=registry)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="push-app", daemon=True)
+    thread.start()
+    wait_for("the push app to start", lambda: server.started, timeout=20)
+    try:
+        yield {"base": f"http://127.0.0.1:{port}", "registry": registry}
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("permission", "state", "words"),
+    [
+        ("granted", "failed", "This browser could not subscribe to push"),
+        ("denied", "denied", "Notifications are blocked for this site"),
+    ],
+)
+def test_push_subscribe_says_plainly_when_the_browser_cannot(
+    browser: Browser, push_app: dict[str, Any], permission: str, state: str, words: str
+) -> None:
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    if permission == "granted":
+        context.grant_permissions(["notifications"], origin=push_app["base"])
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(push_app["base"] + "/officer")
+    sign_in(page, "token-bridge")
+    page.wait_for_selector('#push-status[data-state="off"]', timeout=15_000)
+    assert page.is_enabled("#push-subscribe")
+    if permission == "denied":
+        page.evaluate("Object.defineProperty(Notification, 'permission', {get: () => 'denied'});"
+                      "Notification.requestPermission = () => Promise.resolve('denied');")  # fmt: skip
+    page.click("#push-subscribe")
+    page.wait_for_selector(f'#push-status[data-state="{state}"]', timeout=40_000)
+    text = page.text_content("#push-status") or ""
+    assert words in text and "ntfy, DingTalk, WeCom" in text, text
+    assert len(push_app["registry"].subscriptions) == 0  # nothing half-stored
+    assert page.is_enabled("#push-subscribe")  # the officer may try again later
+    assert errors == []
+    context.close()
