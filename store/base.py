@@ -13,7 +13,9 @@ from typing import Protocol, runtime_checkable
 
 from domain.values import Reading, ZoneState
 
-# Columns of a history row, besides "ts" (bucket start, epoch seconds).
+# Columns of a history row, besides "ts" (bucket start, epoch seconds). A row leaves out a field with no
+# value in its bucket (expected_inflow_per_min and arrivals_today are absent from history written before
+# they were stored).
 HISTORY_FIELDS: tuple[str, ...] = (
     "occupancy",
     "share",
@@ -21,7 +23,13 @@ HISTORY_FIELDS: tuple[str, ...] = (
     "inflow_per_min",
     "outflow_per_min",
     "level",
+    "expected_inflow_per_min",
+    "arrivals_today",
 )
+# Fields a bucket keeps the maximum of: the worst level, and the day's arrivals (a running count, so its
+# maximum is where it stood at the bucket's end, but for a bucket spanning midnight). The others are means.
+HISTORY_MAX_FIELDS: tuple[str, ...] = ("level", "arrivals_today")
+HISTORY_MEAN_FIELDS: tuple[str, ...] = tuple(f for f in HISTORY_FIELDS if f not in HISTORY_MAX_FIELDS)
 
 
 @dataclass
@@ -63,7 +71,8 @@ class Store(Protocol):
     ) -> list[dict[str, float]]:
         """zone_state rows in [since, until), one per `every_s` bucket that has data, oldest first.
 
-        Each row has "ts" (bucket start) and HISTORY_FIELDS: means over the bucket, `level` the worst one.
+        Each row has "ts" (bucket start) and HISTORY_FIELDS that have a value in the bucket: means over it,
+        the maximum for HISTORY_MAX_FIELDS (`level` the worst one, `arrivals_today` the latest count).
         Blocking: run it in a thread from async code.
         """
         ...

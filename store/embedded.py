@@ -1,11 +1,14 @@
 """The demo default: zone_state history with no server to set up.
 
 - Memory: per zone, a ring of 10 s slots covering `keep_s` (6 h: 2,160 slots a zone), each holding the
-  means of the states that fell in it and the worst level. Charts read from here.
+  means of the states that fell in it, the worst level and the highest arrivals count. Charts read from here.
 - Disk (when `path` is given): one row per zone per minute in a SQLite file (WAL mode), written by a
   background thread in batched transactions, so history survives a restart. A state arriving late for a
   minute already written is merged into that row (weighted by the number of states), never duplicated.
 - `history()` answers from memory where memory reaches and from SQLite before that.
+- A file written before a column existed (expected_inflow_per_min and arrivals_today came later) is
+  brought up to date on open by adding the column; its old rows have no value there and history leaves the
+  field out of their buckets.
 
 Readings are not kept (they are counted as `points_ignored`): the embedded store is for charts, and InfluxDB
 is the place for raw sensor data. Time is the states' event time; nothing here reads the wall clock.
@@ -23,18 +26,21 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from domain.values import Reading, ZoneState
-from store.base import HISTORY_FIELDS, StoreStats
+from store.base import HISTORY_MEAN_FIELDS, StoreStats
 
 log = logging.getLogger(__name__)
 
-_MEANS = HISTORY_FIELDS[:-1]  # everything but level, which keeps its maximum
+_MEANS = HISTORY_MEAN_FIELDS  # everything but level and arrivals_today, which keep their maximum
 _MINUTE = 60.0
+
+# A slot or minute row as history() merges them: start, per-mean-field state counts, means, level, arrivals.
+_Row = tuple[float, Sequence[int], Sequence[float | None], int, int | None]
 
 
 class _Acc:
-    """Sums and counts of the mean fields, the worst level, over one slot."""
+    """Sums and counts of the mean fields, the worst level and the highest arrivals count, over one slot."""
 
-    __slots__ = ("counts", "level", "n", "start", "sums")
+    __slots__ = ("arrivals", "counts", "level", "n", "start", "sums")
 
     def __init__(self, start: float) -> None:
         self.start = start
@@ -42,14 +48,16 @@ class _Acc:
         self.sums = [0.0] * len(_MEANS)
         self.counts = [0] * len(_MEANS)
         self.level = 0
+        self.arrivals: int | None = None
 
-    def add(self, values: Sequence[float], level: int) -> None:
+    def add(self, values: Sequence[float], level: int, arrivals: int) -> None:
         self.n += 1
         for i, v in enumerate(values):
             if not math.isnan(v):
                 self.sums[i] += v
                 self.counts[i] += 1
         self.level = max(self.level, level)
+        self.arrivals = arrivals if self.arrivals is None else max(self.arrivals, arrivals)
 
     def means(self) -> list[float | None]:
         return [s / c if c else None for s, c in zip(self.sums, self.counts, strict=True)]
@@ -61,24 +69,49 @@ _MERGE = ", ".join(
     f"ELSE ({c} * n + excluded.{c} * excluded.n) / (n + excluded.n) END"
     for c in _MEANS
 )
+# Columns that may be missing from a file written by an older version, with their types.
+_ADDED = {**{c: "REAL" for c in _MEANS}, "arrivals_today": "INTEGER"}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS zone_state_1m (
     zone TEXT NOT NULL, ts REAL NOT NULL, n INTEGER NOT NULL,
     {", ".join(f"{c} REAL" for c in _MEANS)},
     level INTEGER NOT NULL,
+    arrivals_today INTEGER,
     PRIMARY KEY (zone, ts)
 ) WITHOUT ROWID
 """
+# max() of SQLite returns NULL if either side is NULL: keep whichever is known.
+_MAX_ARRIVALS = (
+    "arrivals_today = max(coalesce(arrivals_today, excluded.arrivals_today), "
+    "coalesce(excluded.arrivals_today, arrivals_today))"
+)
 _UPSERT = (
-    f"INSERT INTO zone_state_1m (zone, ts, n, {_COLS}, level) "
-    f"VALUES (?, ?, ?, {', '.join('?' * len(_MEANS))}, ?) "
-    f"ON CONFLICT (zone, ts) DO UPDATE SET {_MERGE}, level = max(level, excluded.level), n = n + excluded.n"
+    f"INSERT INTO zone_state_1m (zone, ts, n, {_COLS}, level, arrivals_today) "
+    f"VALUES (?, ?, ?, {', '.join('?' * len(_MEANS))}, ?, ?) "
+    f"ON CONFLICT (zone, ts) DO UPDATE SET {_MERGE}, level = max(level, excluded.level), {_MAX_ARRIVALS}, "
+    "n = n + excluded.n"
 )
 
 
 def _row(zone: str, acc: _Acc) -> tuple[object, ...]:
-    """A SQLite row: zone, ts, n, the means (NULL when no finite value), level."""
-    return (zone, acc.start, acc.n, *acc.means(), acc.level)
+    """A SQLite row: zone, ts, n, the means (NULL when no finite value), level, arrivals."""
+    return (zone, acc.start, acc.n, *acc.means(), acc.level, acc.arrivals)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a file from an older version lacks (one transaction, so a second process opening the
+    same file at once waits rather than adding them twice)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        have = {row[1] for row in db.execute("PRAGMA table_info(zone_state_1m)")}
+        for col, kind in _ADDED.items():
+            if col not in have:
+                db.execute(f"ALTER TABLE zone_state_1m ADD COLUMN {col} {kind}")
+                log.info("embedded store: added column %s to an older history file", col)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class EmbeddedStore:
@@ -108,6 +141,7 @@ class EmbeddedStore:
             with self._connect() as db:  # fail here, loudly, if the file cannot be opened
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)
+                _migrate(db)
             self._thread = threading.Thread(
                 target=self._run, args=(flush_interval_s,), name="embedded-store-writer", daemon=True
             )
@@ -124,8 +158,11 @@ class EmbeddedStore:
             for s in states:
                 try:
                     ts = float(s.ts)
-                    values = [float(getattr(s, f)) for f in _MEANS]
+                    raw = [getattr(s, f) for f in _MEANS]
+                    # None is "not known" (no learned normal yet): left out of the mean, not counted as skipped.
+                    values = [math.nan if v is None else float(v) for v in raw]
                     level = int(s.level)
+                    arrivals = int(s.arrivals_today)
                     if not math.isfinite(ts):
                         raise ValueError(f"timestamp {ts!r} is not finite")
                 except (TypeError, ValueError, AttributeError) as err:
@@ -135,9 +172,9 @@ class EmbeddedStore:
                 bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
                 for i in bad:
                     values[i] = math.nan  # skipped by _Acc.add
-                self.stats.fields_skipped += len(bad)
-                self._add_to_ring(s.zone, ts, values, level)
-                self._add_to_minute(s.zone, ts, values, level)
+                self.stats.fields_skipped += sum(1 for i in bad if raw[i] is not None)
+                self._add_to_ring(s.zone, ts, values, level, arrivals)
+                self._add_to_minute(s.zone, ts, values, level, arrivals)
                 if self.path is None:
                     self.stats.points_written += 1
 
@@ -151,14 +188,12 @@ class EmbeddedStore:
             ring = self._rings.get(zone)
             oldest = ring[0].start if ring else None
             mem = [a for a in ring or () if since <= a.start < until]
-            mem_rows = [(a.start, list(a.counts), a.means(), a.level) for a in mem]
+            mem_rows: list[_Row] = [(a.start, list(a.counts), a.means(), a.level, a.arrivals) for a in mem]
         cutoff = until
         if oldest is not None:
             # SQLite's minute rows cover whole minutes: take them up to the first whole minute in memory.
             cutoff = oldest if self.path is None else math.ceil(oldest / _MINUTE) * _MINUTE
-        rows: list[tuple[float, Sequence[int], Sequence[float | None], int]] = [
-            r for r in mem_rows if r[0] >= cutoff
-        ]
+        rows = [r for r in mem_rows if r[0] >= cutoff]
         if self.path is not None and since < cutoff:
             rows.extend(self._disk_rows(zone, since, min(until, cutoff)))
         return _bucket(rows, every_s)
@@ -181,7 +216,7 @@ class EmbeddedStore:
 
     # -- memory ------------------------------------------------------------------------------------------
 
-    def _add_to_ring(self, zone: str, ts: float, values: Sequence[float], level: int) -> None:
+    def _add_to_ring(self, zone: str, ts: float, values: Sequence[float], level: int, arrivals: int) -> None:
         start = math.floor(ts / self.slot_s) * self.slot_s
         ring = self._rings.get(zone)
         if ring is None:
@@ -205,9 +240,9 @@ class EmbeddedStore:
                     ring.popleft()
                     i -= 1
                 ring.insert(i + 1, acc)
-        acc.add(values, level)
+        acc.add(values, level, arrivals)
 
-    def _add_to_minute(self, zone: str, ts: float, values: Sequence[float], level: int) -> None:
+    def _add_to_minute(self, zone: str, ts: float, values: Sequence[float], level: int, arrivals: int) -> None:
         if self.path is None:
             return
         start = math.floor(ts / _MINUTE) * _MINUTE
@@ -218,10 +253,10 @@ class EmbeddedStore:
             acc = self._minutes[zone] = _Acc(start)
         elif start < acc.start:
             acc = _Acc(start)  # late for a minute already sent: the upsert merges it
-            acc.add(values, level)
+            acc.add(values, level, arrivals)
             self._rows.put(_row(zone, acc))
             return
-        acc.add(values, level)
+        acc.add(values, level, arrivals)
 
     # -- SQLite ------------------------------------------------------------------------------------------
 
@@ -231,20 +266,19 @@ class EmbeddedStore:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    def _disk_rows(
-        self, zone: str, since: float, until: float
-    ) -> Iterable[tuple[float, Sequence[int], Sequence[float | None], int]]:
+    def _disk_rows(self, zone: str, since: float, until: float) -> Iterable[_Row]:
         db = self._connect()
         try:
             cur = db.execute(
-                f"SELECT ts, n, {_COLS}, level FROM zone_state_1m WHERE zone = ? AND ts >= ? AND ts < ? "
-                "ORDER BY ts",
+                f"SELECT ts, n, {_COLS}, level, arrivals_today FROM zone_state_1m "
+                "WHERE zone = ? AND ts >= ? AND ts < ? ORDER BY ts",
                 (zone, math.floor(since / _MINUTE) * _MINUTE, until),
             )
-            out = []
+            out: list[_Row] = []
             for ts, n, *rest in cur.fetchall():
-                means, level = rest[:-1], rest[-1]
-                out.append((float(ts), [n if m is not None else 0 for m in means], means, int(level)))
+                means, level, arrivals = rest[:-2], rest[-2], rest[-1]
+                counts = [n if m is not None else 0 for m in means]
+                out.append((float(ts), counts, means, int(level), None if arrivals is None else int(arrivals)))
             return out
         finally:
             db.close()
@@ -290,24 +324,27 @@ class EmbeddedStore:
         self.stats.batches += 1
 
 
-def _bucket(
-    rows: Iterable[tuple[float, Sequence[int], Sequence[float | None], int]], every_s: float
-) -> list[dict[str, float]]:
-    """Weighted means per `every_s` bucket (by how many states each row stands for), worst level."""
-    buckets: dict[float, tuple[list[float], list[int], list[int]]] = {}
-    for ts, counts, means, level in rows:
+def _bucket(rows: Iterable[_Row], every_s: float) -> list[dict[str, float]]:
+    """Weighted means per `every_s` bucket (by how many states each row stands for), worst level, highest
+    arrivals count (left out when no row of the bucket has one)."""
+    buckets: dict[float, tuple[list[float], list[int], list[int], list[int | None]]] = {}
+    for ts, counts, means, level, arrivals in rows:
         key = math.floor(ts / every_s) * every_s
-        sums, ns, worst = buckets.setdefault(key, ([0.0] * len(_MEANS), [0] * len(_MEANS), [0]))
+        sums, ns, worst, most = buckets.setdefault(key, ([0.0] * len(_MEANS), [0] * len(_MEANS), [0], [None]))
         for i, (c, m) in enumerate(zip(counts, means, strict=True)):
             if m is not None and c:
                 sums[i] += m * c
                 ns[i] += c
         worst[0] = max(worst[0], level)
+        if arrivals is not None:
+            most[0] = arrivals if most[0] is None else max(most[0], arrivals)
     out: list[dict[str, float]] = []
     for key in sorted(buckets):
-        sums, ns, worst = buckets[key]
+        sums, ns, worst, most = buckets[key]
         row = {"ts": key}
         row.update({f: s / n for f, s, n in zip(_MEANS, sums, ns, strict=True) if n})
         row["level"] = float(worst[0])
+        if most[0] is not None:
+            row["arrivals_today"] = float(most[0])
         out.append(row)
     return out

@@ -16,7 +16,7 @@ import httpx
 
 from domain.site import Site
 from domain.values import Reading, ZoneState
-from store.base import HISTORY_FIELDS, StoreError, StoreStats, StoreUnreachableError
+from store.base import HISTORY_MAX_FIELDS, HISTORY_MEAN_FIELDS, StoreError, StoreStats, StoreUnreachableError
 from store.batcher import Batcher, Permanent, Transient
 from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
 
@@ -87,9 +87,10 @@ class InfluxV1Store:
         self, zone: str, since: float, until: float, *, every_s: float = 60.0
     ) -> list[dict[str, float]]:
         every_ms = max(1, round(every_s * 1000))
-        means = ", ".join(f"mean({f}) AS {f}" for f in HISTORY_FIELDS if f != "level")
+        means = ", ".join(f"mean({f}) AS {f}" for f in HISTORY_MEAN_FIELDS)
+        maxes = ", ".join(f"max({f}) AS {f}" for f in HISTORY_MAX_FIELDS)
         q = (
-            f"SELECT {means}, max(level) AS level FROM {ZONE_STATE} "
+            f"SELECT {means}, {maxes} FROM {ZONE_STATE} "
             f"WHERE zone = {influxql_string(zone)} AND time >= {ts_ns(since)} AND time < {ts_ns(until)} "
             f"GROUP BY time({every_ms}ms) fill(none)"
         )

@@ -35,7 +35,14 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from domain.site import Site
 from domain.values import Reading, ZoneState
-from store.base import HISTORY_FIELDS, StoreError, StoreStats, StoreUnreachableError
+from store.base import (
+    HISTORY_FIELDS,
+    HISTORY_MAX_FIELDS,
+    HISTORY_MEAN_FIELDS,
+    StoreError,
+    StoreStats,
+    StoreUnreachableError,
+)
 from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
 
 log = logging.getLogger(__name__)
@@ -49,10 +56,11 @@ def flux_string(text: str) -> str:
 
 
 def history_flux(bucket: str, zone: str, since: float, until: float, every_s: float) -> str:
-    """Means per window (start-stamped, aligned to the epoch like InfluxQL's GROUP BY time) and the worst
-    level, one row per window with data."""
+    """Means per window (start-stamped, aligned to the epoch like InfluxQL's GROUP BY time), the maximum of
+    HISTORY_MAX_FIELDS (the worst level, the day's arrivals), one row per window with data."""
     every = f"{max(1, round(every_s * 1000))}ms"
-    means = " or ".join(f'r._field == "{f}"' for f in HISTORY_FIELDS if f != "level")
+    means = " or ".join(f'r._field == "{f}"' for f in HISTORY_MEAN_FIELDS)
+    maxes = " or ".join(f'r._field == "{f}"' for f in HISTORY_MAX_FIELDS)
     return (
         f"data = from(bucket: {flux_string(bucket)})\n"
         f"  |> range(start: time(v: {ts_ns(since)}), stop: time(v: {ts_ns(until)}))\n"
@@ -60,11 +68,11 @@ def history_flux(bucket: str, zone: str, since: float, until: float, every_s: fl
         "means = data\n"
         f"  |> filter(fn: (r) => {means})\n"
         f'  |> aggregateWindow(every: {every}, fn: mean, createEmpty: false, timeSrc: "_start")\n'
-        "worst = data\n"
-        '  |> filter(fn: (r) => r._field == "level")\n'
+        "highest = data\n"
+        f"  |> filter(fn: (r) => {maxes})\n"
         f'  |> aggregateWindow(every: {every}, fn: max, createEmpty: false, timeSrc: "_start")\n'
         "  |> toFloat()\n"
-        "union(tables: [means, worst])\n"
+        "union(tables: [means, highest])\n"
         "  |> group()\n"
         '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         '  |> sort(columns: ["_time"])\n'

@@ -114,6 +114,8 @@ class Encoder:
 
     Tags: zone_state — zone, grid, kind (the zone's kind); sensor_reading — sensor, zone, grid, kind (the
     reading's kind). Zones the site does not know get only their zone tag.
+    zone_state fields: occupancy, share, density, inflow_per_min, outflow_per_min (float), level (int),
+    healthy (bool), arrivals_today (int), expected_inflow_per_min (float, left out while unknown).
     """
 
     def __init__(self, stats: StoreStats, site: Site | None = None) -> None:
@@ -151,23 +153,35 @@ class Encoder:
         occ, share, dens = float(s.occupancy), float(s.share), float(s.density)
         inf, outf = float(s.inflow_per_min), float(s.outflow_per_min)
         level, healthy, ts = int(s.level), bool(s.healthy), ts_ns(s.ts)
+        arrivals = int(s.arrivals_today)
+        # Unknown (None) is left out without counting; NaN/inf is left out and counted, as for any field.
+        expected = None if s.expected_inflow_per_min is None else float(s.expected_inflow_per_min)
         isf = math.isfinite
         if isf(occ) and isf(share) and isf(dens) and isf(inf) and isf(outf):  # the fast, usual path
+            normal = ""
+            if expected is not None:
+                if isf(expected):
+                    normal = f",expected_inflow_per_min={expected!r}"
+                else:
+                    self.stats.fields_skipped += 1
             return (
                 f"{prefix} occupancy={occ!r},share={share!r},density={dens!r},inflow_per_min={inf!r},"
-                f"outflow_per_min={outf!r},level={level}i,healthy={'true' if healthy else 'false'} {ts}"
+                f"outflow_per_min={outf!r},level={level}i,healthy={'true' if healthy else 'false'},"
+                f"arrivals_today={arrivals}i{normal} {ts}"
             )
-        body, skipped = format_fields(
-            {
-                "occupancy": occ,
-                "share": share,
-                "density": dens,
-                "inflow_per_min": inf,
-                "outflow_per_min": outf,
-                "level": level,
-                "healthy": healthy,
-            }
-        )
+        fields: dict[str, FieldValue] = {
+            "occupancy": occ,
+            "share": share,
+            "density": dens,
+            "inflow_per_min": inf,
+            "outflow_per_min": outf,
+            "level": level,
+            "healthy": healthy,
+            "arrivals_today": arrivals,
+        }
+        if expected is not None:
+            fields["expected_inflow_per_min"] = expected
+        body, skipped = format_fields(fields)
         self.stats.fields_skipped += skipped
         return f"{prefix} {body} {ts}"
 

@@ -20,7 +20,15 @@ def shared_influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
     srv.stop()
 
 
-def state(zone: str, ts: float, occupancy: float = 100.0, *, level: Level = Level.NORMAL) -> ZoneState:
+def state(
+    zone: str,
+    ts: float,
+    occupancy: float = 100.0,
+    *,
+    level: Level = Level.NORMAL,
+    expected: float | None = None,
+    arrivals: int | None = None,
+) -> ZoneState:
     return ZoneState(
         zone=zone,
         ts=ts,
@@ -30,8 +38,9 @@ def state(zone: str, ts: float, occupancy: float = 100.0, *, level: Level = Leve
         density=occupancy / 500,
         inflow_per_min=10.0,
         outflow_per_min=8.0,
-        arrivals_today=int(occupancy) * 3,
+        arrivals_today=int(occupancy) * 3 if arrivals is None else arrivals,
         level=level,
+        expected_inflow_per_min=expected,
     )
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from domain.levels import Level
-from store.base import Store
+from store.base import HISTORY_FIELDS, Store
 from store.embedded import EmbeddedStore
 from tests.store.conftest import T0, flow, state
 
@@ -26,7 +26,8 @@ def test_memory_history_buckets_means_and_worst_level() -> None:
     assert [r["occupancy"] for r in h] == [105.5, 117.5]
     assert [r["level"] for r in h] == [0.0, 3.0]
     assert h[0]["share"] == 0.1055 and h[0]["inflow_per_min"] == 10.0
-    assert set(h[0]) == {"ts", "occupancy", "share", "density", "inflow_per_min", "outflow_per_min", "level"}
+    assert set(h[0]) == {"ts", *HISTORY_FIELDS} - {"expected_inflow_per_min"}  # no normal learned: left out
+    assert [r["arrivals_today"] for r in h] == [3 * 111, 3 * 123]  # the highest count in the minute
     ten = store.history("seg-1", M0, M0 + 30, every_s=10)  # memory keeps 10 s resolution
     assert [r["ts"] for r in ten] == [M0, M0 + 10, M0 + 20]
     assert [r["occupancy"] for r in ten] == [100.5, 102.5, 104.5]
@@ -108,3 +109,75 @@ def test_writes_after_close_are_counted() -> None:
     store.close()
     store.write_states([state("z", T0)])
     assert store.stats.points_failed == 1 and "after close" in store.stats.last_error
+
+
+def test_the_learned_normal_is_a_mean_of_what_is_known_and_arrivals_the_highest() -> None:
+    store = EmbeddedStore(None)
+    states = [state("z", M0 + i * 10, expected=None if i < 2 else 20.0 + i, arrivals=1000 + i) for i in range(6)]
+    states[3].expected_inflow_per_min = math.nan  # a bad value is skipped and counted; None is merely unknown
+    store.write_states(states)
+    (row,) = store.history("z", M0, M0 + 60)
+    assert row["expected_inflow_per_min"] == (22.0 + 24.0 + 25.0) / 3
+    assert row["arrivals_today"] == 1005.0
+    assert store.stats.fields_skipped == 1
+    ten = store.history("z", M0, M0 + 60, every_s=10)
+    assert [r.get("expected_inflow_per_min") for r in ten] == [None, None, 22.0, None, 24.0, 25.0]
+
+
+def test_new_fields_survive_a_restart_and_late_states_merge(tmp_path: Path) -> None:
+    db = tmp_path / "new.sqlite"
+    store = EmbeddedStore(db, flush_interval_s=0.05)
+    store.write_states([state("z", M0 + i * 10, expected=30.0 + i, arrivals=100 + i) for i in range(6)])
+    store.write_states([state("z", M0 + 60, expected=None, arrivals=200)])  # minute M0 is sent
+    store.write_states([state("z", M0 + 5, expected=45.0, arrivals=50)])  # late for minute M0
+    store.close()
+    again = EmbeddedStore(db)
+    h = again.history("z", M0, M0 + 120)
+    assert [r["ts"] for r in h] == [M0, M0 + 60]
+    assert h[0]["expected_inflow_per_min"] == (sum(30.0 + i for i in range(6)) + 45.0) / 7
+    assert h[0]["arrivals_today"] == 105.0  # the late, lower count does not lower the minute's highest
+    assert "expected_inflow_per_min" not in h[1] and h[1]["arrivals_today"] == 200.0
+    again.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE zone_state_1m (
+    zone TEXT NOT NULL, ts REAL NOT NULL, n INTEGER NOT NULL,
+    occupancy REAL, share REAL, density REAL, inflow_per_min REAL, outflow_per_min REAL,
+    level INTEGER NOT NULL,
+    PRIMARY KEY (zone, ts)
+) WITHOUT ROWID
+"""
+
+
+def test_a_history_file_from_before_the_new_fields_opens_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    with sqlite3.connect(db) as conn:  # as the previous version wrote it
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(OLD_SCHEMA)
+        conn.executemany(
+            "INSERT INTO zone_state_1m VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [("z", M0 + 60 * k, 6, 100.0 + k, 0.1, 0.2, 10.0, 8.0, 2 if k == 1 else 0) for k in range(3)],
+        )
+    conn.close()
+    store = EmbeddedStore(db, flush_interval_s=0.05)
+    with sqlite3.connect(db) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(zone_state_1m)")}
+    conn.close()
+    assert {"expected_inflow_per_min", "arrivals_today"} <= columns
+    # New states, including one merged into an old row (the same minute).
+    store.write_states([state("z", M0 + 120 + 30, 200.0, expected=40.0, arrivals=900)])
+    store.write_states([state("z", M0 + 180 + i * 10, 300.0, expected=41.0, arrivals=950) for i in range(6)])
+    store.close()
+    assert store.stats.points_failed == 0 and store.stats.points_written == 7
+
+    again = EmbeddedStore(db)
+    h = again.history("z", M0, M0 + 240)
+    assert [r["ts"] for r in h] == [M0, M0 + 60, M0 + 120, M0 + 180]
+    assert [r["occupancy"] for r in h[:2]] == [100.0, 101.0] and h[1]["level"] == 2.0
+    assert set(h[0]) == {"ts", *HISTORY_FIELDS} - {"expected_inflow_per_min", "arrivals_today"}
+    assert h[2]["occupancy"] == (6 * 102.0 + 200.0) / 7  # merged, weighted by states
+    assert h[2]["expected_inflow_per_min"] == 40.0 and h[2]["arrivals_today"] == 900.0
+    assert h[3]["expected_inflow_per_min"] == 41.0 and h[3]["arrivals_today"] == 950.0
+    again.close()
+    EmbeddedStore(db).close()  # opening an up-to-date file changes nothing

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from domain.levels import Level
 from domain.site import Site
+from store.base import HISTORY_FIELDS
 from store.influx_v1 import InfluxV1Store
 from tests.servers import Server, influx_query
 from tests.store.conftest import T0, flow, state
@@ -142,28 +143,32 @@ def test_field_type_conflict_is_counted_and_the_rest_is_written(shared_influxdb:
 
 
 def test_history_buckets_means_and_worst_level(shared_influxdb: Server) -> None:
-    store = InfluxV1Store(shared_influxdb.url, "hist", flush_interval_s=60.0)
+    url = shared_influxdb.url
+    store = InfluxV1Store(url, "hist", flush_interval_s=60.0)
     # two minutes of 10 s states; the second minute reaches level II once
     states = [state("seg-1", T0 + 40 + i * 10, 100.0 + i * 10) for i in range(12)]
     states[8].level = Level.II
+    for i, s in enumerate(states):  # the learned normal is known from the third state on
+        s.expected_inflow_per_min = None if i < 2 else 20.0 + i
     store.write_states(states)
     store.write_states([state("other", T0 + 50, 999.0)])
     store.close()
-    reopened = InfluxV1Store(shared_influxdb.url, "hist")
+    # A third minute as written before the normal and the arrivals were stored.
+    old = "zone_state,zone=seg-1 occupancy=50.0,share=0.05,density=0.1,inflow_per_min=1.0,outflow_per_min=2.0,"
+    old += f"level=0i,healthy=true {int(T0 + 160) * 10**9}"
+    req = urllib.request.Request(f"{url}/write?db=hist", data=old.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 204
+    reopened = InfluxV1Store(url, "hist")
     try:
         h = reopened.history("seg-1", T0, T0 + 600, every_s=60)
-        assert [r["ts"] for r in h] == [T0 + 40, T0 + 100]  # buckets aligned to the epoch minute (T0 is :20)
-        assert [r["occupancy"] for r in h] == [125.0, 185.0]
-        assert [r["level"] for r in h] == [0.0, 3.0]
-        assert set(h[0]) == {
-            "ts",
-            "occupancy",
-            "share",
-            "density",
-            "inflow_per_min",
-            "outflow_per_min",
-            "level",
-        }
+        assert [r["ts"] for r in h] == [T0 + 40, T0 + 100, T0 + 160]  # aligned to the epoch minute (T0 is :20)
+        assert [r["occupancy"] for r in h] == [125.0, 185.0, 50.0]
+        assert [r["level"] for r in h] == [0.0, 3.0, 0.0]
+        assert [r.get("expected_inflow_per_min") for r in h] == [23.5, 28.5, None]  # mean of those known
+        assert [r.get("arrivals_today") for r in h] == [450.0, 630.0, None]  # the highest count in the minute
+        assert set(h[0]) == {"ts", *HISTORY_FIELDS}
+        assert set(h[2]) == {"ts", *HISTORY_FIELDS} - {"expected_inflow_per_min", "arrivals_today"}
         assert reopened.history("seg-1", T0 + 1000, T0 + 2000) == []
         assert reopened.history("no'such\\zone", T0, T0 + 600) == []  # quoted safely
     finally:

@@ -56,7 +56,7 @@ def test_points_reach_api_v2_write_with_org_bucket_precision_and_token(
     assert len(lines) == 500
     assert lines[0] == (
         "zone_state,grid=riverside,kind=riverside_segment,zone=seg-1 occupancy=100.0,share=0.1,density=0.2,"
-        "inflow_per_min=10.0,outflow_per_min=8.0,level=3i,healthy=true 1700000000000000000"
+        "inflow_per_min=10.0,outflow_per_min=8.0,level=3i,healthy=true,arrivals_today=300i 1700000000000000000"
     )
     assert (
         sum(ln.startswith("sensor_reading,grid=riverside,kind=flow,sensor=seg1-west") for ln in lines) == 200
@@ -113,12 +113,13 @@ def test_buffer_is_bounded_and_writes_after_close_are_counted(fake: FakeInflux2)
 
 
 CSV = (
-    "#datatype,string,long,dateTime:RFC3339,double,double,double,double,double,double\r\n"
-    "#group,false,false,false,false,false,false,false,false,false\r\n"
-    "#default,_result,,,,,,,,\r\n"
-    ",result,table,_time,density,inflow_per_min,level,occupancy,outflow_per_min,share\r\n"
-    ",,0,2023-11-14T22:14:00Z,0.25,10,0,125,8,0.125\r\n"
-    ",,0,2023-11-14T22:15:00Z,0.37,10,3,185,8,0.185\r\n"
+    "#datatype,string,long,dateTime:RFC3339,double,double,double,double,double,double,double,double\r\n"
+    "#group,false,false,false,false,false,false,false,false,false,false,false\r\n"
+    "#default,_result,,,,,,,,,,\r\n"
+    ",result,table,_time,arrivals_today,density,expected_inflow_per_min,inflow_per_min,level,occupancy,"
+    "outflow_per_min,share\r\n"
+    ",,0,2023-11-14T22:14:00Z,,0.25,,10,0,125,8,0.125\r\n"  # written before the two new fields
+    ",,0,2023-11-14T22:15:00Z,5400,0.37,9.5,10,3,185,8,0.185\r\n"
     "\r\n"
 )
 
@@ -146,6 +147,8 @@ def test_history_sends_flux_and_reads_the_pivoted_rows(fake: FakeInflux2) -> Non
             "occupancy": 185.0,
             "outflow_per_min": 8.0,
             "share": 0.185,
+            "expected_inflow_per_min": 9.5,
+            "arrivals_today": 5400.0,
         },
     ]
     (q,) = [r for r in fake.requests if r.path == "/api/v2/query"]
@@ -153,7 +156,12 @@ def test_history_sends_flux_and_reads_the_pivoted_rows(fake: FakeInflux2) -> Non
     flux = json.loads(q.body)["query"]
     assert flux == history_flux("crowdflow", 'seg-"1"', T0, T0 + 600, 60)
     assert 'r.zone == "seg-\\"1\\""' in flux and "time(v: 1700000000000000000)" in flux
-    assert "aggregateWindow(every: 60000ms, fn: max" in flux
+    # Means for the measured fields and the learned normal; maxima for the level and the day's arrivals.
+    one_line = flux.replace("\n  ", " ")
+    assert 'r._field == "expected_inflow_per_min") |> aggregateWindow(every: 60000ms, fn: mean' in one_line
+    assert 'r._field == "level" or r._field == "arrivals_today") |> aggregateWindow(every: 60000ms, fn: max' in (
+        one_line
+    )
 
 
 def test_flux_string_escapes_interpolation() -> None:

@@ -76,8 +76,22 @@ def test_zone_state_line_has_site_tags_and_typed_fields(mini_site: Site) -> None
     (line,) = enc.states([s])
     assert line == (
         "zone_state,grid=riverside,kind=riverside_segment,zone=seg-1 occupancy=250.0,share=0.25,density=0.5,"
-        "inflow_per_min=10.0,outflow_per_min=8.0,level=2i,healthy=true 1700000000500000000"
+        "inflow_per_min=10.0,outflow_per_min=8.0,level=2i,healthy=true,arrivals_today=750i 1700000000500000000"
     )
+
+
+def test_the_learned_normal_is_written_when_known_and_left_out_otherwise() -> None:
+    stats = StoreStats()
+    enc = Encoder(stats)
+    known, unknown, bad = state("z", T0, expected=38.5), state("z", T0), state("z", T0, expected=math.nan)
+    slow = state("z", T0, expected=12.25)
+    slow.share = math.inf  # the slow path (a field to skip) writes the new fields too
+    lines = enc.states([known, unknown, bad, slow])
+    assert lines[0].endswith(",arrivals_today=300i,expected_inflow_per_min=38.5 1700000000000000000")
+    assert lines[1].endswith(",healthy=true,arrivals_today=300i 1700000000000000000")  # None: not known yet
+    assert "expected_inflow_per_min" not in lines[2]
+    assert ",arrivals_today=300i,expected_inflow_per_min=12.25 " in lines[3] and "share" not in lines[3]
+    assert stats.fields_skipped == 2  # the NaN normal and the inf share; an unknown normal is no fault
 
 
 def test_zone_state_with_nan_skips_the_field_and_counts_it() -> None:
@@ -153,4 +167,4 @@ def test_unhealthy_state_and_levels() -> None:
         healthy=False,
     )
     line = Encoder(StoreStats()).state_line(s)
-    assert line is not None and ",level=4i,healthy=false " in line
+    assert line is not None and ",level=4i,healthy=false,arrivals_today=0i " in line
