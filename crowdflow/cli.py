@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import secrets
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,50 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+# Officers given a login in the demo, by the shift the demo starts in: the patrols of two riverside stretches
+# (where New Year's Eve crowds gather) and the grid leader above them. Names and duties come from the roster.
+DEMO_OFFICERS = {
+    "day": ("rsb-tip-d", "rsb-north-d", "lead-rsb"),
+    "night": ("rsb-tip-n", "rsb-north-n", "lead-biz-n"),
+}
+
+
+def _demo_shift(start: str) -> str:
+    """'20:00' -> 'night': the shipped roster's day shift is 08:00-20:00."""
+    hour = int(start.split(":")[0]) if start[:2].strip().isdigit() else 20
+    return "day" if 8 <= hour < 20 else "night"
+
+
+def demo_roster(path: Path, people: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """Write the shipped roster to `path` with a fresh random API token for each of `people`.
+
+    Returns (name, what they cover, token) for each, for the banner. The roster keeps only each token's
+    sha256 (token_sha256), as a real one would; the tokens exist only in this run's banner.
+    """
+    from alerts.roster import default_roster_path, token_hash
+
+    text = default_roster_path().read_text(encoding="utf-8")
+    doc = tomllib.loads(text)
+    names = {p["id"]: p["name"] for p in doc["people"]}
+    out = []
+    for person in people:
+        token = secrets.token_urlsafe(12)
+        text, n = re.subn(
+            rf'(\[\[people\]\]\nid = "{re.escape(person)}"\n)', rf'\g<1>token_sha256 = "{token_hash(token)}"\n', text
+        )
+        if n != 1:
+            raise RuntimeError(f"demo: no [[people]] entry starting with id = {person!r} in {default_roster_path()}")
+        duties = [d for d in doc["duties"] if d["person"] == person]
+        covers = ", ".join(
+            [*(z for d in duties for z in d.get("zones", [])), *(m for d in duties for m in d.get("micro_grids", [])),
+             *(f"grid {g}" for d in duties for g in d.get("grids", []))]
+        )  # fmt: skip
+        out.append((names[person], covers, token))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from crowdflow.broker import EmbeddedBroker, free_port
     from crowdflow.service import Service
@@ -145,9 +191,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg.service.data_dir = str(data_dir)
     for name in ("state.json", "alerts.sqlite", "alerts.sqlite-wal", "alerts.sqlite-shm"):
         (data_dir / name).unlink(missing_ok=True)  # each demo starts from a clean evening
+    logins: list[tuple[str, str, str]] = []
     if not cfg.alerts.roster:
         # The shipped roster's phones are placeholders (ntfy on 127.0.0.1:8090): record, do not try to send.
         cfg.alerts.deliver = False
+        # A copy of it in which a few officers can sign in to the officer page with this run's tokens.
+        demo_people = DEMO_OFFICERS[_demo_shift(args.start)]
+        cfg.alerts.roster = str(data_dir / "demo-roster.toml")
+        logins = demo_roster(Path(cfg.alerts.roster), demo_people)
     if not cfg.dashboard.api_token:
         cfg.dashboard.api_token = secrets.token_urlsafe(16)  # this run's operator token, printed below
     cfg.dashboard.port = free_port(cfg.dashboard.port)
@@ -159,6 +210,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sent = "sent to the roster's channels" if cfg.alerts.deliver else "recorded, not sent (placeholder roster)"
     print(f"  alerts       notifications {sent}; {url}api/alerts/<id>/deliveries shows them")
     print(f"  operator     Authorization: Bearer {cfg.dashboard.api_token}  (ack, resolve, silences, emergency mode)")
+    for name, covers, token in logins:
+        print(f"  officer page: {url}officer  token for {name} ({covers}): {token}")
     print(
         f"  simulator    scenario {args.scenario} from {args.start} at {args.speed:g}x; ground truth in "
         f"{data_dir / 'truth'}"

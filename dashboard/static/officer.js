@@ -279,6 +279,10 @@
       var card = S.cards[a.id] || (S.cards[a.id] = alertCard(a.id));
       keep[a.id] = true;
       updateCard(card, a);
+      if (i === 0 && !card.opened) { // the most severe alert's checklist starts open; the officer folds the rest
+        card.opened = true;
+        card.li.querySelector(".ameasures").open = true;
+      }
       if (box.children[i] !== card.li) box.insertBefore(card.li, box.children[i] || null);
     });
     Object.keys(S.cards).forEach(function (id) {
@@ -316,15 +320,10 @@
     li.appendChild(el("p", "amsg"));
     li.appendChild(el("ul", "aevidence"));
 
-    var measures = el("details", "ameasures");
-    measures.open = true;
-    measures.appendChild(el("summary", null, "措施 Measures"));
-    measures.appendChild(el("ul", "checklist"));
-    li.appendChild(measures);
-
     var divert = el("div", "adivert");
     li.appendChild(divert);
 
+    // What to do comes first (one tap to acknowledge); the checklist follows for working through.
     var note = el("textarea", "acomment");
     note.dataset.field = "comment";
     note.rows = 2;
@@ -349,10 +348,17 @@
     li.appendChild(actions);
     li.appendChild(el("p", "msg amsg-act"));
 
+    var measures = el("details", "ameasures");
+    var summary = el("summary", null, "措施 Measures");
+    summary.appendChild(el("span", "mcount"));
+    measures.appendChild(summary);
+    measures.appendChild(el("ul", "checklist"));
+    li.appendChild(measures);
+
     ack.addEventListener("click", function () { act(id, "ack"); });
     comment.addEventListener("click", function () { act(id, "comment"); });
     resolve.addEventListener("click", function () { act(id, "resolve"); });
-    return { li: li, id: id, measuresKey: null };
+    return { li: li, id: id, measuresKey: null, opened: false };
   }
 
   function updateCard(card, a) {
@@ -400,8 +406,8 @@
     ["expected_per_min", "通常 usual in", function (v) { return n0(v) + "/min"; }],
     ["baseline_inflow_per_min", "通常进 usual in", function (v) { return n0(v) + "/min"; }],
     ["baseline_outflow_per_min", "通常出 usual out", function (v) { return n0(v) + "/min"; }],
-    ["eta_min_red", "达红色 red in", function (v) { return v < 0 ? null : "~" + Math.round(v) + " min"; }],
-    ["eta_min_orange", "达橙色 orange in", function (v) { return v < 0 ? null : "~" + Math.round(v) + " min"; }],
+    ["eta_min_red", "达红色 red in", function (v) { return v < 0.5 ? null : "~" + Math.round(v) + " min"; }],
+    ["eta_min_orange", "达橙色 orange in", function (v) { return v < 0.5 ? null : "~" + Math.round(v) + " min"; }],
     ["forecast_15", "15分钟后 in 15 min", function (v) { return n0(v); }],
     ["forecast_30", "30分钟后 in 30 min", function (v) { return n0(v); }],
     ["bad_sensors", "异常传感器 bad sensors", function (v) { return n0(v); }],
@@ -436,6 +442,8 @@
     var ticked = ticksOf(card.id);
     ul.textContent = "";
     card.li.querySelector(".ameasures").hidden = measures.length === 0;
+    setText(card.li.querySelector(".mcount"), " (" + ticked.filter(function (t) { return measures.indexOf(t) >= 0; }).length +
+            "/" + measures.length + ")");
     measures.forEach(function (m, i) {
       var li = el("li");
       var label = el("label");
@@ -446,6 +454,8 @@
         var now = ticksOf(card.id).filter(function (x) { return x !== m; });
         if (box.checked) now.push(m);
         try { localStorage.setItem(TICKS_KEY + card.id, JSON.stringify(now)); } catch (e) { /* not kept */ }
+        var done = now.filter(function (t) { return measures.indexOf(t) >= 0; }).length;
+        setText(card.li.querySelector(".mcount"), " (" + done + "/" + measures.length + ")");
       });
       label.appendChild(box);
       label.appendChild(el("span", null, m));
