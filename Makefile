@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST  := $(PY) -m pytest
 
-.PHONY: demo test lint fmt bench system-deps venv clean
+.PHONY: demo test lint fmt bench screenshots system-deps venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ fmt: venv
 
 bench: system-deps venv
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The README's pictures: the wall and the officer page during the gathering surge, taken in Debian's Chromium.
+screenshots: system-deps venv
+	$(PY) scripts/screenshots.py --out docs/screenshots
 
 clean:
 	rm -rf .venv var .mypy_cache .ruff_cache .pytest_cache
