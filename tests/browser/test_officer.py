@@ -11,6 +11,7 @@ reachable here; the page says so plainly and names the channels that still reach
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,4 +170,42 @@ def test_push_subscribe_says_plainly_when_the_browser_cannot(
     assert len(push_app["registry"].subscriptions) == 0  # nothing half-stored
     assert page.is_enabled("#push-subscribe")  # the officer may try again later
     assert errors == []
+    context.close()
+
+
+def test_service_worker_shows_the_push_and_opens_the_officer_page_on_the_alert(
+    browser: Browser, push_app: dict[str, Any]
+) -> None:
+    """A push message delivered to sw.js (through Chromium's DevTools protocol: no push service needed) becomes a
+    notification with the payload's title and body, linked to this service's own /officer page on the alert."""
+    base = push_app["base"]
+    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    context.grant_permissions(["notifications"], origin=base)
+    page = context.new_page()
+    page.goto(base + "/officer")
+    cdp = context.new_cdp_session(page)
+    versions: list[dict[str, Any]] = []
+    cdp.on("ServiceWorker.workerVersionUpdated", lambda e: versions.extend(e["versions"]))
+    cdp.send("ServiceWorker.enable")
+    assert page.evaluate("navigator.serviceWorker.register('/sw.js').then(() => navigator.serviceWorker.ready)"
+                         ".then(r => r.scope)") == base + "/"  # fmt: skip
+    # A push reaches only an activated worker. (Asking the page also lets Playwright take in the CDP events:
+    # its sync API handles them only during its own calls.)
+    active = wait_for("the worker activated", lambda: page.evaluate(
+        "navigator.serviceWorker.ready.then(r => r.active && r.active.state)") == "activated"
+        and [v for v in versions if v["status"] == "activated"])  # fmt: skip
+    payload = {  # as alerts/notify/render.push_payload writes it
+        "id": "n1", "key": "incident-7", "kind": "raised", "level": 4, "colour": "#e53935",
+        "zones": [ZONE], "alert_ids": ["a1b2c3"], "title": "I red · Pearl Ring bridge",
+        "body": "明珠环天桥 110% of capacity: close the ramps", "url": "https://elsewhere.example/officer#alert=a1b2c3",
+    }  # fmt: skip
+    cdp.send("ServiceWorker.deliverPushMessage",
+             {"origin": base, "registrationId": active[-1]["registrationId"], "data": json.dumps(payload)})  # fmt: skip
+    shown = wait_for("the notification", lambda: page.evaluate(
+        "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+        ".then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url,"
+        "                          sticky: n.requireInteraction})))"
+    ))  # fmt: skip
+    assert shown == [{"title": "I red · Pearl Ring bridge", "body": "明珠环天桥 110% of capacity: close the ramps",
+                      "tag": "incident-7", "url": base + "/officer#alert=a1b2c3", "sticky": True}]  # fmt: skip
     context.close()
