@@ -1,4 +1,4 @@
-// crowdflow officer page: an officer's open alerts and zones on a phone. Plain JS, no build step, no CDN.
+// crowdflow officer page: an officer's open alerts and zones on a phone. Plain JS, no build step, nothing from elsewhere.
 // The list of alerts comes from GET /api/alerts?mine=true (filtered on the server to the zones this person may
 // act on); the live stream (/ws, the wall's) only says when to fetch it again, and moves the zones' levels.
 (function () {
