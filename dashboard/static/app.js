@@ -212,6 +212,7 @@
     });
     if (d.alerts) { W.feed.render(); W.detail.alerts(); }
     renderHeadline();
+    showClock();
     if (relayout || d.build) W.relayout();
   }
 
@@ -346,6 +347,12 @@
     U.setText(U.$("banner-detail"), c.detail);
   }
 
+  // The DATA time (the newest delta's "ts") in the site's timezone: a replay shows its own evening.
+  function showClock() {
+    U.setText(U.$("clock"), S.dataTs === null ? "--:--:--" : U.timeIn(S.dataTs, S.tz, true));
+    U.setText(U.$("clock-date"), S.dataTs === null ? "" : U.dateIn(S.dataTs, S.tz) + " " + (S.tz || ""));
+  }
+
   function tick() {
     var now = Date.now();
     if (S.connected && now - S.lastMsgAt > SOCKET_DEAD_MS) dropSocket(); // a silent socket is a dead one
@@ -354,8 +361,7 @@
       S.resyncSince = 0;
       dropSocket();
     }
-    U.setText(U.$("clock"), S.dataTs === null ? "--:--:--" : U.timeIn(S.dataTs, S.tz, true));
-    U.setText(U.$("clock-date"), S.dataTs === null ? "" : U.dateIn(S.dataTs, S.tz) + " " + (S.tz || ""));
+    showClock();
     refreshConn();
     W.feed.ages();
   }

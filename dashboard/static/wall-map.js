@@ -6,6 +6,7 @@
   var els = {}; // zone id -> {path, mark, q, label, name, pct, title, w, h}
   var rows = {}; // zone id -> side-list row
   var LABEL_PX = 17; // label size on screen, whatever the map's scale
+  var LABEL_MIN_PX = 12; // a zone that cannot hold its name this big shows none (hover, side list)
 
   function bounds(zones) {
     var b = { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity };
@@ -80,16 +81,16 @@
     var vb = map.viewBox.baseVal, w = map.clientWidth, h = map.clientHeight;
     if (!vb.width || !w || !h) return;
     var scale = Math.min(w / vb.width, h / vb.height); // px per metre (preserveAspectRatio meet)
-    var font = LABEL_PX / scale;
-    // Through the CSSOM: the page's CSP allows no inline <style>.
+    // Sizes in metres (the SVG's units) for a size in pixels; set through the CSSOM (the CSP allows no inline
+    // <style>). A label shrinks to fit its zone, down to LABEL_MIN_PX; below that it is left out.
     var layer = U.$("map-zones");
-    U.setStyle(layer.querySelector(".map-labels"), "font-size", font.toFixed(1) + "px");
-    U.setStyle(layer.querySelector(".map-badges"), "font-size", (font * 1.4).toFixed(1) + "px");
+    U.setStyle(layer.querySelector(".map-badges"), "font-size", (LABEL_PX * 1.4 / scale).toFixed(1) + "px");
     Object.keys(els).forEach(function (id) {
       var e = els[id], wpx = e.w * scale, hpx = e.h * scale;
-      var chars = e.zone.name_zh.length;
-      var fits = wpx >= chars * LABEL_PX + 8 && hpx >= LABEL_PX * 2.6;
+      var px = Math.min(LABEL_PX, (wpx - 8) / Math.max(e.zone.name_zh.length, 4), hpx / 2.6);
+      var fits = px >= LABEL_MIN_PX;
       e.label.classList.toggle("hidden", !fits);
+      if (fits) U.setStyle(e.label, "font-size", (px / scale).toFixed(1) + "px");
     });
   }
 
@@ -104,8 +105,11 @@
     if (!z) return;
     var e = els[z.id];
     if (e) {
+      // Blind is not calm, nor is it a level: a zone whose sensors are unhealthy is grey and hatched on the
+      // map, whatever its last estimate says (the level stays in data-level, the hover text and the list).
       var unhealthy = z.healthy === false;
-      U.setAttr(e.path, "fill", z.colour);
+      var fill = unhealthy ? U.NO_DATA : z.colour;
+      U.setAttr(e.path, "fill", fill);
       U.setAttr(e.path, "data-level", z.level);
       e.path.classList.toggle("unhealthy", unhealthy);
       e.path.classList.toggle("alarm", z.level >= 3);
@@ -113,7 +117,7 @@
       e.q.classList.toggle("on", unhealthy);
       U.setText(e.title, tooltip(z, e.zone));
       U.setText(e.pct, z.occupancy === null ? "—" : U.pct(z.share));
-      U.setAttr(e.label, "fill", U.inkFor(z.colour));
+      U.setAttr(e.label, "fill", U.inkFor(fill));
     }
     updateRow(z);
   }

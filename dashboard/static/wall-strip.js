@@ -28,11 +28,10 @@
       [3, 4].forEach(function (lv) { // II orange and I red: where admissions stop and where it is critical
         var share = thresholdShare(zone, lv);
         if (share === null || !S.levels[lv]) return;
-        var line = U.el("div", "seg-line lv");
+        var line = U.el("div", "seg-line l" + lv);
         line.style.bottom = (Math.min(share / FULL_SCALE, 1) * 100).toFixed(1) + "%";
         line.style.borderTopColor = S.levels[lv].colour;
-        line.appendChild(U.el("span", "seg-line-tag", S.levels[lv].name));
-        line.lastChild.style.color = S.levels[lv].colour;
+        line.title = S.levels[lv].label + " from " + Math.round(share * 100) + "%";
         bar.appendChild(line);
       });
       var p = U.el("div", "seg-pct num", "—");
