@@ -1,4 +1,5 @@
-// crowdflow officer page: an officer's open alerts and zones on a phone. Plain JS, no build step, nothing from elsewhere.
+// crowdflow officer page: an officer's open alerts and zones on a phone.
+// Plain JS, no build step, nothing loaded from elsewhere.
 // The list of alerts comes from GET /api/alerts?mine=true (filtered on the server to the zones this person may
 // act on); the live stream (/ws, the wall's) only says when to fetch it again, and moves the zones' levels.
 (function () {
@@ -169,13 +170,17 @@
   }
 
   function noteTimes(zones) {
-    zones.forEach(function (z) { if (typeof z.ts === "number" && (S.dataNow === null || z.ts > S.dataNow)) S.dataNow = z.ts; });
+    zones.forEach(function (z) {
+      if (typeof z.ts === "number" && (S.dataNow === null || z.ts > S.dataNow)) S.dataNow = z.ts;
+    });
   }
 
   function renderZones() {
     var box = $("my-zones");
     var list = Object.keys(S.zones).map(function (id) { return S.zones[id]; });
-    list.sort(function (a, b) { return (b.level - a.level) || (b.share || 0) - (a.share || 0) || a.id.localeCompare(b.id); });
+    list.sort(function (a, b) {
+      return (b.level - a.level) || (b.share || 0) - (a.share || 0) || a.id.localeCompare(b.id);
+    });
     var have = {};
     Array.prototype.forEach.call(box.children, function (li) { have[li.dataset.zone] = li; });
     list.forEach(function (z, i) {
@@ -442,8 +447,8 @@
     var ticked = ticksOf(card.id);
     ul.textContent = "";
     card.li.querySelector(".ameasures").hidden = measures.length === 0;
-    setText(card.li.querySelector(".mcount"), " (" + ticked.filter(function (t) { return measures.indexOf(t) >= 0; }).length +
-            "/" + measures.length + ")");
+    var done = ticked.filter(function (t) { return measures.indexOf(t) >= 0; }).length;
+    setText(card.li.querySelector(".mcount"), " (" + done + "/" + measures.length + ")");
     measures.forEach(function (m, i) {
       var li = el("li");
       var label = el("label");
@@ -649,7 +654,8 @@
   }
 
   function pushSupported() {
-    return window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+    return window.isSecureContext && "serviceWorker" in navigator && "PushManager" in window &&
+      "Notification" in window;
   }
 
   function initPush() {
@@ -702,8 +708,8 @@
     }).then(function () {
       return withTimeout(navigator.serviceWorker.ready, PUSH_TIMEOUT_MS, "the service worker");
     }).then(function (reg) {
-      return withTimeout(reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(S.pushKey) }),
-                         PUSH_TIMEOUT_MS, "the browser's push service");
+      var asked = reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(S.pushKey) });
+      return withTimeout(asked, PUSH_TIMEOUT_MS, "the browser's push service");
     }).then(store).catch(function (e) {
       pushButton("开启推送 Turn on push", true);
       if (e && (e.name === "PermissionDenied" || e.name === "NotAllowedError")) {
