@@ -139,7 +139,9 @@ def create_app(
     if actions is None:
         # No manager (a bare wall, a demo): the alerts the hub holds are still listed, as before.
         @app.get("/api/alerts")
-        async def alerts(state: Literal["open", "all"] = "open") -> Response:
+        async def alerts(state: Literal["open", "all"] = "open", mine: bool = False) -> Response:
+            if mine:  # without the duty system nobody's zones are known: never fall back to listing all
+                raise HTTPException(503, "no alert manager: 'my alerts' needs the duty roster (run crowdflow serve)")
             return _json(hub.alerts(state))
 
     tokens = [a for a in (authenticate, operator_token(api_token) if api_token else None) if a is not None]

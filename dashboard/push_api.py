@@ -125,10 +125,10 @@ def check_keys(p256dh: str, auth: str) -> None:
 def application_server_key(vapid_private_key: str) -> str:
     """The VAPID public key browsers subscribe with (base64url of the uncompressed point), from the private key
     in any form the Web Push channel accepts (base64url, PEM text, or a PEM/DER file path)."""
-    from alerts.notify.webpush import _load_vapid  # the channel's own reader: the page's key matches its signer
+    from alerts.notify.webpush import load_vapid  # the channel's own reader: the page's key matches its signer
 
     serialization = importlib.import_module("cryptography.hazmat.primitives.serialization")
-    vapid = _load_vapid(vapid_private_key)
+    vapid = load_vapid(vapid_private_key)
     raw: bytes = vapid.public_key.public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )

@@ -65,7 +65,7 @@ class WebPushChannel:
                 f"WebPushChannel needs ttl_s >= 0, timeout_s > 0, max_workers >= 1; "
                 f"got {ttl_s}, {timeout_s}, {max_workers}"
             )
-        self._vapid = _load_vapid(vapid_private_key)
+        self._vapid = load_vapid(vapid_private_key)
         self._subject = vapid_subject
         self._subscriptions = subscriptions
         self._ttl_s = ttl_s
@@ -144,7 +144,7 @@ def _check_subscription(sub: Mapping[str, Any]) -> str:
     return ""
 
 
-def _load_vapid(key: str) -> Any:
+def load_vapid(key: str) -> Any:
     py_vapid = _import("py_vapid")
     try:
         if os.path.isfile(key):

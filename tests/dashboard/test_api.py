@@ -120,3 +120,11 @@ def test_unhealthy_calm_zone_is_shown_unknown_not_green(mini_site) -> None:  # t
     st.level, st.healthy = Level.II, False
     v = zone_view(mini_site.zones["seg-1"], st)
     assert v["level_label"] == "II orange" and v["colour"] == Level.II.colour  # a known danger stays shown
+
+
+def test_my_alerts_without_a_duty_system_is_refused_not_everything(hub: Hub) -> None:
+    hub.update([], None, [alert("a1")])
+    client = TestClient(create_app(hub))
+    assert [a["id"] for a in client.get("/api/alerts").json()] == ["a1"]  # the wall's listing stays open
+    r = client.get("/api/alerts", params={"mine": "true"})
+    assert r.status_code == 503 and "duty roster" in r.json()["detail"]
