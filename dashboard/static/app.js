@@ -24,6 +24,7 @@
   });
   var dirty = fresh();
   var scheduled = false, lastFrame = 0;
+  var stats = (W.stats = { snapshots: 0, deltas: 0, renders: 0, resyncs: 0, connects: 0 }); // for tests, and a look
 
   function fresh() { return { build: false, zones: {}, alerts: false, emergency: false }; }
 
@@ -61,6 +62,7 @@
   function connect() {
     S.reconnectTimer = null;
     var ws;
+    stats.connects++;
     try { ws = new WebSocket(wsUrl()); } catch (e) { scheduleReconnect(); return; }
     S.ws = ws;
     ws.onopen = function () {
@@ -106,6 +108,7 @@
   function resync() {
     if (S.resyncSince) return;
     S.resyncSince = Date.now();
+    stats.resyncs++;
     if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
   }
 
@@ -134,6 +137,7 @@
   }
 
   function applySnapshot(m) {
+    stats.snapshots++;
     var key = JSON.stringify(m.site);
     if (key !== S.siteKey) {
       S.siteKey = key;
@@ -160,6 +164,7 @@
   }
 
   function applyDelta(m) {
+    stats.deltas++;
     S.seq = m.seq;
     S.lastDeltaAt = Date.now();
     noteData(m.ts);
@@ -198,6 +203,7 @@
   function render() {
     scheduled = false;
     lastFrame = Date.now();
+    stats.renders++;
     if (!S.site) return;
     var d = dirty;
     dirty = fresh();

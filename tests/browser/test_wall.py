@@ -6,12 +6,18 @@ Every check compares the page with the service's own REST answers, polled until 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, Route, WebSocketRoute
 
+from dashboard.app import STATIC_DIR
+from dashboard.views import zone_view
+from domain.levels import Level
+from domain.values import ZoneState
 from tests.browser.conftest import WALL, Live, open_page, wait_for
 
 BRIDGE = "pearl-ring-bridge"
@@ -203,10 +209,18 @@ def test_zone_detail_from_the_map_and_a_screenshot_that_fits(browser: Browser, l
 
 
 def test_the_wall_says_data_stale_when_the_stream_stops(browser: Browser, live: Live) -> None:
-    """The page's clock is Playwright's: 20 s pass without waiting for them."""
+    """The page's socket runs through Playwright, which stops passing the service's messages on: the stream
+    stalls with the connection open. The page's clock is Playwright's too: 20 s pass without waiting for them."""
     context = browser.new_context(viewport={"width": WALL["width"], "height": WALL["height"]})
     context.clock.install()
     wall = context.new_page()
+    passing = [True]
+
+    def stall_when_told(ws: WebSocketRoute) -> None:
+        service = ws.connect_to_server()
+        service.on_message(lambda m: ws.send(m) if passing[0] else None)
+
+    wall.route_web_socket(re.compile(r"/ws"), stall_when_told)
     sim = live.publish(start="19:30", duration_min=3, speed=120)
     wait_for("zone states from the simulator", lambda: live.get("/api/district")["people_now"] > 0)
     wall.goto(live.base + "/")
@@ -215,17 +229,13 @@ def test_the_wall_says_data_stale_when_the_stream_stops(browser: Browser, live: 
     wall.locator("#people-now").filter(has_not_text="—").wait_for()  # the snapshot is drawn
     clock = wall.locator("#clock").text_content() or ""
     assert re.fullmatch(r"\d\d:\d\d:\d\d", clock) and "19:30:00" <= clock <= "19:33:00", clock  # data time
-    sim.join(60)
-    wait_for(
-        "the page to hold the service's last delta",
-        lambda: wall.evaluate("CF.wall.S.seq") == live.get("/healthz")["seq"],
-        timeout=30,
-    )
-    context.clock.fast_forward(20_000)  # no delta for 20 s of the page's time: the stream stopped
+    passing[0] = False
+    context.clock.fast_forward(20_000)  # no delta for 20 s of the page's time
     wall.locator('#conn[data-state="stale"]').wait_for()
     assert wall.locator("#banner").is_visible()
     assert "DATA STALE" in (wall.locator("#banner-title").text_content() or "")
-    assert "no update from the service" in (wall.locator("#banner-detail").text_content() or "")
+    assert "no update from the service for" in (wall.locator("#banner-detail").text_content() or "")
+    sim.join(60)
     context.close()
 
 
@@ -260,3 +270,140 @@ def test_unhealthy_sensors_grey_the_zone_and_show_in_the_health_panel(browser: B
     assert "unhealthy" not in (path.get_attribute("class") or "")
     assert path.get_attribute("fill") == live.get(f"/api/zones/{zid}")["colour"]
     assert errors == []
+
+
+# ---- the page's stream logic against a scripted server: batching, gaps, resume, data time stuck ----------
+
+HOST = "http://wall.test"
+CSP = "default-src 'self'; connect-src 'self' ws://wall.test; img-src 'self' data:"  # as dashboard/app.py
+
+
+class Scripted:
+    """The wall's files from dashboard/static, /ws answered by the test: every connection's URL and what the
+    page sent are kept, and the test sends snapshots and deltas when it chooses."""
+
+    def __init__(self, page: Page) -> None:
+        from dashboard.hub import Hub
+        from domain.loader import load_site
+
+        self.site = load_site()
+        self.snapshot: dict[str, Any] = Hub(self.site).snapshot()
+        self.snapshot["ts"] = T0
+        self.sockets: list[WebSocketRoute] = []
+        self.urls: list[str] = []
+        self.received: list[Any] = []
+        page.route(f"{HOST}/**", self.serve)
+        page.route_web_socket(re.compile(r"/ws"), self.connect)
+
+    def serve(self, route: Route) -> None:
+        path = urlparse(route.request.url).path
+        if path == "/healthz":
+            route.fulfill(json={"status": "ok", "reasons": [], "broker": "connected", "rejected": {}})
+        elif path.startswith("/api/"):
+            route.fulfill(status=503, json={"detail": "no alert manager"})  # the wall hides what needs one
+        else:
+            route.fulfill(
+                path=STATIC_DIR / (path.lstrip("/") or "index.html"), headers={"Content-Security-Policy": CSP}
+            )
+
+    def connect(self, ws: WebSocketRoute) -> None:
+        self.urls.append(ws.url)
+        self.sockets.append(ws)
+        ws.on_message(lambda m: self.received.append(json.loads(m)))
+        ws.send(json.dumps(self.snapshot))
+
+    def delta(self, seq: int, ts: float, zones: list[dict[str, Any]] | None = None,
+              alerts: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+        msg = {"type": "delta", "seq": seq, "ts": ts, "zones": zones or [], "district": None,
+               "alerts": alerts or [], "emergency": None}  # fmt: skip
+        self.sockets[-1].send(json.dumps(msg))
+
+    def zone(self, zone: str, share: float, level: int, ts: float) -> dict[str, Any]:
+        z = self.site.zones[zone]
+        state = ZoneState(zone=zone, ts=ts, occupancy=share * z.capacity, capacity=z.capacity, share=share,
+                          density=1.0, inflow_per_min=10.0, outflow_per_min=8.0, arrivals_today=100,
+                          level=Level(level))  # fmt: skip
+        return zone_view(z, state)
+
+
+T0 = 1_791_026_400.0  # 2026-10-03 19:20 Asia/Shanghai
+
+
+def test_stream_batches_deltas_resyncs_on_a_gap_resumes_and_says_when_data_time_stops(browser: Browser) -> None:
+    context = browser.new_context(
+        viewport={"width": WALL["width"], "height": WALL["height"]},
+        timezone_id="Europe/London",  # the site's clock must win over the browser's
+    )
+    context.clock.install()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = Scripted(page)
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="live"]').wait_for()
+    assert server.urls == ["ws://wall.test/ws"], "a first connection asks for a snapshot, not a resume"
+    assert page.locator("#clock").text_content() == "19:20:00"  # the data's time in Shanghai, not the browser's
+
+    # 300 deltas in a burst while the page's time stands still: all applied, none drawn; then one second of the
+    # page's time draws them in a handful of renders, the last state on the map.
+    now = page.evaluate("Date.now()")
+    context.clock.pause_at((now + 1000) / 1000)  # Python takes seconds here
+    renders = page.evaluate("CF.wall.stats.renders")
+    for seq in range(1, 301):
+        server.delta(seq, T0 + seq, [server.zone(BRIDGE, 0.3 + seq / 300 * 0.7, 4 if seq == 300 else 1, T0 + seq)])
+    wait_for("the burst applied", lambda: page.evaluate("CF.wall.S.seq") == 300, timeout=30)
+    assert page.evaluate("CF.wall.stats.renders") == renders
+    context.clock.run_for(1000)
+    drawn = page.evaluate("CF.wall.stats.renders") - renders
+    assert 1 <= drawn <= 5, f"{drawn} renders for 300 deltas in one second"
+    red = Level.I.colour
+    assert page.evaluate(PAGE_ZONE, BRIDGE) == {"level": 4, "fill": red, "unhealthy": False}
+    context.clock.resume()  # the mocked socket delivers through the page's timers too: let them run
+
+    # A gap: the page asks for a snapshot and applies nothing until it comes.
+    server.delta(302, T0 + 302)
+    # (page.evaluate lets Playwright's sync API deliver the socket's events to this thread)
+    wait_for("a resync request", lambda: page.evaluate("1") and {"type": "resync"} in server.received, timeout=30)
+    server.delta(303, T0 + 303, [server.zone(BRIDGE, 0.1, 0, T0 + 303)])
+    context.clock.run_for(500)
+    assert page.evaluate("CF.wall.S.seq") == 300 and page.evaluate(PAGE_ZONE, BRIDGE)["fill"] == red
+    server.snapshot.update(seq=303, ts=T0 + 303)
+    server.sockets[-1].send(json.dumps(server.snapshot))
+    context.clock.run_for(500)
+    assert page.evaluate("CF.wall.S.seq") == 303
+
+    # The server goes away: the page says so, then resumes where it was.
+    server.sockets[-1].close()
+    page.locator('#conn[data-state="reconnecting"]').wait_for()
+    context.clock.run_for(2000)  # the first backoff is under a second
+    wait_for("a second connection", lambda: page.evaluate("1") and len(server.urls) == 2, timeout=30)
+    epoch = server.snapshot["epoch"]
+    assert server.urls[1] == f"ws://wall.test/ws?epoch={epoch}&seq=303"
+    context.clock.run_for(500)
+    page.locator('#conn[data-state="live"]').wait_for()
+
+    # Deltas keep coming but the data time does not move: stale after a minute, and the banner says why.
+    for i in range(7):
+        server.delta(304 + i, T0 + 303)
+        wait_for("the delta applied", lambda i=i: page.evaluate("CF.wall.S.seq") == 304 + i, timeout=30)
+        context.clock.run_for(10_000)
+    page.locator('#conn[data-state="stale"]').wait_for()
+    assert "data time stuck at 19:25:03" in (page.locator("#banner-detail").text_content() or "")
+    server.delta(311, T0 + 400)
+    context.clock.run_for(1500)
+    page.locator('#conn[data-state="live"]').wait_for()
+    assert page.locator("#banner").is_hidden()
+
+    # Forty open alerts: the feed shows the sixteen most severe and counts the rest.
+    alerts = [
+        {"id": f"a{i}", "zone": BRIDGE, "level": 1 + i % 4, "state": "raised", "cause": "capacity",
+         "opened_ts": T0 + i, "updated_ts": T0 + i, "message": f"alert {i}"}
+        for i in range(40)
+    ]  # fmt: skip
+    server.delta(312, T0 + 401, alerts=alerts)
+    context.clock.run_for(1000)
+    rows = page.locator("#alert-list li[data-alert]")
+    assert rows.count() == 16 and "+24" in (page.locator("#alert-list .more").text_content() or "")
+    assert rows.first.get_attribute("data-alert") == "a39" and rows.first.get_attribute("data-level") == "4"
+    assert errors == []
+    context.close()
