@@ -325,12 +325,14 @@
     var now = Date.now();
     if (!S.connected) {
       return S.everConnected
-        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + secs(now - S.lastMsgAt) + " ago" }
+        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + secs(now - S.lastMsgAt) + " ago" +
+            (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) }
         : { state: "reconnecting", title: "连接中 CONNECTING…", detail: "no connection to the service yet" };
     }
     if (!S.site) return { state: "reconnecting", title: "连接中 CONNECTING…", detail: "waiting for the first snapshot" };
     if (now - S.lastDeltaAt > DELTA_STALE_MS) {
-      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + secs(now - S.lastDeltaAt) };
+      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + secs(now - S.lastDeltaAt) +
+        (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) };
     }
     if (S.dataTs === null) return { state: "stale", title: "数据停滞 DATA STALE", detail: "no sensor data yet" };
     if (now - S.dataTsAt > DATA_STUCK_MS) {

@@ -33,6 +33,7 @@
   function showWho(p) {
     var who = U.$("whoami");
     U.setText(who, p ? (p.name || p.person) + " · " + p.role : "未登录 not signed in");
+    who.title = p ? p.person + " (" + p.role + ")" + (p.zones ? ": " + p.zones.join(", ") : ": every zone") : "";
     who.classList.toggle("signed-in", !!p);
     U.$("signout").hidden = !p;
     U.$("signin-open").hidden = !!p;
