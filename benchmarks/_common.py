@@ -164,6 +164,11 @@ class ServiceProcess:
         counters = pipeline.get("ingest")
         return counters if isinstance(counters, dict) else {}
 
+    def rejected(self, counters: dict[str, Any] | None = None) -> int:
+        """Readings ingest rejected, all reasons (IngestStats.rejected; /healthz has no total)."""
+        by_reason = (counters if counters is not None else self.ingest()).get("rejected") or {}
+        return sum(int(v) for v in by_reason.values())
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

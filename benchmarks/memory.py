@@ -1,0 +1,414 @@
+"""Memory: RSS of `crowdflow serve` at 1,000 / 10,000 / 50,000 sensors over an hour of simulated time, and the
+detection models' memory per zone and per sensor, per component and per surge detector.
+
+Service RSS: for each size, the Lujiazui site scaled to N sensors (benchmarks/scaled_site.py, zones
+unchanged) runs in a `crowdflow serve` child process with the simulated clock (service.clock = "sim"). One
+simulated hour of valid readings (each sensor at its reporting interval, from 18:00 on a weekday evening,
+with the simulator's clock messages) is published at QoS 1 as fast as the service takes it. VmRSS
+(/proc/<pid>/status) is sampled against the service's simulated time; the slope over the second half hour
+says whether memory grows with time. So that 50,000 sensors fit in the time, every reporting interval is
+stretched until an hour is at most --budget messages (the factor is printed; health checks follow the site
+file, so slower sensors are not silent ones). Per sensor: the RSS difference between sizes over the sensor
+difference (the zones are the same 35 at every size).
+
+Detection memory (in this process, tracemalloc): an hour of the same feed goes through the Ingestor and the
+DetectionEngine as the service wires them, untraced, recording each model's inputs (readings, zone states);
+then each model (ingest, zone tracker, sensor health, flow signals, forecaster, grader, every registered surge
+detector) is built and fed its inputs alone inside a tracemalloc window: what it still holds at the end is
+its memory. At the Lujiazui site's 132 sensors and at 1,000 (same zones): per sensor = the difference over
+868 sensors; per zone = the rest at 132 sensors over 35 zones. Surge detectors: memory per zone and
+updates per second.
+
+Usage:
+    .venv/bin/python benchmarks/memory.py                   # 1k/10k/50k sensors, budget 300,000 msgs/hour
+    .venv/bin/python benchmarks/memory.py --sizes 1000 10000
+    .venv/bin/python benchmarks/memory.py --quick           # seconds: 300 sensors, 10 simulated minutes
+
+Ends with one line of key=value pairs: rss_mb_<size>, slope_mb_per_h_<size>, kb_per_sensor (largest size
+step), detect_kb_per_zone, detect_kb_per_sensor, surge_kb_per_zone_<detector>, lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import itertools
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+
+from benchmarks._common import ReadingFeed, broker, kv_line, new_service, print_machine  # noqa: E402
+from benchmarks.scaled_site import write_scaled_site  # noqa: E402
+from detect.registry import DEFAULT_SURGE  # noqa: E402
+from domain.loader import load_site  # noqa: E402
+from domain.messages import SIM_CLOCK_TOPIC  # noqa: E402
+from domain.site import Site  # noqa: E402
+from domain.values import Reading, ZoneState  # noqa: E402
+
+SIZES = (1_000, 10_000, 50_000)
+BUDGET = 300_000  # messages per simulated hour at most
+START = "2026-12-30T18:00:00"  # a Wednesday evening in Shanghai: the weekday profile, people arriving
+TICK_S = 5.0  # the service's default tick
+
+
+def start_ts(site: Site) -> float:
+    return dt.datetime.fromisoformat(START).replace(tzinfo=ZoneInfo(site.info.timezone)).timestamp()
+
+
+def per_hour(site: Site) -> float:
+    return sum(3600.0 / s.interval_s for s in site.sensors.values())
+
+
+def schedule(site: Site, seconds: int) -> list[list[int]]:
+    """Sensor indices due in each simulated second: every sensor at its interval, phases spread evenly."""
+    due: list[list[int]] = [[] for _ in range(seconds)]
+    for i, s in enumerate(site.sensors.values()):
+        t = (i * 0.6180339887 % 1.0) * s.interval_s  # golden-ratio phases: no burst at :00
+        while t < seconds:
+            due[int(t)].append(i)
+            t += s.interval_s
+    return due
+
+
+# --- service RSS ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RssRun:
+    sensors: int
+    factor: float
+    published: int = 0
+    received: int = 0
+    rejected: int = 0
+    startup_s: float = 0.0
+    rss_start_mb: float = 0.0
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (simulated seconds in, RSS MB)
+    wall_s: float = 0.0
+
+    @property
+    def rss_end_mb(self) -> float:
+        return self.samples[-1][1] if self.samples else self.rss_start_mb
+
+    def at(self, sim_s: float) -> float:
+        """RSS at the first sample at or after sim_s."""
+        return next((mb for t, mb in self.samples if t >= sim_s), self.rss_end_mb)
+
+    def slope_mb_per_h(self, seconds: float) -> float:
+        """Least-squares slope of RSS over the second half of the run, per simulated hour."""
+        pts = [(t, mb) for t, mb in self.samples if t >= seconds / 2]
+        if len(pts) < 3:
+            return 0.0
+        n = len(pts)
+        mt = sum(t for t, _ in pts) / n
+        mm = sum(mb for _, mb in pts) / n
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        if var == 0:
+            return 0.0
+        return sum((t - mt) * (mb - mm) for t, mb in pts) / var * 3600.0
+
+
+def _publish_hour(port: int, site: Site, t0: float, seconds: int, done: threading.Event, count: list[int]) -> None:
+    from sim.mqtt import MqttSink
+
+    feed = ReadingFeed(site)
+    sink = MqttSink("127.0.0.1", port, qos=1, window=5000, client_id="bench-memory-pub")
+    try:
+        for sec, due in enumerate(schedule(site, seconds)):
+            t = t0 + sec
+            sink.publish(SIM_CLOCK_TOPIC, msgspec.json.encode({"epoch": t, "speed": 0.0}))
+            for i in due:
+                topic, payload, _ = feed.message(i, t)
+                sink.publish(topic, payload)
+                count[0] += 1
+        # The service ticks on the clock: one more tick past the end, so the last readings are in a state.
+        sink.publish(SIM_CLOCK_TOPIC, msgspec.json.encode({"epoch": t0 + seconds + TICK_S, "speed": 0.0}))
+    finally:
+        sink.close(drain_s=600)
+        done.set()
+
+
+def rss_run(workdir: Path, port: int, sensors: int, seconds: int, budget: int, err: TextIO) -> RssRun:
+    base = load_site()
+    factor = max(1.0, per_hour(base) * sensors / len(base.sensors) / budget * seconds / 3600.0)
+    site_path = write_scaled_site(sensors, workdir / f"site-{sensors}.toml", interval_factor=factor)
+    site = load_site(site_path)
+    run = RssRun(sensors, factor)
+    svc = new_service(workdir, f"mem-{sensors}", mqtt_port=port, site=site_path, clock="sim", tick_s=TICK_S)
+    print(f"  {sensors:,} sensors (intervals x{factor:.1f}): starting crowdflow serve...", file=err, flush=True)
+    t = time.perf_counter()
+    svc.start()
+    run.startup_s = time.perf_counter() - t
+    run.rss_start_mb = svc.rss_kb() / 1024
+    t0 = start_ts(site)
+    done = threading.Event()
+    count = [0]
+    pub = threading.Thread(target=_publish_hour, args=(port, site, t0, seconds, done, count), daemon=True)
+    wall = time.perf_counter()
+    pub.start()
+    last_print = 0.0
+    try:
+        while True:
+            time.sleep(0.5)
+            h = svc.health()
+            ingest = h.get("pipeline", {}).get("ingest", {})
+            received = int(ingest.get("received", 0))
+            sim = h.get("data_ts")
+            if sim is not None:
+                run.samples.append((float(sim) - t0, svc.rss_kb() / 1024))
+            if time.perf_counter() - last_print > 10:
+                last_print = time.perf_counter()
+                at = f"{(float(sim) - t0) / 60:.0f} simulated min" if sim is not None else "before the first tick"
+                print(f"    {at}, {received:,} readings in, RSS {svc.rss_kb() / 1024:,.0f} MB", file=err, flush=True)
+            if done.is_set() and received >= count[0] and sim is not None and float(sim) - t0 >= seconds:
+                break
+            if time.perf_counter() - wall > 900:
+                print("    gave up after 15 min", file=err, flush=True)
+                break
+        run.published, run.received = count[0], received
+        run.rejected = svc.rejected(ingest)
+        run.wall_s = time.perf_counter() - wall
+    finally:
+        svc.stop()
+    return run
+
+
+# --- detection memory (tracemalloc, in this process) ----------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """An untraced run's inputs to each model, replayed to each alone under tracemalloc."""
+
+    messages: list[tuple[float, str, bytes]] = field(default_factory=list)  # (now, topic, payload)
+    steps: list[tuple[float, list[Reading], list[ZoneState]]] = field(default_factory=list)  # per tick
+
+
+def record(site: Site, seconds: int) -> Recorded:
+    """The feed through Ingestor + DetectionEngine as the service runs them (a tick every TICK_S of simulated
+    time): the messages, and per tick the readings applied before it and the zone states it produced."""
+    from detect.engine import DetectionEngine
+    from domain.profile import CapacityProfile
+    from ingest.pipeline import Ingestor
+
+    feed = ReadingFeed(site)
+    t0 = start_ts(site)
+    rec = Recorded()
+    ingestor = Ingestor(site)
+    engine = DetectionEngine(site, CapacityProfile(site))
+    readings: list[Reading] = []
+    next_tick = t0 + TICK_S
+    for sec, due in enumerate(schedule(site, seconds)):
+        now = t0 + sec
+        if now >= next_tick:
+            states, _ = engine.tick(now)
+            # A copy through JSON: the replayed models must not share objects with this engine.
+            rec.steps.append((now, readings, msgspec.json.decode(msgspec.json.encode(states), type=list[ZoneState])))
+            readings = []
+            next_tick += TICK_S
+        for i in due:
+            topic, payload, _ = feed.message(i, now)
+            rec.messages.append((now, topic, payload))
+            for r in ingestor.feed(topic, payload, now):
+                engine.apply(r, now)
+                readings.append(r)
+    return rec
+
+
+def _held(build: Callable[[], Any], feed: Callable[[Any], None]) -> int:
+    """Bytes still allocated by a model built and fed inside a tracemalloc window (inputs made outside it)."""
+    gc.collect()
+    tracemalloc.start(1)
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        model = build()
+        feed(model)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def component_memory(site: Site, rec: Recorded) -> dict[str, int]:
+    """Bytes each model of the service's detection stage holds after the recorded run, each replayed alone."""
+    from detect.flowsignals import FlowSignals
+    from detect.forecast import CapacityForecaster
+    from detect.grading import Grader
+    from detect.health import SensorHealth
+    from detect.state import ZoneTracker
+    from domain.profile import CapacityProfile
+    from ingest.pipeline import Ingestor
+
+    profile = CapacityProfile(site)
+
+    def ingest(m: Ingestor) -> None:
+        for now, topic, payload in rec.messages:
+            m.feed(topic, payload, now)
+
+    def tracker(m: ZoneTracker) -> None:
+        for now, readings, _ in rec.steps:
+            for r in readings:
+                m.apply(r)
+            m.snapshot(now)
+
+    def health(m: SensorHealth) -> None:
+        for now, readings, states in rec.steps:
+            for r in readings:
+                m.apply(r, now)
+            for st in states:
+                m.zone_problems(st.zone, now)
+                m.observe_zone(st)
+            m.detections(now)
+
+    def flows(m: FlowSignals) -> None:
+        for now, readings, states in rec.steps:
+            for r in readings:
+                if r.kind == "flow":
+                    m.apply(r)
+            for st in states:
+                m.observe_zone(st)
+            m.detect(now)
+
+    def forecaster(m: CapacityForecaster) -> None:
+        for now, _, states in rec.steps:
+            for st in states:
+                m.update(st)
+                m.detect(st, now)
+                m.describe(st.zone)
+                m.forecast(st.zone)
+
+    def grader(m: Grader) -> None:
+        for _, _, states in rec.steps:
+            for st in states:
+                m.grade(st)
+
+    return {
+        "ingest": _held(lambda: Ingestor(site), ingest),
+        "zone tracker": _held(lambda: ZoneTracker(site, profile), tracker),
+        "sensor health": _held(lambda: SensorHealth(site), health),
+        "flow signals": _held(lambda: FlowSignals(site), flows),
+        "forecaster": _held(lambda: CapacityForecaster(site), forecaster),
+        "grader": _held(lambda: Grader(site), grader),
+    }
+
+
+def surge_detectors(site: Site, rec: Recorded) -> dict[str, tuple[float, float]]:
+    """Per registered surge detector: (bytes per zone after the run, updates per second), on the same states."""
+    from detect.registry import DETECTORS
+    from detect.surge.monitor import SurgeMonitor
+    from domain.profile import CapacityProfile
+
+    profile = CapacityProfile(site)
+    states = [st for _, _, sts in rec.steps for st in sts]
+
+    def observe(m: SurgeMonitor) -> None:
+        for st in states:
+            m.observe(st)
+            m.normal(st.zone, st.ts)
+
+    out: dict[str, tuple[float, float]] = {}
+    for name in DETECTORS:
+        t = time.perf_counter()
+        observe(SurgeMonitor(site, profile, detector=name))
+        rate = len(states) / (time.perf_counter() - t)
+        used = _held(lambda name=name: SurgeMonitor(site, profile, detector=name), observe)  # type: ignore[misc]
+        out[name] = (used / len(site.zones), rate)
+    return out
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+def run(
+    sizes: list[int], seconds: int, budget: int, *, out: TextIO, err: TextIO, detect_big: int = 1_000
+) -> dict[str, str]:
+    print_machine(out)
+    figs: dict[str, str] = {}
+    runs: list[RssRun] = []
+    with tempfile.TemporaryDirectory(prefix="cf-memory-") as tmp:
+        work = Path(tmp)
+        with broker(work / "broker") as srv:
+            for n in sizes:
+                runs.append(rss_run(work, srv.port, n, seconds, budget, err))
+        print(f"\nService RSS over {seconds / 60:.0f} simulated minutes (tick {TICK_S:g} s), MB:", file=out)
+        print(f"{'sensors':>8} {'x intv':>6} {'readings':>9} {'lost':>5} {'wall s':>6} {'start':>7} {'at 1/4':>7} "
+              f"{'at 1/2':>7} {'end':>7} {'slope/h':>8}", file=out)  # fmt: skip
+        lost = 0
+        for r in runs:
+            lost += r.published - r.received
+            print(f"{r.sensors:>8,} {r.factor:>6.1f} {r.published:>9,} {r.published - r.received:>5} "
+                  f"{r.wall_s:>6.0f} {r.rss_start_mb:>7,.0f} {r.at(seconds / 4):>7,.0f} {r.at(seconds / 2):>7,.0f} "
+                  f"{r.rss_end_mb:>7,.0f} {r.slope_mb_per_h(seconds):>+8.1f}", file=out)  # fmt: skip
+            figs[f"rss_mb_{r.sensors}"] = f"{r.rss_end_mb:.0f}"
+            figs[f"slope_mb_per_h_{r.sensors}"] = f"{r.slope_mb_per_h(seconds):.1f}"
+            figs[f"startup_s_{r.sensors}"] = f"{r.startup_s:.0f}"
+        for a, b in itertools.pairwise(runs):
+            kb = (b.rss_end_mb - a.rss_end_mb) * 1024 / (b.sensors - a.sensors)
+            print(f"per sensor from {a.sensors:,} to {b.sensors:,}: {kb:,.1f} KB (target <= 2 KB)", file=out)
+            figs["kb_per_sensor"] = f"{kb:.1f}"
+
+    print(f"\nDetection memory after {seconds / 60:.0f} simulated minutes (tracemalloc around each model), KB:",
+          file=out)  # fmt: skip
+    print("  detection models under tracemalloc...", file=err, flush=True)
+    small = load_site()
+    with tempfile.TemporaryDirectory(prefix="cf-memory-") as tmp:
+        big = load_site(write_scaled_site(detect_big, Path(tmp) / f"site-{detect_big}.toml"))
+    rec_small = record(small, seconds)
+    at_small = component_memory(small, rec_small)
+    at_big = component_memory(big, record(big, seconds))
+    ns, nb, zones = len(small.sensors), len(big.sensors), len(small.zones)
+    print(f"{'model':<24} {f'{ns} sensors':>12} {f'{nb} sensors':>12} {'per sensor':>11} {'per zone':>9}", file=out)
+    total_zone = total_sensor = 0.0
+    for name in at_small:
+        per_sensor = (at_big[name] - at_small[name]) / (nb - ns)
+        per_zone = max(0.0, at_small[name] - per_sensor * ns) / zones
+        total_zone += per_zone
+        total_sensor += per_sensor
+        print(f"{name:<24} {at_small[name] / 1024:>12,.1f} {at_big[name] / 1024:>12,.1f} {per_sensor / 1024:>11,.2f} "
+              f"{per_zone / 1024:>9,.1f}", file=out)  # fmt: skip
+    surge = surge_detectors(small, rec_small)
+    default = surge[DEFAULT_SURGE][0]
+    total_zone += default
+    print(f"{'surge (' + DEFAULT_SURGE + ')':<24} {default * zones / 1024:>12,.1f} {'':>12} {'':>11} "
+          f"{default / 1024:>9,.1f}", file=out)  # fmt: skip
+    print(f"{'total':<24} {'':>12} {'':>12} {total_sensor / 1024:>11,.2f} {total_zone / 1024:>9,.1f}   "
+          "(targets: 2 KB per sensor, 200 KB per zone)", file=out)  # fmt: skip
+    figs["detect_kb_per_zone"] = f"{total_zone / 1024:.1f}"
+    figs["detect_kb_per_sensor"] = f"{total_sensor / 1024:.2f}"
+    print(f"\nSurge detectors alone on the same zone states ({zones} zones, a tick every {TICK_S:g} s):", file=out)
+    for name, (per_zone_b, rate) in surge.items():
+        print(f"  {name:<18} {per_zone_b / 1024:>7,.1f} KB per zone   {rate:>9,.0f} updates/s", file=out)
+        figs[f"surge_kb_per_zone_{name}"] = f"{per_zone_b / 1024:.1f}"
+    figs["lost"] = str(lost)
+    print(kv_line(figs), file=out)
+    return figs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes")
+    ap.add_argument("--budget", type=int, default=BUDGET, help="messages per simulated hour at most, per size")
+    ap.add_argument("--quick", action="store_true", help="seconds: 300 sensors, 10 simulated minutes")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.sizes, a.minutes, a.budget = [300], 10.0, 60_000
+    big = 300 if a.quick else 1_000
+    figs = run(a.sizes, int(a.minutes * 60), a.budget, out=sys.stdout, err=sys.stderr, detect_big=big)
+    return 0 if figs["lost"] == "0" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

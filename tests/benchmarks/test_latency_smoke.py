@@ -1,0 +1,29 @@
+"""Smoke test of benchmarks/latency.py: the quick run (a real Mosquitto, `crowdflow serve` with a short tick,
+a paced publisher and a /ws client) sees every reading reflected in a pushed zone state, the surge's alert
+pushed, and ends with its key=value line. No timed assertion: latencies are only checked to be there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_run_reflects_every_reading_and_ends_with_key_values() -> None:
+    r = subprocess.run(
+        [sys.executable, "benchmarks/latency.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
+    pairs = dict(kv.split("=", 1) for kv in r.stdout.strip().splitlines()[-1].split())
+    assert pairs["lost"] == "0"  # every reading reached the service and showed in a pushed zone state
+    for key in ("p50_ms", "p95_ms", "p99_ms", "p99_5x_ms", "p99_10x_ms", "alert_p50_ms"):
+        assert float(pairs[key]) >= 0, key
+    assert float(pairs["p50_ms"]) <= float(pairs["p99_ms"])
+    assert pairs["tick_s"] == "0.1"  # the quick run is the fast-tick one, and says so
