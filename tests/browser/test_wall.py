@@ -353,11 +353,11 @@ class Scripted:
                "alerts": alerts or [], "emergency": None}  # fmt: skip
         self.sockets[-1].send(json.dumps(msg))
 
-    def zone(self, zone: str, share: float, level: int, ts: float) -> dict[str, Any]:
+    def zone(self, zone: str, share: float, level: int, ts: float, forecast: str = "") -> dict[str, Any]:
         z = self.site.zones[zone]
         state = ZoneState(zone=zone, ts=ts, occupancy=share * z.capacity, capacity=z.capacity, share=share,
                           density=1.0, inflow_per_min=10.0, outflow_per_min=8.0, arrivals_today=100,
-                          level=Level(level))  # fmt: skip
+                          level=Level(level), forecast=forecast)  # fmt: skip
         return zone_view(z, state)
 
 
@@ -440,5 +440,15 @@ def test_stream_batches_deltas_resyncs_on_a_gap_resumes_and_says_when_data_time_
     rows = page.locator("#alert-list li[data-alert]")
     assert rows.count() == 16 and "+24" in (page.locator("#alert-list .more").text_content() or "")
     assert rows.first.get_attribute("data-alert") == "a39" and rows.first.get_attribute("data-level") == "4"
+
+    # The riverside strip: the segment's bar in its level and the forecast shortened to the next levels.
+    seg = server.site.riverside()[0].id
+    forecast = "reaches II orange in about 12 min and I red in about 25 min"
+    server.delta(313, T0 + 402, [server.zone(seg, 0.72, 2, T0 + 402, forecast)])
+    context.clock.run_for(1000)
+    bar = page.locator(f'#strip [data-zone="{seg}"]')
+    assert bar.get_attribute("data-level") == "2" and bar.locator(".seg-pct").text_content() == "72%"
+    assert bar.locator(".eta").text_content() == "→ II in 12 min · I in 25 min"
+    assert bar.locator(".eta").get_attribute("title") == forecast
     assert errors == []
     context.close()
