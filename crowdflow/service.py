@@ -130,7 +130,11 @@ class Pipeline:
         changed.update((a.id, a) for a in self.alerts.tick(now))
         district = self.engine.district(now, states)
         self.store.write_states(states)
-        self.hub.update(states, district, [alert_json(a, self.site) for a in changed.values()])
+        # Walls get every open alert each tick, so evidence and message stay current at the same level (the
+        # hub sends only the views that changed); MQTT's retained state is republished on lifecycle changes.
+        shown = {a.id: a for a in self.alerts.book.open_alerts()}
+        shown.update(changed)
+        self.hub.update(states, district, [alert_json(a, self.site) for a in shown.values()])
         self._publish_alerts(changed.values())
         self.ticks += 1
         return list(changed.values())

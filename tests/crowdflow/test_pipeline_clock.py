@@ -49,3 +49,45 @@ def test_no_tick_before_sim_time_and_a_past_evening_still_ticks(mini_site: Site)
     assert pipe.next_tick is not None and pipe.next_tick < WALL
     store.close()
     journal.close()
+
+
+def test_walls_see_fresh_evidence_at_the_same_level_and_mqtt_only_lifecycle_changes(mini_site: Site) -> None:
+    from domain.levels import Level
+    from domain.values import Detection, ZoneState
+
+    clock = ManualClock(WALL)
+    roster = load_roster(ROSTER, mini_site)
+    journal = Journal(":memory:")
+    manager = AlertManager(
+        mini_site, journal=journal, router=Router(roster, mini_site), escalator=Escalator(roster.policy),
+        measures=load_measures(), overrides=Overrides(mini_site), clock=clock, submit=lambda n: True,
+    )  # fmt: skip
+    store = EmbeddedStore(None)
+    hub = Hub(mini_site, batch_interval_s=0)
+    published: list[str] = []
+    pipe = Pipeline(
+        mini_site, clock=clock, store=store, hub=hub, publish=lambda t, p, r: published.append(t) or True,
+        alerts=manager, tick_s=5.0,
+    )  # fmt: skip
+
+    def scripted(occupancy: float) -> None:
+        ts = clock.now()
+        share = occupancy / 2000
+        state = ZoneState(zone="seg-1", ts=ts, occupancy=occupancy, capacity=2000, share=share, density=share,
+                          inflow_per_min=100, outflow_per_min=50, arrivals_today=0)  # fmt: skip
+        det = Detection(zone="seg-1", ts=ts, level=Level.II, cause="capacity", evidence={"occupancy": occupancy},
+                        message=f"seg-1 at {occupancy:.0f}")  # fmt: skip
+        pipe.engine.tick = lambda now: ([state], [det])  # type: ignore[method-assign]
+
+    scripted(1640)
+    pipe.tick(clock.now())
+    (alert,) = hub.alerts()
+    alert_topics = [t for t in published if t.startswith("crowdflow/alerts/")]
+    clock.advance(5)
+    scripted(1700)
+    pipe.tick(clock.now())
+    shown = hub.alert(alert["id"])
+    assert shown is not None and shown["message"] == "seg-1 at 1700", "the wall kept the raise-time text"
+    assert [t for t in published if t.startswith("crowdflow/alerts/")] == alert_topics, "same level: no MQTT"
+    store.close()
+    journal.close()
