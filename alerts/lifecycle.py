@@ -116,7 +116,10 @@ class AlertBook:
                 return None
             return self._resolve(a, d)
         if d.level == a.level:
-            a.evidence = dict(d.evidence)  # fresher numbers, not a lifecycle change
+            # Fresher numbers, not a lifecycle change; the cause too: a bridge forecast to reach I red that is
+            # now measured at I red must read "capacity", with the measured message, not the old forecast.
+            a.cause = d.cause
+            a.evidence = dict(d.evidence)
             a.message = d.message
             a.signals = dict(d.signals)
             return None

@@ -67,6 +67,15 @@ def test_same_level_refreshes_evidence_without_a_change(book: AlertBook) -> None
     assert a is not None and a.evidence == {"share": 0.74} and a.updated_at == 10 and len(a.history) == 1
 
 
+def test_same_level_from_a_measured_cause_replaces_the_forecast_text(book: AlertBook) -> None:
+    forecast = Detection(zone="seg-1", ts=10, level=Level.I, cause="forecast", message="reaches I red in 8 min")
+    book.observe([forecast])
+    measured = Detection(zone="seg-1", ts=20, level=Level.I, cause="capacity", message="at 127% of capacity")
+    assert book.observe([measured]) == []  # same level: not a lifecycle change
+    a = book.get("a1")
+    assert a is not None and (a.cause, a.message) == ("capacity", "at 127% of capacity")
+
+
 def test_no_duplicate_alert_per_zone(book: AlertBook) -> None:
     changed = book.observe([det("seg-1", 10, Level.IV), det("seg-1", 11, Level.III), det("seg-2", 11, Level.IV)])
     assert sorted(a.id for a in changed) == ["a1", "a2"]
