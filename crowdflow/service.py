@@ -88,6 +88,7 @@ class Pipeline:
         self.ticks = 0
         self.deadletter_dropped = 0
         self.last_data_at: float | None = None
+        self.newest_reading_ts: float | None = None  # event time: what the wall's clock and staleness follow
 
     # --- per message -------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, received_at: float) -> None:
@@ -100,8 +101,12 @@ class Pipeline:
 
     def _apply(self, readings: list[Reading], received_at: float) -> None:
         apply = self.engine.apply
+        newest = self.newest_reading_ts
         for r in readings:
             apply(r, received_at)
+            if newest is None or r.ts > newest:
+                newest = r.ts
+        self.newest_reading_ts = newest
         if self.store_readings:
             self.store.write_readings(readings)
 
@@ -132,6 +137,8 @@ class Pipeline:
         self.store.write_states(states)
         # Walls get every open alert each tick, so evidence and message stay current at the same level (the
         # hub sends only the views that changed); MQTT's retained state is republished on lifecycle changes.
+        if self.newest_reading_ts is not None:
+            self.hub.note_data(self.newest_reading_ts)
         shown = {a.id: a for a in self.alerts.book.open_alerts()}
         shown.update(changed)
         self.hub.update(states, district, [alert_json(a, self.site) for a in shown.values()])
@@ -286,7 +293,7 @@ class Service:
             password=cfg.influx.password or None,
             site=self.site,
         )
-        self.hub = Hub(self.site)
+        self.hub = Hub(self.site, data_from_states=False)  # states carry tick time; readings say if data flows
         self.publisher = MqttPublisher()
         roster = _roster(cfg, self.site)
         self.journal = Journal(cfg.alerts.journal or self.data_dir / "alerts.sqlite")

@@ -64,10 +64,14 @@ class Hub:
         batch_interval_s: float = 0.25,
         resume_window: int = 256,
         monotonic: Callable[[], float] = time.monotonic,
+        data_from_states: bool = True,
     ) -> None:
         """batch_interval_s: least real time between two deltas (0: every update is sent at once); 0.25 s
         keeps a wall at 4 renders a second at most, below what a person can follow anyway.
-        resume_window: deltas kept for clients that reconnect. monotonic: real time for pacing (tests)."""
+        resume_window: deltas kept for clients that reconnect. monotonic: real time for pacing (tests).
+        data_from_states: take the data time from the zone states' ts. A service whose states are stamped with
+        the tick time must pass False and call note_data() with its newest reading's event time instead, or
+        the wall would never see the stream stop (every tick would look like fresh data)."""
         if client_queue < 1:
             raise ValueError(f"client_queue must be at least 1, got {client_queue}")
         self.site = site
@@ -75,6 +79,7 @@ class Hub:
         self.recent_resolved = recent_resolved
         self.stale_after_s = stale_after_s
         self.clock: Clock = clock or WallClock()
+        self.data_from_states = data_from_states
         self.seq = 0
         self._site_view = site_view(site)
         self._zones: dict[str, JSON] = {zid: zone_view(z, None) for zid, z in site.zones.items()}
@@ -123,7 +128,8 @@ class Hub:
             except (ValueError, TypeError):  # e.g. a level outside 0..4
                 self.reject("zone state that cannot be shown")
                 continue
-            self._note_data(st.ts)
+            if self.data_from_states:
+                self._note_data(st.ts)
             if view != self._zones[zone.id]:
                 self._zones[zone.id] = view
                 zones_changed.append(view)
@@ -131,7 +137,8 @@ class Hub:
         if district is not None:
             district_out = district_view(district)
             self._district = district_out
-            self._note_data(district.ts)
+            if self.data_from_states:
+                self._note_data(district.ts)
         alerts_out = self._store_alerts(alerts_changed)
         self._send_delta(zones_changed, district_out, alerts_out, None)
 
@@ -261,6 +268,12 @@ class Hub:
         if self.data_ts is None or ts > self.data_ts:
             self.data_ts = ts
 
+    def note_data(self, ts: float) -> None:
+        """The event time of the newest sensor reading the service has; only an advance counts as fresh data."""
+        if self.data_ts is None or ts > self.data_ts:
+            self.data_ts = ts
+            self.last_update_at = self.clock.now()
+
     def reject(self, reason: str) -> None:
         if self.rejected[reason] == 0:
             log.warning("dashboard hub rejected input: %s (counted in /healthz from now on)", reason)
@@ -274,6 +287,7 @@ class Hub:
             "epoch": self.epoch,
             "seq": self.seq,
             "ts": self.data_ts,
+            "last_data_age_s": self.last_data_age_s(),  # a wall opened on a stopped stream says stale at once
             "site": self._site_view,
             "zones": list(self._zones.values()),
             "district": self._district,

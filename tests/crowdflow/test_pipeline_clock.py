@@ -91,3 +91,37 @@ def test_walls_see_fresh_evidence_at_the_same_level_and_mqtt_only_lifecycle_chan
     assert [t for t in published if t.startswith("crowdflow/alerts/")] == alert_topics, "same level: no MQTT"
     store.close()
     journal.close()
+
+
+def test_the_wall_sees_the_stream_stop_although_ticks_go_on(mini_site: Site) -> None:
+    """States are stamped with the tick time; only readings may count as fresh data (found in review)."""
+    from domain.clock import ManualClock as Wall
+
+    wall = Wall(WALL)
+    roster = load_roster(ROSTER, mini_site)
+    journal = Journal(":memory:")
+    manager = AlertManager(
+        mini_site, journal=journal, router=Router(roster, mini_site), escalator=Escalator(roster.policy),
+        measures=load_measures(), overrides=Overrides(mini_site), clock=wall, submit=lambda n: True,
+    )  # fmt: skip
+    store = EmbeddedStore(None)
+    hub = Hub(mini_site, clock=wall, batch_interval_s=0, data_from_states=False, stale_after_s=60)
+    pipe = Pipeline(
+        mini_site, clock=wall, store=store, hub=hub, publish=lambda t, p, r: True, alerts=manager, tick_s=5.0,
+    )  # fmt: skip
+    pipe.tick(wall.now())
+    assert hub.health()["reasons"] == ["no data yet"], "ticks without readings are not data"
+    stamp = dt.datetime.fromtimestamp(WALL, ZoneInfo("Asia/Shanghai")).isoformat()
+    reading = {"v": 1, "sensor": "seg1-west", "ts": stamp, "seq": 1, "interval_s": 60, "in": 10, "out": 2}
+    pipe.handle("dt/crowdflow/riverside/seg-1/seg1-west/count", json.dumps(reading).encode(), wall.now())
+    pipe.tick(wall.now())
+    assert hub.data_ts == WALL and hub.health()["status"] == "ok"
+    for _ in range(24):  # two minutes of ticks, no readings
+        wall.advance(5)
+        pipe.tick(wall.now())
+    assert hub.data_ts == WALL, "the data clock must stop with the data"
+    health = hub.health()
+    assert health["status"] == "degraded" and health["reasons"] == ["no data for 120 s"]
+    assert hub.snapshot()["last_data_age_s"] == 120.0
+    store.close()
+    journal.close()
