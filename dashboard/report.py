@@ -439,7 +439,8 @@ def report_csv(r: DailyReport) -> str:
     Blocks rather than one table with a "section" column: the sections have different columns, so one table
     would be mostly empty cells and a filter or sort would mix zones with grids; separate blocks open in a
     spreadsheet as the tables the page shows, and each can be selected and made a table of its own.
-    Times are local HH:MM, shares percent, response times minutes; an unknown figure is an empty cell.
+    Times are local HH:MM (MM-DD HH:MM when not on the report's day), shares percent, response times minutes;
+    an unknown figure is an empty cell.
     """
     tz = ZoneInfo(r.timezone)
     out = io.StringIO()
@@ -546,8 +547,9 @@ def report_csv(r: DailyReport) -> str:
         ["预警ID Alert id", "开始时间 Opened", "区域ID Zone id", "区域 Zone (zh)", "Zone (en)", "网格 Grid",
          "最高等级 Peak level", "原因 Cause", "状态 State", "确认时间 Acknowledged", "确认人 By", "解除时间 Resolved"],
         [
-            [a.id, _time(a.opened_ts, tz), a.zone, a.zone_name_zh, a.zone_name_en, a.grid, _level(a.peak_level),
-             a.cause, a.state, _iso_time(a.acknowledged_at), a.acknowledged_by, _iso_time(a.resolved_at)]
+            [a.id, _day_time(a.opened_ts, tz, r.date), a.zone, a.zone_name_zh, a.zone_name_en, a.grid,
+             _level(a.peak_level), a.cause, a.state, _iso_day_time(a.acknowledged_at, r.date), a.acknowledged_by,
+             _iso_day_time(a.resolved_at, r.date)]
             for a in r.alerts or ()
         ],
     )  # fmt: skip
@@ -566,8 +568,19 @@ def _time(ts: float | None, tz: ZoneInfo) -> str:
     return "" if ts is None else _hhmm(ts, tz)
 
 
-def _iso_time(iso: str | None) -> str:
-    return "" if not iso else iso[11:16]  # "2026-01-01T19:42:05+08:00" -> "19:42"
+def _day_time(ts: float | None, tz: ZoneInfo, day: str) -> str:
+    """HH:MM on the report's day; MM-DD HH:MM on another (an alert resolved after midnight, or opened before)."""
+    if ts is None:
+        return ""
+    t = dt.datetime.fromtimestamp(ts, tz)
+    return t.strftime("%H:%M" if t.date().isoformat() == day else "%m-%d %H:%M")
+
+
+def _iso_day_time(iso: str | None, day: str) -> str:
+    """As _day_time, from alerts/encode.py's local ISO text: "2026-01-02T00:12:05+08:00" -> "01-02 00:12"."""
+    if not iso:
+        return ""
+    return iso[11:16] if iso[:10] == day else f"{iso[5:10]} {iso[11:16]}"
 
 
 def _pct(share: float | None) -> float | None:

@@ -23,7 +23,12 @@
   }
 
   function num(v) { return v === null || v === undefined ? "—" : fmtInt.format(v); }
-  function hm(iso) { return iso ? iso.slice(11, 16) : "—"; } // "2026-01-01T19:42:05+08:00" -> "19:42"
+  // "2026-01-01T19:42:05+08:00" -> "19:42"; with the report's day, a time on another day keeps its date:
+  // an alert resolved after midnight reads "01-02 00:12", not a time that looks earlier than its opening.
+  function hm(iso, day) {
+    if (!iso) return "—";
+    return day && iso.slice(0, 10) !== day ? iso.slice(5, 10) + " " + iso.slice(11, 16) : iso.slice(11, 16);
+  }
   function pct(share) { return share === null || share === undefined ? "—" : (share * 100).toFixed(1) + "%"; }
 
   function dur(s) {
@@ -329,13 +334,13 @@
     var rows = (r.alerts || []).map(function (a) {
       var tr = el("tr");
       tr.setAttribute("data-alert", a.id);
-      cell(tr, hm(a.opened_at), "num");
+      cell(tr, hm(a.opened_at, r.date), "num");
       tr.appendChild(el("td")).appendChild(twoNames(a.zone_name_zh, a.zone_name_en));
       cell(tr, null).appendChild(badge(a.peak_level));
       cell(tr, a.cause);
       cell(tr, a.state);
-      cell(tr, a.acknowledged_at ? hm(a.acknowledged_at) + " " + a.acknowledged_by : "—", "num");
-      cell(tr, hm(a.resolved_at), "num");
+      cell(tr, a.acknowledged_at ? hm(a.acknowledged_at, r.date) + " " + a.acknowledged_by : "—", "num");
+      cell(tr, hm(a.resolved_at, r.date), "num");
       return { tr: tr, values: { opened_at: a.opened_at, zone: a.zone_name_zh, peak_level: a.peak_level,
                                  cause: a.cause, state: a.state, acknowledged_at: a.acknowledged_at,
                                  resolved_at: a.resolved_at } };

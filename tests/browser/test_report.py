@@ -4,10 +4,20 @@ downloads the same day's report."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
-from playwright.sync_api import Browser
+import msgspec
+from playwright.sync_api import Browser, Route, ViewportSize
 
+from alerts.encode import alert_json
+from dashboard.app import STATIC_DIR
+from dashboard.report import daily_report
+from domain.levels import Level
+from domain.loader import load_site
+from domain.values import Alert
 from tests.browser.conftest import Live, open_page, wait_for
 
 DESK = {"width": 1400, "height": 1000}
@@ -74,3 +84,55 @@ def test_report_page_shows_the_surge_day_and_downloads_its_csv(browser: Browser,
     assert markers == ["[report]", "[headline]", "[zones]", "[grids]", "[response]", "[alerts]"]
     assert any(line.startswith(f"{BRIDGE},") for line in lines)
     assert errors == []
+
+
+# ---- the page against a scripted answer: alert times after midnight ----------------------------------------
+
+REPORT_HOST = "http://report.test"
+
+
+def test_alert_times_on_another_day_show_their_date(browser: Browser) -> None:
+    """The report of 2026-10-03 lists an alert of 23:50 acknowledged at 00:05 and resolved at 00:40 the next
+    day: those read "10-04 00:05" and "10-04 00:40", never a bare time that looks earlier than the opening."""
+    site = load_site()
+    tz = ZoneInfo(site.info.timezone)
+    day = dt.date(2026, 10, 3)
+
+    def at(d: int, h: int, m: int) -> float:
+        return dt.datetime(2026, 10, d, h, m, tzinfo=tz).timestamp()
+
+    late = Alert(id="late", zone=BRIDGE, level=Level.NORMAL, peak_level=Level.II, cause="capacity",
+                 state="resolved", opened_at=at(3, 23, 50), updated_at=at(4, 0, 40), acknowledged_at=at(4, 0, 5),
+                 acknowledged_by="ana", resolved_at=at(4, 0, 40))  # fmt: skip
+    same = Alert(id="same", zone=BRIDGE, level=Level.I, peak_level=Level.I, cause="capacity", state="acknowledged",
+                 opened_at=at(3, 19, 42), updated_at=at(3, 19, 44), acknowledged_at=at(3, 19, 44),
+                 acknowledged_by="bo")  # fmt: skip
+    report = daily_report(site, day, {}, [alert_json(a, site) for a in (late, same)], None, now=at(4, 1, 0))
+    body = msgspec.json.encode(report)
+    csp = "default-src 'self'"
+
+    def serve(route: Route) -> None:
+        path = urlparse(route.request.url).path
+        if path == "/api/report/daily":
+            route.fulfill(body=body, content_type="application/json")
+        else:
+            name = "report.html" if path == "/report" else path.lstrip("/")
+            route.fulfill(path=STATIC_DIR / name, headers={"Content-Security-Policy": csp})
+
+    viewport: ViewportSize = {"width": DESK["width"], "height": DESK["height"]}
+    context = browser.new_context(viewport=viewport, timezone_id="Europe/London")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.route(f"{REPORT_HOST}/**", serve)
+    page.goto(REPORT_HOST + "/report?date=2026-10-03")
+    page.locator("body[data-state=ready]").wait_for()
+    cells = page.locator('#alerts-table tr[data-alert="late"] td')
+    assert cells.nth(0).text_content() == "23:50"
+    assert cells.nth(5).text_content() == "10-04 00:05 ana"
+    assert cells.nth(6).text_content() == "10-04 00:40"
+    same_cells = page.locator('#alerts-table tr[data-alert="same"] td')
+    assert same_cells.nth(0).text_content() == "19:42"
+    assert same_cells.nth(5).text_content() == "19:44 bo"
+    assert errors == []
+    context.close()

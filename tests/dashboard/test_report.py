@@ -272,6 +272,22 @@ def test_csv_has_every_section_as_a_block_with_its_header(site: Site) -> None:
     assert len(s["alerts"]) == 6
 
 
+def test_csv_alert_times_on_another_day_carry_their_date(site: Site) -> None:
+    """An alert of 23:50 acknowledged at 00:05 and resolved at 00:40: the next day's times say which day."""
+    late = _alert("late", "seg-1", Level.II, at(23, 50), ack=at(0, 5, day=DAY + dt.timedelta(days=1)))
+    late.state, late.resolved_at, late.level = "resolved", at(0, 40, day=DAY + dt.timedelta(days=1)), Level.NORMAL
+    early = _alert("early", "seg-2", Level.III, at(23, 55, day=DAY - dt.timedelta(days=1)), ack=at(9, 1))
+    same = _alert("same", "plaza", Level.IV, at(19, 30), ack=at(19, 31))
+    alerts = [alert_json(a, site) for a in (late, early, same)]
+    s = sections(report_csv(build(site, {}, alerts, now=at(23, 59))))
+    header = s["alerts"][0]
+    rows = {r[0]: dict(zip(header, r, strict=True)) for r in s["alerts"][1:]}
+    times = ("开始时间 Opened", "确认时间 Acknowledged", "解除时间 Resolved")
+    assert [rows["late"][k] for k in times] == ["23:50", "12-03 00:05", "12-03 00:40"]
+    assert [rows["early"][k] for k in times] == ["12-01 23:55", "09:01", ""]
+    assert [rows["same"][k] for k in times] == ["19:30", "19:31", ""]
+
+
 # ---- the API, on a real embedded store and a real alert manager --------------------------------------------
 
 T0 = at(10)  # tests.alerts.test_manager's T0: the roster's day shift
