@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -71,6 +72,7 @@ class Pipeline:
         tick_s: float = 5.0,
         lateness_s: float = 120.0,
         store_readings: bool = True,
+        refresh_s: float = 30.0,
     ) -> None:
         self.site = site
         self.clock = clock
@@ -89,6 +91,8 @@ class Pipeline:
         self.deadletter_dropped = 0
         self.last_data_at: float | None = None
         self.newest_reading_ts: float | None = None  # event time: what the wall's clock and staleness follow
+        self.refresh_s = refresh_s
+        self._shown_at: dict[str, float] = {}  # alert id -> event time it last went to the hub
 
     # --- per message -------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, received_at: float) -> None:
@@ -135,16 +139,27 @@ class Pipeline:
         changed.update((a.id, a) for a in self.alerts.tick(now))
         district = self.engine.district(now, states)
         self.store.write_states(states)
-        # Walls get every open alert each tick, so evidence and message stay current at the same level (the
-        # hub sends only the views that changed); MQTT's retained state is republished on lifecycle changes.
         if self.newest_reading_ts is not None:
             self.hub.note_data(self.newest_reading_ts)
-        shown = {a.id: a for a in self.alerts.book.open_alerts()}
-        shown.update(changed)
-        self.hub.update(states, district, [alert_json(a, self.site) for a in shown.values()])
+        self.hub.update(states, district, [alert_json(a, self.site) for a in self._to_show(changed, now)])
         self._publish_alerts(changed.values())
         self.ticks += 1
         return list(changed.values())
+
+    def _to_show(self, changed: dict[str, Alert], now: float) -> list[Alert]:
+        """Lifecycle changes at once; other open alerts every `refresh_s` of event time, so evidence and message
+        stay current on walls at the same level without every tick resending every alert (a delta with 20 open
+        alerts is ~100 KB; officers' phones are on mobile data). MQTT's retained state follows the lifecycle."""
+        out = dict(changed)
+        for a in self.alerts.book.open_alerts():
+            if a.id not in out and now - self._shown_at.get(a.id, -math.inf) >= self.refresh_s:
+                out[a.id] = a
+        for aid in out:
+            self._shown_at[aid] = now
+        if len(self._shown_at) > 4 * len(out) + 256:  # forget closed alerts now and then
+            open_ids = {a.id for a in self.alerts.book.open_alerts()}
+            self._shown_at = {k: v for k, v in self._shown_at.items() if k in open_ids}
+        return list(out.values())
 
     def _publish_alerts(self, alerts: Iterable[Alert]) -> None:
         # Retained: a phone or a control-room system subscribing later gets each zone's current state at once.

@@ -63,12 +63,15 @@ class Hub:
         clock: Clock | None = None,
         batch_interval_s: float = 0.25,
         resume_window: int = 256,
+        resume_bytes: int = 8_000_000,
         monotonic: Callable[[], float] = time.monotonic,
         data_from_states: bool = True,
     ) -> None:
         """batch_interval_s: least real time between two deltas (0: every update is sent at once); 0.25 s
         keeps a wall at 4 renders a second at most, below what a person can follow anyway.
-        resume_window: deltas kept for clients that reconnect. monotonic: real time for pacing (tests).
+        resume_window, resume_bytes: deltas kept for clients that reconnect, by count and total size (deltas
+        with many open alerts are large: memory stays bounded in bytes, not only in count).
+        monotonic: real time for pacing (tests).
         data_from_states: take the data time from the zone states' ts. A service whose states are stamped with
         the tick time must pass False and call note_data() with its newest reading's event time instead, or
         the wall would never see the stream stop (every tick would look like fresh data)."""
@@ -98,6 +101,8 @@ class Hub:
         self.batch_interval_s = batch_interval_s
         self._monotonic = monotonic
         self._recent: deque[tuple[int, str]] = deque(maxlen=max(1, resume_window))
+        self._recent_bytes = 0
+        self.resume_bytes = resume_bytes
         self._pending: _Pending | None = None  # changes waiting for the next batched delta
         self._last_sent_at: float | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -226,7 +231,12 @@ class Hub:
             "emergency": pending.emergency,
         }
         text = _encoder.encode(msg).decode()
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_bytes -= len(self._recent[0][1])
         self._recent.append((self.seq, text))
+        self._recent_bytes += len(text)
+        while len(self._recent) > 1 and self._recent_bytes > self.resume_bytes:
+            self._recent_bytes -= len(self._recent.popleft()[1])
         for feed in self._feeds:
             feed.push(text)
 

@@ -87,7 +87,12 @@ def test_walls_see_fresh_evidence_at_the_same_level_and_mqtt_only_lifecycle_chan
     scripted(1700)
     pipe.tick(clock.now())
     shown = hub.alert(alert["id"])
-    assert shown is not None and shown["message"] == "seg-1 at 1700", "the wall kept the raise-time text"
+    assert shown is not None and shown["message"] == "seg-1 at 1640", "same level: not resent every tick"
+    clock.advance(pipe.refresh_s - 5)
+    scripted(1720)
+    pipe.tick(clock.now())
+    shown = hub.alert(alert["id"])
+    assert shown is not None and shown["message"] == "seg-1 at 1720", "the wall kept the raise-time text"
     assert [t for t in published if t.startswith("crowdflow/alerts/")] == alert_topics, "same level: no MQTT"
     store.close()
     journal.close()
