@@ -45,6 +45,7 @@ from alerts.model import (
     Recipient,
     Silence,
 )
+from alerts.notify.base import redact
 from alerts.routing import Router
 from alerts.silence import expired, silenced_by, validate_matchers
 from detect.overrides import Overrides
@@ -535,6 +536,8 @@ class AlertManager:
         out = []
         for n in self.journal.notifications(alert_id=alert_id):
             d = msgspec.to_builtins(n)
+            for r in d["recipients"]:  # a channel URL can carry a token (DingTalk) or be the secret (ntfy topic)
+                r["channels"] = [redact(c) for c in r["channels"]]
             d["attempts"] = [msgspec.to_builtins(x) for x in self.journal.attempts(notification_id=n.id)]
             out.append(d)
         return out

@@ -375,7 +375,7 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         return Response(xml, media_type=CAP_MEDIA_TYPE)
 
     @router.get("/alerts/{alert_id}/deliveries")
-    async def deliveries(alert_id: str) -> Response:
+    async def deliveries(alert_id: str, who: Caller) -> Response:  # who was told, and how: duty staff only
         act = need()
         return _json(_call(lambda: act.deliveries(alert_id), missing=f"unknown alert {alert_id!r}"))
 

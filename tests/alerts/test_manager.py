@@ -337,6 +337,8 @@ def test_list_filters_deliveries_cap_and_metrics(rig: Rig) -> None:
     )
     [d] = [d for d in rig.m.deliveries("a1") if d["id"] == n.id]
     assert d["attempts"][0]["ok"] is True and d["attempts"][0]["person"] == "ann"
+    channels = [c for r in d["recipients"] for c in r["channels"]]
+    assert channels and all(c.count("/") <= 2 for c in channels), f"topics and tokens must not show: {channels}"
     assert b"urn:oasis:names:tc:emergency:cap:1.2" in rig.m.cap("a1")
     with pytest.raises(KeyError):
         rig.m.cap("nope")

@@ -335,8 +335,9 @@ def test_cap_is_served_as_cap_xml(client: TestClient) -> None:
 
 
 def test_deliveries(client: TestClient) -> None:
-    assert client.get("/api/alerts/a-seg1/deliveries").json()[0]["notification"] == "n-a-seg1"
-    assert client.get("/api/alerts/nope/deliveries").status_code == 404
+    assert client.get("/api/alerts/a-seg1/deliveries").status_code == 401  # who was told how: staff only
+    assert client.get("/api/alerts/a-seg1/deliveries", headers=auth(OPS)).json()[0]["notification"] == "n-a-seg1"
+    assert client.get("/api/alerts/nope/deliveries", headers=auth(OPS)).status_code == 404
 
 
 # ---- mine=true: the officer page's list -------------------------------------------------------------------

@@ -33,8 +33,9 @@ REPO = Path(__file__).parent.parent.parent
 ALERT_IN_URL = re.compile(r"/officer#alert=([0-9a-f]+)")
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+def _get(url: str, token: str | None = None) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -128,7 +129,7 @@ def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquit
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-delivery"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f"[dashboard]\nport = {port}\n"
+        f'[dashboard]\nport = {port}\napi_token = "t-delivery"\n'
         f'[alerts]\nroster = "{roster}"\nmax_attempts = 3\n'
     )
     serve = Serve(cfg, tmp_path / "service.log", port)
@@ -149,7 +150,7 @@ def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquit
         seen = {
             (x["notification_id"], x["person"], x["channel"], x["attempt"]): x
             for a in alerts
-            for d in _get(f"{serve.base}/api/alerts/{a['id']}/deliveries")
+            for d in _get(f"{serve.base}/api/alerts/{a['id']}/deliveries", token="t-delivery")
             for x in d["attempts"]
         }
         attempts = list(seen.values())
