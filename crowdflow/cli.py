@@ -208,7 +208,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
     print(f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({'embedded Mosquitto' if broker else 'yours'})")
     sent = "sent to the roster's channels" if cfg.alerts.deliver else "recorded, not sent (placeholder roster)"
-    print(f"  alerts       notifications {sent}; {url}api/alerts/<id>/deliveries shows them")
+    print(f"  alerts       notifications {sent}; {url}api/alerts/<id>/deliveries shows them (operator token)")
     print(f"  operator     Authorization: Bearer {cfg.dashboard.api_token}  (ack, resolve, silences, emergency mode)")
     for name, covers, token in logins:
         print(f"  officer page: {url}officer  token for {name} ({covers}): {token}")
