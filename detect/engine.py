@@ -106,11 +106,11 @@ class DetectionEngine:
             f = self.forecaster.detect(s, now)
             if f is not None:
                 aux.append(f)
-            s.forecast = self.forecaster.describe(s.zone)
-            eta = self.forecaster.eta(s.zone, Level.I)
-            s.eta_red_min = eta if eta is not None and eta > 0 else None
             s.expected_inflow_per_min = self.surge.normal(s.zone, s.ts)
             if s.healthy:  # an unhealthy zone's forecast would be the one from before its data went bad
+                s.forecast = self.forecaster.describe(s.zone)
+                eta = self.forecaster.eta(s.zone, Level.I)
+                s.eta_red_min = eta if eta is not None and eta > 0 else None
                 points = self.forecaster.forecast(s.zone).points
                 s.outlook = [(p.horizon_min, p.occupancy, p.low, p.high) for p in points]
         aux += self.flows.detect(now)

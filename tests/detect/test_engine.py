@@ -143,3 +143,16 @@ def test_snapshot_round_trip_gives_the_same_next_tick(mini_site: Site) -> None:
         (s.zone, round(s.occupancy, 6), s.level) for s in sb
     ]
     assert [(d.zone, d.level, d.cause) for d in da] == [(d.zone, d.level, d.cause) for d in db]
+
+
+def test_a_blind_zone_shows_no_forecast_text_or_eta(mini_site: Site) -> None:
+    """The strip and the phones read forecast and eta_red_min: from before the data went bad they mislead."""
+    eng = DetectionEngine(mini_site)
+    feed_ramp(eng, 25, 0, 60)  # seg-1 filling fast: a forecast is on
+    states, _ = eng.tick(T0 + 25 * 60 + 1)
+    seg1 = next(s for s in states if s.zone == "seg-1")
+    assert seg1.healthy and seg1.forecast != ""
+    states, _ = eng.tick(T0 + 40 * 60)  # then fifteen minutes of silence
+    seg1 = next(s for s in states if s.zone == "seg-1")
+    assert not seg1.healthy
+    assert (seg1.forecast, seg1.eta_red_min, seg1.outlook) == ("", None, [])
