@@ -115,7 +115,7 @@ def main() -> int:
                 wall = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN").new_page()
                 wall.goto(base + "/")
                 wall.wait_for_selector(f'svg#map path[data-zone="{FOCUS_ZONE}"]')
-                wall.wait_for_function("document.querySelector('#people-now').textContent.trim() !== '—'")
+                wall.locator("#people-now").filter(has_not_text="—").wait_for()  # CSP: no string predicates
                 wall.wait_for_timeout(1500)
                 wall.screenshot(path=str(out / "wall.png"))
                 step(f"wrote {out / 'wall.png'}")

@@ -8,6 +8,7 @@ dashboard's Content-Security-Policy, so anything the charts do that the wall's C
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -84,8 +85,18 @@ def open_charts_page(browser: Browser, base_url: str, errors: list[str], timezon
             and not m.text.startswith("Failed to load resource") else None)  # fmt: skip
     page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     page.goto(base_url + "/pages/charts.html")
-    page.wait_for_function("window.CF && typeof window.CF.zoneCharts === 'function'")
+    until(page, "() => !!(window.CF && typeof window.CF.zoneCharts === 'function')")
     return page
+
+
+def until(page: Page, predicate: str, arg: object = None, timeout_s: float = 15.0) -> None:
+    """Poll a JS predicate through evaluate (DevTools, outside the page's CSP). Playwright's string
+    wait_for_function runs inside the page, where the CSP (no unsafe-eval) throws EvalError."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {predicate}")
+        page.wait_for_timeout(50)
 
 
 @pytest.fixture
@@ -131,7 +142,7 @@ def make_chart(page: Page, container: str = "#flow", window_minutes: int = 180) 
 
 def wait_drawn_to(page: Page, ts: float) -> None:
     """Until the time axis as drawn reaches `ts` (redraws are batched, so they lag the data a little)."""
-    page.wait_for_function("ts => { const r = window.c.xRange(); return r !== null && r[1] >= ts; }", arg=ts)
+    until(page, "ts => { const r = window.c.xRange(); return r !== null && r[1] >= ts; }", ts)
 
 
 # Pixels of a colour drawn at full opacity: lines are drawn, not just the axes (colours from charts.js).
@@ -274,9 +285,10 @@ def test_fills_a_container_with_a_height_and_follows_its_resizes(page: Page) -> 
         assert panel["width"] == pytest.approx(900, abs=1)
         assert box["y"] <= panel["y"] and panel["y"] + panel["height"] <= box["y"] + box["height"] + 1
     page.evaluate("document.querySelector('#fixed').style.width = '700px'")  # CSSOM: allowed by the CSP
-    page.wait_for_function(
+    until(
+        page,
         """() => [...document.querySelectorAll('#fixed [data-chart] .uplot')]
-                 .every(u => Math.abs(u.getBoundingClientRect().width - 700) <= 1)"""
+                 .every(u => Math.abs(u.getBoundingClientRect().width - 700) <= 1)""",
     )
 
 

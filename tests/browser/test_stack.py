@@ -14,7 +14,8 @@ def test_live_stack_serves_the_wall_and_moves_with_the_simulator(browser: Browse
     wait_for("zone states from the simulator", lambda: live.get("/api/district")["people_now"] > 0)
     errors: list[str] = []
     page = open_page(browser, live.base + "/", WALL, errors)
-    page.wait_for_function("document.querySelector('#people-now').textContent.trim() !== '—'", timeout=30_000)
+    # A locator, not wait_for_function: the page's CSP (no unsafe-eval) blocks string predicates.
+    page.locator("#people-now").filter(has_not_text="—").wait_for(timeout=30_000)
     sim.join(60)
     assert not sim.is_alive() and not sim.errors  # type: ignore[attr-defined]
     assert errors == []
