@@ -396,7 +396,23 @@ class Service:
                 return 0
             rows += [(zone, r["ts"], r["inflow_per_min"]) for r in hist if "inflow_per_min" in r]
         rows.sort(key=lambda r: r[1])
+        self._seed_arrivals(now)
         return self.pipeline.engine.warm(rows)
+
+    def _seed_arrivals(self, now: float) -> None:
+        """Today's arrivals so far from the store, so the headline keeps comparing since-midnight figures."""
+        midnight = self.pipeline.profile.local_midnight(now)
+        tracker = self.pipeline.engine.tracker
+        for zone in self.site.zones:
+            try:
+                rows = self.store.history(zone, midnight, now, every_s=300.0)
+            except Exception as e:  # the same store just answered; if not now, start from zero and say so
+                log.warning("could not read today's arrivals for %s (%s): counting from now", zone, e)
+                return
+            counted = [(r["ts"], r["arrivals_today"]) for r in rows if r.get("arrivals_today") is not None]
+            if counted:
+                ts, arrivals = max(counted, key=lambda c: c[1])
+                tracker.seed_arrivals(zone, ts, int(arrivals))
 
     async def run(self) -> None:
         resumed = self.alerts.restore()

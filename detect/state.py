@@ -221,6 +221,19 @@ class ZoneTracker:
             return s.interval_s
         return r.interval_s if r.interval_s > 0 else 60.0
 
+    def seed_arrivals(self, zone_id: str, ts: float, arrivals: int) -> bool:
+        """Arrivals counted earlier today (at event time `ts`) by a previous run, from the store: a service
+        restarted without its snapshot must not compare "since I started" with the profile's "since midnight".
+        Only raises the count, only for today (the day of `ts`); True if it was taken."""
+        m = self._zones.get(zone_id)
+        if m is None or arrivals <= 0:
+            return False
+        self._roll_day(m, ts)
+        if m.day_start is None or not (m.day_start <= ts < (m.day_end or math.inf)) or arrivals <= m.arrivals:
+            return False
+        m.arrivals = int(arrivals)
+        return True
+
     def _roll_day(self, m: _ZoneMemory, ts: float) -> None:
         """Reset arrivals at local midnight, by event time."""
         if m.day_start is None or (m.day_end is not None and ts >= m.day_end):
