@@ -5,7 +5,8 @@
   "use strict";
   var W = window.CF.wall, U = W.util;
   var KEY = "crowdflow.token";
-  var pending = null; // {run, reject}: the action waiting for a sign-in
+  var pending = null; // {run, reject}: the action waiting for a sign-in (one at a time)
+  var SIGN_IN_AGAIN = "未执行:请登录后重试 not done: sign in, then try again";
 
   function token() {
     try { return sessionStorage.getItem(KEY); } catch (e) { return null; }
@@ -85,14 +86,21 @@
     });
   }
 
+  // Only the newest action waits for the sign-in: an earlier one is told so (its row says to try again)
+  // rather than left at "…" for good.
+  function waitForSignIn(job, reason) {
+    if (pending && pending.run !== job.run) pending.reject(new Error(SIGN_IN_AGAIN));
+    pending = job;
+    showForm(reason);
+  }
+
   // Resolves with the updated alert; rejects with an Error whose message is the server's reason.
   function act(id, action, body) {
     return new Promise(function (resolve, reject) {
+      var job = { run: run, reject: reject };
       function run() {
         if (!token()) {
-          if (pending) pending.reject(new Error("replaced by a newer action"));
-          pending = { run: run, reject: reject };
-          showForm("登录后操作 Sign in to " + action);
+          waitForSignIn(job, "登录后操作 Sign in to " + action);
           return;
         }
         post(id, action, body).then(function (r) {
@@ -101,8 +109,7 @@
             if (r.status === 401) { // expired or revoked: sign in again, then the action runs
               store(null);
               showWho(null);
-              pending = { run: run, reject: reject };
-              showForm(d);
+              waitForSignIn(job, d);
               return;
             }
             reject(new Error(d));

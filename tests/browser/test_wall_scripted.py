@@ -1,0 +1,112 @@
+"""The wall against a scripted server (tests.browser.test_wall.Scripted), for what a live stack cannot stage on
+demand: a stream that stopped minutes before the page opened, alert ages, and sign-in races.
+
+The page's clock is Playwright's where time matters: nothing here waits for real seconds to pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from playwright.sync_api import Browser, BrowserContext, Page, Route
+
+from tests.browser.conftest import WALL, wait_for
+from tests.browser.test_wall import BRIDGE, HOST, T0, Scripted
+
+HOLD = "hold"  # an answer that keeps the request in flight until the test fulfils it (ScriptedApi.held)
+Answer = Callable[[str, str, str | None, Any], "tuple[int, Any] | str | None"]
+
+
+class ScriptedApi(Scripted):
+    """Scripted, with /api/ answered by `answer(method, path, authorization, body)`: (status, json); HOLD to
+    keep the request in flight (in `held`, for the test to fulfil); or None for the wall-only 503."""
+
+    def __init__(self, page: Page, answer: Answer) -> None:
+        self.answer = answer
+        self.held: list[Route] = []
+        super().__init__(page)
+
+    def serve(self, route: Route) -> None:
+        req = route.request
+        path = urlparse(req.url).path
+        if path.startswith("/api/"):
+            body = json.loads(req.post_data) if req.post_data else None
+            got = self.answer(req.method, path, req.headers.get("authorization"), body)
+            if got == HOLD:
+                self.held.append(route)
+                return
+            if isinstance(got, tuple):
+                route.fulfill(status=got[0], json=got[1])
+                return
+        super().serve(route)
+
+
+def wall_context(browser: Browser) -> BrowserContext:
+    return browser.new_context(viewport={"width": WALL["width"], "height": WALL["height"]},
+                               timezone_id="Europe/London")  # fmt: skip
+
+
+def open_alert(aid: str, level: int, opened: float, updated: float | None = None,
+               state: str = "raised", **extra: Any) -> dict[str, Any]:  # fmt: skip
+    return {"id": aid, "zone": BRIDGE, "level": level, "state": state, "cause": "capacity", "open": True,
+            "opened_ts": opened, "updated_ts": opened if updated is None else updated,
+            "message": f"alert {aid}", **extra}  # fmt: skip
+
+
+# ---- sign-in races -----------------------------------------------------------------------------------------
+
+
+def test_a_second_action_waiting_for_sign_in_tells_the_first_to_try_again(browser: Browser) -> None:
+    """Two acknowledgements in flight, both refused with 401 (the token was revoked meanwhile): only the newer
+    one waits for the sign-in; the first row says to sign in and try again instead of showing "…" for good.
+    After the sign-in the newer one runs."""
+    context = wall_context(browser)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    posts: list[tuple[str, str | None]] = []
+    people = {"Bearer old": "ana", "Bearer new": "ana"}
+
+    def answer(method: str, path: str, auth: str | None, body: Any) -> tuple[int, Any] | str | None:
+        if path == "/api/me":
+            if auth in people:
+                return 200, {"person": "ana", "name": "Ana", "role": "operator", "zones": None}
+            return 401, {"detail": "unknown token"}
+        if method == "POST" and path.startswith("/api/alerts/"):
+            posts.append((path, auth))
+            if auth != "Bearer new":
+                return HOLD
+            aid = path.split("/")[3]
+            return 200, open_alert(aid, 3, T0 - 600, T0, state="acknowledged", acknowledged_by="ana")
+        return None
+
+    server = ScriptedApi(page, answer)
+    server.snapshot["alerts"] = [open_alert("a1", 3, T0 - 600), open_alert("a2", 2, T0 - 300)]
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="live"]').wait_for()
+    page.click("#signin-open")
+    page.fill("#signin-token", "old")
+    page.click("#signin-submit")
+    page.locator("#whoami.signed-in").wait_for()
+
+    first, second = (page.locator(f'#alert-list li[data-alert="{a}"]') for a in ("a1", "a2"))
+    first.locator('button[data-action="ack"]').click()
+    second.locator('button[data-action="ack"]').click()
+    wait_for("both acknowledgements sent", lambda: page.evaluate("1") and len(server.held) == 2, timeout=30)
+    for route in server.held:  # the token was revoked while they were on their way
+        route.fulfill(status=401, json={"detail": "令牌已吊销 token revoked"})
+    page.locator("#signin").wait_for()  # sign in again
+    first.locator(".alert-error").filter(has_text="sign in, then try again").wait_for()
+    assert second.locator(".alert-error").text_content() == "…"  # waiting for the sign-in
+
+    page.fill("#signin-token", "new")
+    page.click("#signin-submit")
+    second.locator(".alert-error").filter(has_text="acknowledged").wait_for()
+    assert posts == [("/api/alerts/a1/ack", "Bearer old"), ("/api/alerts/a2/ack", "Bearer old"),
+                     ("/api/alerts/a2/ack", "Bearer new")]  # fmt: skip
+    assert "try again" in (first.locator(".alert-error").text_content() or "")  # the first did not run by itself
+    assert errors == []
+    context.close()
