@@ -7,7 +7,7 @@
   var W = window.CF.wall, U = W.util;
 
   var DELTA_STALE_MS = 15000; // no delta for this long: the service stopped sending (it sends one per tick)
-  var DATA_STUCK_MS = 60000; // deltas come but the data time does not move: sensors or ingest stopped
+  var DATA_STUCK_MS = 60000; // no new sensor data at the service for this long: sensors or ingest stopped
   var SOCKET_DEAD_MS = 40000; // not even a ping (every 15 s when idle): the socket is dead, start over
   var RESYNC_WAIT_MS = 10000; // a resync unanswered this long: reconnect for a fresh snapshot
   var BACKOFF_MIN_MS = 500;
@@ -18,6 +18,8 @@
   var S = (W.S = {
     site: null, siteKey: "", tz: undefined, levels: {}, zoneIndex: {},
     zones: {}, district: null, alerts: {}, emergency: [],
+    // dataTs: the data (event) time shown; dataTsAt: the page's time when the service last got new data,
+    // from the service's own last_data_age_s (snapshot, ping) or a delta whose data time moved on.
     epoch: null, seq: -1, dataTs: null, dataTsAt: 0,
     ws: null, connected: false, everConnected: false, lastMsgAt: 0, lastDeltaAt: 0,
     resyncSince: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null, chips: {},
@@ -69,7 +71,7 @@
       if (ws !== S.ws) return;
       S.connected = true;
       S.everConnected = true;
-      S.lastMsgAt = S.lastDeltaAt = Date.now();
+      S.lastMsgAt = Date.now(); // an open socket is not an update: lastDeltaAt waits for the stream itself
       S.resyncSince = 0;
       refreshConn();
     };
@@ -123,6 +125,8 @@
       if (msg.seq !== S.seq + 1) { resync(); return; } // a gap: our picture is incomplete
       S.backoff = BACKOFF_MIN_MS;
       applyDelta(msg);
+    } else if (msg.type === "ping") {
+      seedDataAge(msg.last_data_age_s); // sent when no delta came for a while: how old the service's data is
     }
     refreshConn();
   }
@@ -134,6 +138,12 @@
       S.dataTs = ts;
       S.dataTsAt = Date.now();
     }
+  }
+
+  // The service says how long ago it last got sensor data: a page opened (or reconnected) on a stream that
+  // stopped minutes ago is stale at once, with that age, rather than "live" until its own timers run out.
+  function seedDataAge(age) {
+    if (typeof age === "number" && isFinite(age) && age >= 0) S.dataTsAt = Date.now() - age * 1000;
   }
 
   function applySnapshot(m) {
@@ -157,8 +167,12 @@
     S.emergency = m.emergency || [];
     S.seq = m.seq;
     S.epoch = m.epoch === undefined ? null : m.epoch;
+    // The snapshot is the service's state as of now, so its sender is alive (no delta is due yet); how fresh
+    // its data is, last_data_age_s says. A new service run may have no data, or an earlier replay's: take its ts.
     S.lastDeltaAt = Date.now();
-    noteData(m.ts);
+    S.dataTs = typeof m.ts === "number" ? m.ts : null;
+    S.dataTsAt = Date.now();
+    seedDataAge(m.last_data_age_s);
     dirty.alerts = dirty.emergency = true;
     schedule();
   }
@@ -319,25 +333,32 @@
 
   // ---- connection state, data-stale banner and the data clock -----------------------------------------
 
-  function secs(ms) { return Math.round(ms / 1000) + " s"; }
+  // An age to read at a glance: "45 s", "5 min", "2 h 10 min".
+  function age(ms) {
+    var s = Math.max(0, Math.round(ms / 1000));
+    if (s < 120) return s + " s";
+    var m = Math.floor(s / 60);
+    return m < 120 ? m + " min" : Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
 
   function connState() {
     var now = Date.now();
     if (!S.connected) {
       return S.everConnected
-        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + secs(now - S.lastMsgAt) + " ago" +
+        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + age(now - S.lastMsgAt) + " ago" +
             (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) }
         : { state: "reconnecting", title: "连接中 CONNECTING…", detail: "no connection to the service yet" };
     }
     if (!S.site) return { state: "reconnecting", title: "连接中 CONNECTING…", detail: "waiting for the first snapshot" };
     if (now - S.lastDeltaAt > DELTA_STALE_MS) {
-      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + secs(now - S.lastDeltaAt) +
+      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + age(now - S.lastDeltaAt) +
         (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) };
     }
     if (S.dataTs === null) return { state: "stale", title: "数据停滞 DATA STALE", detail: "no sensor data yet" };
     if (now - S.dataTsAt > DATA_STUCK_MS) {
       return { state: "stale", title: "数据停滞 DATA STALE",
-        detail: "data time stuck at " + U.timeIn(S.dataTs, S.tz, true) + " for " + secs(now - S.dataTsAt) + ": sensors or ingest stopped" };
+        detail: "data time stuck at " + U.timeIn(S.dataTs, S.tz, true) + ": no new sensor data for " + age(now - S.dataTsAt) +
+          " (sensors or ingest stopped)" };
     }
     return { state: "live", title: "", detail: "" };
   }

@@ -10,6 +10,7 @@
   var REFETCH_MIN_MS = 1000; // at most one alert fetch per second, however many deltas arrive
   var REFETCH_EVERY_MS = 60000; // and once a minute anyway, in case a change had no delta
   var STALE_AFTER_MS = 20000; // no message at all for this long (pings included): the socket is presumed dead
+  var DATA_STUCK_MS = 60000; // the service has had no new sensor data for this long: say the page is stale
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var PUSH_TIMEOUT_MS = 15000;
@@ -36,6 +37,10 @@
     cards: {}, // alert id -> {li, parts}
     known: null, // alert id -> severity seen; null until the first fetch (no buzz for what was already open)
     dataNow: null, // newest event time seen on the stream (epoch s): ages are measured against it
+    tz: undefined, // the site's timezone (from the snapshot): times are shown in it, never the phone's
+    // The stream's data time, and the page's time when the service last got new sensor data: seeded from the
+    // service's last_data_age_s (snapshot, ping), moved on by a delta whose data time advanced.
+    dataTs: null, dataAt: 0, streaming: false,
     ws: null, seq: -1, epoch: null, lastMsgAt: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null,
     fetching: false, again: false, lastFetchAt: 0, fetchTimer: null,
     buzzes: 0,
@@ -146,6 +151,7 @@
     S.me = null;
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing stored */ }
     if (S.ws) { var ws = S.ws; S.ws = null; try { ws.close(); } catch (e) { /* closing */ } }
+    S.streaming = false;
     clearTimeout(S.reconnectTimer); S.reconnectTimer = null;
     clearTimeout(S.fetchTimer); S.fetchTimer = null;
     S.known = null; S.alerts = []; S.zones = {};
@@ -543,10 +549,59 @@
 
   // ---- the live stream --------------------------------------------------------------------------
 
-  function setConn(state, text) {
+  function setConn(state, text, title) {
     var c = $("conn");
     c.dataset.state = state;
     setText(c, text);
+    c.title = title || "";
+  }
+
+  // "45 s", "5 min", "2 h 10 min"
+  function ageText(ms) {
+    var s = Math.max(0, Math.round(ms / 1000));
+    if (s < 120) return s + " s";
+    var m = Math.floor(s / 60);
+    return m < 120 ? m + " min" : Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  var clockFormats = {};
+  // HH:MM (with seconds if asked) of an epoch-seconds time in the site's timezone.
+  function clockOf(ts, withSeconds) {
+    var key = (S.tz || "") + (withSeconds ? "s" : "m");
+    if (!clockFormats[key]) {
+      var opts = { hour12: false, hour: "2-digit", minute: "2-digit" };
+      if (withSeconds) opts.second = "2-digit";
+      if (S.tz) opts.timeZone = S.tz;
+      try { clockFormats[key] = new Intl.DateTimeFormat("en-GB", opts); } catch (e) {
+        delete opts.timeZone;
+        clockFormats[key] = new Intl.DateTimeFormat("en-GB", opts);
+      }
+    }
+    return clockFormats[key].format(new Date(ts * 1000));
+  }
+
+  function seedDataAge(age) {
+    if (typeof age === "number" && isFinite(age) && age >= 0) S.dataAt = Date.now() - age * 1000;
+  }
+
+  function noteDataTs(ts) {
+    if (typeof ts === "number" && (S.dataTs === null || ts > S.dataTs)) {
+      S.dataTs = ts;
+      S.dataAt = Date.now();
+    }
+  }
+
+  // Live only while the stream is up AND the service has fresh sensor data; otherwise stale, with how long.
+  function refreshConn() {
+    if (!S.streaming) return; // connecting / reconnecting: said where the socket opens and closes
+    if (S.dataTs === null) { setConn("stale", "数据停滞 stale", "no sensor data yet"); return; }
+    var quiet = Date.now() - S.dataAt;
+    if (quiet > DATA_STUCK_MS) {
+      setConn("stale", "数据停滞 stale · " + ageText(quiet),
+        "no new sensor data for " + ageText(quiet) + " · data as of " + clockOf(S.dataTs, true));
+      return;
+    }
+    setConn("live", "实时 live", "data as of " + clockOf(S.dataTs, true));
   }
 
   function connect() {
@@ -569,6 +624,7 @@
     ws.onclose = function () {
       if (ws !== S.ws) return;
       S.ws = null;
+      S.streaming = false;
       setConn("reconnecting", "重连中 reconnecting");
       scheduleReconnect();
     };
@@ -587,7 +643,12 @@
       S.backoff = BACKOFF_MIN_MS;
       S.seq = msg.seq;
       if (msg.epoch !== undefined) S.epoch = msg.epoch;
-      setConn("live", "实时 live");
+      if (msg.site && msg.site.timezone) S.tz = msg.site.timezone;
+      S.streaming = true;
+      S.dataTs = typeof msg.ts === "number" ? msg.ts : null; // a new service run may have no data yet
+      S.dataAt = Date.now();
+      seedDataAge(msg.last_data_age_s); // a stream that stopped minutes ago is stale at once
+      refreshConn();
       takeZones(msg.zones || [], true);
       scheduleFetch(); // whatever happened while we were away
     } else if (msg.type === "delta") {
@@ -596,12 +657,15 @@
         return;
       }
       S.seq = msg.seq;
-      setConn("live", "实时 live");
+      S.streaming = true;
+      noteDataTs(msg.ts);
+      refreshConn();
       if (msg.zones && msg.zones.length) takeZones(msg.zones, false);
       var alerts = msg.alerts || [];
       if (alerts.some(function (a) { return mine(a.zone); })) scheduleFetch();
     } else if (msg.type === "ping") {
-      if ($("conn").dataset.state === "stale") setConn("live", "实时 live");
+      seedDataAge(msg.last_data_age_s);
+      refreshConn();
     }
   }
 
@@ -615,12 +679,14 @@
 
   setInterval(function () {
     if (S.ws && S.lastMsgAt && Date.now() - S.lastMsgAt > STALE_AFTER_MS) {
-      setConn("stale", "数据停滞 stale");
+      S.streaming = false;
+      setConn("stale", "数据停滞 stale", "no message from the service for " + ageText(Date.now() - S.lastMsgAt));
       var ws = S.ws; S.ws = null;
       try { ws.close(); } catch (e) { /* closing */ }
       scheduleReconnect();
     }
   }, 2000);
+  setInterval(refreshConn, 1000);
   setInterval(function () { if (S.token && !document.hidden) scheduleFetch(); }, REFETCH_EVERY_MS);
   setInterval(updateAges, 15000);
 

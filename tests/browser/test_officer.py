@@ -12,22 +12,27 @@ reachable here; the page says so plainly and names the channels that still reach
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, WebSocketRoute
 
-from dashboard.app import create_app
+from dashboard.app import STATIC_DIR, create_app
 from dashboard.auth import Principal, token_table
 from dashboard.hub import Hub
 from dashboard.push_api import PushRegistry, b64url
+from dashboard.views import zone_view
+from domain.levels import Level
 from domain.loader import load_site
+from domain.values import ZoneState
 from tests.browser.conftest import PHONE, Live, open_page, wait_for
 from tests.servers import free_port
 
@@ -35,6 +40,7 @@ BRIDGE = "lfc-bridge-d"  # 明珠环天桥岗 Pearl Ring bridge post: duty zone 
 TIP = "rsb-tip-d"  # 滨江嘴尖段巡逻 riverside patrol S04-S06 (Riverside belt grid)
 ZONE = "pearl-ring-bridge"
 SCREENSHOT = Path("/tmp/officer-phone.png")
+PHONE_SIZE: ViewportSize = {"width": PHONE["width"], "height": PHONE["height"]}
 COMMENT = "已到天桥,封闭梯道 on the bridge, ramps closed"
 
 
@@ -69,9 +75,11 @@ def test_an_alert_reaches_its_officer_who_acknowledges_and_another_grid_never_se
     assert sorted(other.eval_on_selector_all("#my-zones li[data-zone]", "els => els.map(e => e.dataset.zone)")) == [
         "riverside-s04", "riverside-s05", "riverside-s06"
     ]  # fmt: skip
-    phone.wait_for_selector('#conn[data-state="live"]', timeout=15_000)
+    # The stream is up but the service has had no sensor data yet: stale, saying so, until the data flows.
+    phone.wait_for_selector('#conn[data-state="stale"][title="no sensor data yet"]', timeout=15_000)
 
     sim = live.publish(scenario="gathering", start="19:36", duration_min=24, speed=120)
+    phone.wait_for_selector('#conn[data-state="live"]', timeout=60_000)
     alert_id: str = wait_for(
         "the bridge alert on the officer's phone",
         lambda: phone.get_attribute(f'#my-alerts li[data-zone="{ZONE}"]', "data-alert"),
@@ -150,7 +158,7 @@ def push_app() -> Iterator[dict[str, Any]]:
 def test_push_subscribe_says_plainly_when_the_browser_cannot(
     browser: Browser, push_app: dict[str, Any], permission: str, state: str, words: str
 ) -> None:
-    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    context = browser.new_context(viewport=PHONE_SIZE, locale="zh-CN")
     if permission == "granted":
         context.grant_permissions(["notifications"], origin=push_app["base"])
     page = context.new_page()
@@ -179,7 +187,7 @@ def test_service_worker_shows_the_push_and_opens_the_officer_page_on_the_alert(
     """A push message delivered to sw.js (through Chromium's DevTools protocol: no push service needed) becomes a
     notification with the payload's title and body, linked to this service's own /officer page on the alert."""
     base = push_app["base"]
-    context = browser.new_context(viewport=PHONE, locale="zh-CN")
+    context = browser.new_context(viewport=PHONE_SIZE, locale="zh-CN")
     context.grant_permissions(["notifications"], origin=base)
     page = context.new_page()
     page.goto(base + "/officer")
@@ -208,4 +216,103 @@ def test_service_worker_shows_the_push_and_opens_the_officer_page_on_the_alert(
     ))  # fmt: skip
     assert shown == [{"title": "I red · Pearl Ring bridge", "body": "明珠环天桥 110% of capacity: close the ramps",
                       "tag": "incident-7", "url": base + "/officer#alert=a1b2c3", "sticky": True}]  # fmt: skip
+    context.close()
+
+
+# ---- the page's stream logic against a scripted server -----------------------------------------------------
+
+OFFICER_HOST = "http://officer.test"
+OFFICER_CSP = "default-src 'self'; connect-src 'self' ws://officer.test"  # as dashboard/app.py
+T0 = 1_791_026_400.0  # 2026-10-03 19:20 Asia/Shanghai
+ME = {"person": BRIDGE, "name": "明珠环天桥岗", "role": "officer", "zones": [ZONE]}
+
+
+class ScriptedOfficer:
+    """The officer page's files from dashboard/static; /api answered from `alerts` (alerts/encode.py's shape)
+    and /ws by the test, which sends snapshots, deltas and pings when it chooses. Every request is recorded."""
+
+    def __init__(self, page: Page) -> None:
+        self.site = load_site()
+        self.snapshot: dict[str, Any] = Hub(self.site).snapshot()
+        self.snapshot.update(ts=T0, last_data_age_s=1.0)
+        self.alerts: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.sockets: list[WebSocketRoute] = []
+        self.received: list[Any] = []
+        page.route(f"{OFFICER_HOST}/**", self.serve)
+        page.route_web_socket(re.compile(r"/ws"), self.connect)
+
+    def serve(self, route: Route) -> None:
+        req = route.request
+        url = urlparse(req.url)
+        self.requests.append((req.method, url.path + ("?" + url.query if url.query else "")))
+        if url.path.startswith("/api/"):
+            status, body = self.api(req.method, url.path, req.headers.get("authorization"))
+            route.fulfill(status=status, json=body)
+            return
+        name = "officer.html" if url.path == "/officer" else url.path.lstrip("/")
+        route.fulfill(path=STATIC_DIR / name, headers={"Content-Security-Policy": OFFICER_CSP})
+
+    def api(self, method: str, path: str, auth: str | None) -> tuple[int, Any]:
+        if auth != "Bearer token-bridge":
+            return 401, {"detail": "unknown token"}
+        if path == "/api/me":
+            return 200, ME
+        if path == "/api/zones":
+            return 200, [self.site_zone(ZONE, 0.5, 1, T0)]
+        if path == "/api/alerts":
+            return 200, self.alerts
+        return 404, {"detail": "not here"}
+
+    def connect(self, ws: WebSocketRoute) -> None:
+        self.sockets.append(ws)
+        ws.on_message(lambda m: self.received.append(json.loads(m)))
+        ws.send(json.dumps(self.snapshot))
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.sockets[-1].send(json.dumps(msg))
+
+    def delta(self, seq: int, ts: float, zones: list[dict[str, Any]] | None = None) -> None:
+        self.send({"type": "delta", "seq": seq, "ts": ts, "zones": zones or [], "district": None, "alerts": [],
+                   "emergency": None})  # fmt: skip
+
+    def ping(self, age: float | None) -> None:
+        self.send({"type": "ping", "seq": 0, "ts": T0, "last_data_age_s": age})
+
+    def site_zone(self, zone: str, share: float, level: int, ts: float) -> dict[str, Any]:
+        z = self.site.zones[zone]
+        state = ZoneState(zone=zone, ts=ts, occupancy=share * z.capacity, capacity=z.capacity, share=share,
+                          density=1.0, inflow_per_min=10.0, outflow_per_min=8.0, arrivals_today=100,
+                          level=Level(level))  # fmt: skip
+        return zone_view(z, state)
+
+
+def scripted_phone(browser: Browser) -> tuple[BrowserContext, Page, ScriptedOfficer, list[str]]:
+    """A phone in London time (the site's clock must win) with the page's clock under the test's control."""
+    context = browser.new_context(viewport=PHONE_SIZE, locale="zh-CN", timezone_id="Europe/London")
+    context.clock.install()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = ScriptedOfficer(page)
+    return context, page, server, errors
+
+
+def test_the_officer_page_opened_on_a_stopped_stream_says_stale_at_once(browser: Browser) -> None:
+    """The service last got sensor data 5 minutes before the officer opened the page: #conn says stale with that
+    age at once; pings keep the age current; data moving on makes it live."""
+    context, page, server, errors = scripted_phone(browser)
+    server.snapshot.update(last_data_age_s=300.0)
+    page.goto(OFFICER_HOST + "/officer")
+    sign_in(page, "token-bridge")
+    conn = page.locator("#conn")
+    page.locator('#conn[data-state="stale"]').filter(has_text="5 min").wait_for()
+    assert conn.get_attribute("title") == "no new sensor data for 5 min · data as of 19:20:00"
+    server.ping(30 * 60.0)
+    page.locator('#conn[data-state="stale"]').filter(has_text="30 min").wait_for()
+    server.delta(1, T0 + 1800)
+    page.locator('#conn[data-state="live"]').wait_for()
+    server.ping(90.0)
+    page.locator('#conn[data-state="stale"]').filter(has_text="90 s").wait_for()
+    assert errors == []
     context.close()

@@ -110,3 +110,82 @@ def test_a_second_action_waiting_for_sign_in_tells_the_first_to_try_again(browse
     assert "try again" in (first.locator(".alert-error").text_content() or "")  # the first did not run by itself
     assert errors == []
     context.close()
+
+
+# ---- staleness from the service's own data age -------------------------------------------------------------
+
+
+def ping(server: Scripted, age: float | None) -> None:
+    server.sockets[-1].send(json.dumps({"type": "ping", "seq": 0, "ts": T0, "last_data_age_s": age}))
+
+
+def banner(page: Page) -> str:
+    return page.locator("#banner-detail").text_content() or ""
+
+
+def test_a_wall_opened_on_a_stream_that_stopped_minutes_ago_says_stale_at_once(browser: Browser) -> None:
+    """The service last got sensor data 5 minutes before the page opened: the first snapshot says so, and the
+    wall is stale at once with that age, not "live" for its first 15 s (nor 60). Pings keep the age current;
+    data moving on makes it live; a reconnect's snapshot is believed over what the page saw before."""
+    context = wall_context(browser)
+    context.clock.install()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = Scripted(page)
+    server.snapshot.update(ts=T0, last_data_age_s=300.0)
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="stale"]').wait_for()
+    assert page.evaluate("CF.wall.stats.snapshots") == 1
+    assert page.locator("#banner").is_visible()
+    assert "data time stuck at 19:20:00: no new sensor data for 5 min" in banner(page), banner(page)
+
+    # A ping (no delta for a while) carries the service's current age: the banner follows it.
+    ping(server, 30 * 60.0)
+    page.locator("#banner-detail").filter(has_text="no new sensor data for 30 min").wait_for()
+
+    # Data moves on: live at once.
+    server.delta(1, T0 + 1800, [server.zone(BRIDGE, 0.5, 1, T0 + 1800)])
+    page.locator('#conn[data-state="live"]').wait_for()
+    assert page.locator("#banner").is_hidden()
+
+    # A ping on a live wall saying the service has had no data for 90 s: stale now, not after the page's own
+    # minute has run out.
+    ping(server, 90.0)
+    page.locator('#conn[data-state="stale"]').wait_for()
+    assert "no new sensor data for 90 s" in banner(page), banner(page)
+    server.delta(2, T0 + 1900)
+    page.locator('#conn[data-state="live"]').wait_for()
+
+    # The connection drops and comes back with a snapshot: the service has had no new data for 2 minutes
+    # (the page last saw data moments ago). Stale at once: neither the open socket nor the snapshot is news.
+    server.snapshot.update(seq=2, ts=T0 + 1900, last_data_age_s=125.0, epoch="another-run")
+    server.sockets[-1].close()
+    page.locator('#conn[data-state="reconnecting"]').wait_for()
+    context.clock.run_for(2000)  # the first backoff is under a second
+    wait_for("a second connection", lambda: page.evaluate("1") and len(server.urls) == 2, timeout=30)
+    wait_for("the second snapshot", lambda: page.evaluate("CF.wall.stats.snapshots") == 2, timeout=30)
+    assert page.locator("#conn").get_attribute("data-state") == "stale"
+    assert "data time stuck at 19:51:40: no new sensor data for 2 min" in banner(page), banner(page)
+    assert errors == []
+    context.close()
+
+
+def test_a_new_service_run_without_data_is_not_shown_as_the_old_runs_data(browser: Browser) -> None:
+    """A restarted service that has not received data yet (ts and age null): the wall says there is no sensor
+    data, rather than keeping the previous run's time on its clock as if it were current."""
+    context = wall_context(browser)
+    context.clock.install()
+    page = context.new_page()
+    server = Scripted(page)
+    server.snapshot.update(ts=T0, last_data_age_s=1.0)
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="live"]').wait_for()
+    server.snapshot.update(seq=0, ts=None, last_data_age_s=None, epoch="restarted")
+    server.sockets[-1].close()
+    context.clock.run_for(2000)
+    wait_for("the restarted run's snapshot", lambda: page.evaluate("CF.wall.stats.snapshots") == 2, timeout=30)
+    page.locator('#conn[data-state="stale"]').wait_for()
+    assert banner(page) == "no sensor data yet"
+    assert page.locator("#clock").text_content() == "--:--:--"
+    context.close()
