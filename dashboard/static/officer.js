@@ -326,7 +326,8 @@
 
     var meta = el("div", "ameta");
     meta.appendChild(el("span", "astate"));
-    meta.appendChild(el("span", "aage"));
+    meta.appendChild(el("span", "aage")); // raised at, and how long ago
+    meta.appendChild(el("span", "achanged")); // the last lifecycle change, if any
     li.appendChild(meta);
     li.appendChild(el("p", "amsg"));
     li.appendChild(el("ul", "aevidence"));
@@ -394,7 +395,13 @@
     if (a.uncertain) state += " · 数据存疑 uncertain";
     if (a.silenced_by) state += " · 已静默 silenced";
     setText(li.querySelector(".astate"), state);
-    li.querySelector(".aage").dataset.opened = String(a.opened_ts || "");
+    var age = li.querySelector(".aage"), changed = li.querySelector(".achanged");
+    age.dataset.opened = String(a.opened_ts || "");
+    age.dataset.openedAt = a.opened_at || "";
+    var moved = typeof a.updated_ts === "number" && typeof a.opened_ts === "number" && a.updated_ts > a.opened_ts;
+    changed.dataset.opened = moved ? String(a.updated_ts) : "";
+    changed.dataset.openedAt = moved ? a.updated_at || "" : "";
+    changed.hidden = !moved;
     setText(li.querySelector(".amsg"), a.message || "");
     renderEvidence(li.querySelector(".aevidence"), a.evidence || {});
     renderMeasures(card, a.measures || []);
@@ -483,12 +490,26 @@
     setText(box, targets.length ? "分流至 Divert to: " + text : "");
   }
 
-  function updateAge(li) {
-    var opened = parseFloat(li.querySelector(".aage").dataset.opened);
+  // The clock time of an alert's moment in the site's timezone: from the ts once the snapshot has said which
+  // timezone that is, else from the server's local ISO text ("2026-10-03T19:42:05+08:00" -> "19:42").
+  function alertClock(ts, iso) {
+    if (S.tz || !iso) return clockOf(ts, false);
+    return iso.slice(11, 16);
+  }
+
+  // "发布 raised 19:42, 16 min ago" (wall and officer page alike: ages from the raise, against the data's clock)
+  function stampAge(span, label) {
+    var at = parseFloat(span.dataset.opened);
+    if (isNaN(at)) { setText(span, ""); return; }
     var now = S.dataNow !== null ? S.dataNow : Date.now() / 1000;
-    if (isNaN(opened)) { setText(li.querySelector(".aage"), ""); return; }
-    var min = Math.max(0, Math.round((now - opened) / 60));
-    setText(li.querySelector(".aage"), min < 1 ? "刚刚 just now" : min + " 分钟前 " + min + " min ago");
+    var min = Math.max(0, Math.round((now - at) / 60));
+    var ago = min < 1 ? "刚刚 just now" : min < 60 ? min + " min ago" : Math.floor(min / 60) + " h " + (min % 60) + " min ago";
+    setText(span, label + alertClock(at, span.dataset.openedAt) + ", " + ago);
+  }
+
+  function updateAge(li) {
+    stampAge(li.querySelector(".aage"), "发布 raised ");
+    stampAge(li.querySelector(".achanged"), "变更 changed ");
   }
 
   function updateAges() {

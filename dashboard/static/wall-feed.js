@@ -6,7 +6,7 @@
   var W = window.CF.wall, U = W.util;
   var MAX_ROWS = 16; // the feed never grows without bound: the rest is counted in "+N more"
   var EXPANDED = 1; // the top open alerts show their checklist; the others on a click
-  var rows = {}; // alert id -> {li, body, actions, input, msg, key, age, ts}
+  var rows = {}; // alert id -> {li, body, actions, input, msg, key, opened, changed}
   var toggled = {}; // alert id -> true: opened (or closed) by hand, against the default
   var more = null;
   var EVIDENCE = {
@@ -29,6 +29,12 @@
     if (!a.zone_name_zh) a.zone_name_zh = W.siteZone(a.zone).name_zh || a.zone;
     if (a.open === undefined) a.open = a.state !== "resolved";
     return a;
+  }
+
+  // When it was raised (opened_ts), the one time every page and the report agree on for an alert's age.
+  function openedTime(a) {
+    if (typeof a.opened_ts === "number") return a.opened_ts;
+    return typeof a.opened_at === "number" ? a.opened_at : alertTime(a);
   }
 
   function alertTime(a) {
@@ -104,7 +110,6 @@
     }
     var meta = U.el("div", "alert-meta");
     meta.appendChild(U.el("span", "alert-state " + a.state, U.STATES[a.state] || a.state));
-    meta.appendChild(U.el("span", "alert-age", ""));
     var who = a.state === "resolved" ? (a.resolved_by ? " by " + a.resolved_by + (a.resolve_comment ? ": " + a.resolve_comment : "") : "")
       : a.acknowledged_by ? " by " + a.acknowledged_by + (a.ack_comment ? ": " + a.ack_comment : "") : "";
     if (who) meta.appendChild(U.el("span", "alert-who", who));
@@ -112,6 +117,13 @@
       meta.appendChild(U.el("span", "alert-more", " · ☐ " + (a.measures || []).length + " 项措施 measures ▸"));
     }
     body.appendChild(meta);
+    // Raised time and age, then the last lifecycle change (level, acknowledgement, resolve) if any: labelled,
+    // in the site's timezone, ages against the data's clock (ages() keeps them current).
+    var times = U.el("div", "alert-times");
+    times.appendChild(U.el("span", "alert-opened", ""));
+    var opened = openedTime(a), changed = alertTime(a);
+    if (changed > opened) times.appendChild(U.el("span", "alert-changed", ""));
+    body.appendChild(times);
   }
 
   function buildRow(a) {
@@ -153,8 +165,9 @@
     r.key = key;
     r.li.classList.toggle("expanded", expanded);
     fillBody(r.body, a, expanded);
-    r.age = r.body.querySelector(".alert-age");
-    r.ts = alertTime(a);
+    r.opened = { el: r.body.querySelector(".alert-opened"), ts: openedTime(a), label: "发布 raised " };
+    var changed = r.body.querySelector(".alert-changed");
+    r.changed = changed ? { el: changed, ts: alertTime(a), label: "变更 changed " } : null;
   }
 
   function render() {
@@ -184,10 +197,18 @@
     ages();
   }
 
-  // Ages read the data's own clock, so a replayed evening says "12 min ago" of its own time.
+  // "发布 raised 19:42, 16 min ago". Ages read the data's own clock, so a replayed evening says "12 min ago"
+  // of its own time.
+  function stamp(t, ref) {
+    if (!t || !t.el) return;
+    if (!t.ts) { U.setText(t.el, ""); return; }
+    var ago = U.minutesAgo(t.ts, ref);
+    U.setText(t.el, t.label + U.timeIn(t.ts, W.S.tz) + (ago ? ", " + ago : ""));
+  }
+
   function ages() {
     var ref = W.S.dataTs;
-    Object.keys(rows).forEach(function (id) { var r = rows[id]; if (r.age) U.setText(r.age, " · " + U.minutesAgo(r.ts, ref)); });
+    Object.keys(rows).forEach(function (id) { stamp(rows[id].opened, ref); stamp(rows[id].changed, ref); });
   }
 
   function say(id, text, ok) {

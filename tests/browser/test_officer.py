@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, WebSocketRoute
 
+from alerts.encode import alert_json
 from dashboard.app import STATIC_DIR, create_app
 from dashboard.auth import Principal, token_table
 from dashboard.hub import Hub
@@ -32,7 +33,7 @@ from dashboard.push_api import PushRegistry, b64url
 from dashboard.views import zone_view
 from domain.levels import Level
 from domain.loader import load_site
-from domain.values import ZoneState
+from domain.values import Alert, ZoneState
 from tests.browser.conftest import PHONE, Live, open_page, wait_for
 from tests.servers import free_port
 
@@ -314,5 +315,28 @@ def test_the_officer_page_opened_on_a_stopped_stream_says_stale_at_once(browser:
     page.locator('#conn[data-state="live"]').wait_for()
     server.ping(90.0)
     page.locator('#conn[data-state="stale"]').filter(has_text="90 s").wait_for()
+    assert errors == []
+    context.close()
+
+
+def test_alert_cards_show_when_raised_and_the_last_change_in_site_time(browser: Browser) -> None:
+    """As on the wall: "raised 19:04, 16 min ago", in Shanghai time on a London phone, and the last lifecycle
+    change apart, only when there was one."""
+    context, page, server, errors = scripted_phone(browser)
+    site = server.site
+    acked = Alert(id="acked", zone=ZONE, level=Level.II, peak_level=Level.II, cause="capacity", state="acknowledged",
+                  opened_at=T0 - 960, updated_at=T0 - 60, acknowledged_at=T0 - 60, acknowledged_by=BRIDGE)  # fmt: skip
+    fresh = Alert(id="fresh", zone=ZONE, level=Level.III, peak_level=Level.III, cause="capacity", state="raised",
+                  opened_at=T0 - 300, updated_at=T0 - 300)  # fmt: skip
+    server.alerts = [alert_json(acked, site), alert_json(fresh, site)]
+    page.goto(OFFICER_HOST + "/officer")
+    sign_in(page, "token-bridge")
+    card = page.locator('#my-alerts li[data-alert="acked"]')
+    card.locator(".aage").filter(has_text="16 min ago").wait_for()
+    assert card.locator(".aage").text_content() == "发布 raised 19:04, 16 min ago"
+    assert card.locator(".achanged").text_content() == "变更 changed 19:19, 1 min ago"
+    other = page.locator('#my-alerts li[data-alert="fresh"]')
+    assert other.locator(".aage").text_content() == "发布 raised 19:15, 5 min ago"
+    assert other.locator(".achanged").is_hidden()
     assert errors == []
     context.close()

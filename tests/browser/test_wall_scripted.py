@@ -189,3 +189,32 @@ def test_a_new_service_run_without_data_is_not_shown_as_the_old_runs_data(browse
     assert banner(page) == "no sensor data yet"
     assert page.locator("#clock").text_content() == "--:--:--"
     context.close()
+
+
+# ---- alert times -------------------------------------------------------------------------------------------
+
+
+def test_alert_rows_show_when_raised_and_the_last_change_in_site_time(browser: Browser) -> None:
+    """Ages count from the raise (as on the officer's phone and in the report), labelled, in Shanghai time on a
+    London browser, against the data's clock; the last lifecycle change is shown apart, only if there was one."""
+    context = wall_context(browser)
+    page = context.new_page()
+    server = Scripted(page)
+    server.snapshot.update(ts=T0, last_data_age_s=1.0)
+    server.snapshot["alerts"] = [
+        open_alert("acked", 3, T0 - 960, T0 - 60, state="acknowledged", acknowledged_by="ana"),
+        open_alert("new", 2, T0 - 300),
+    ]
+    page.goto(HOST + "/")
+    acked = page.locator('#alert-list li[data-alert="acked"]')
+    acked.locator(".alert-opened").filter(has_text="raised").wait_for()
+    assert acked.locator(".alert-opened").text_content() == "发布 raised 19:04, 16 min ago"
+    assert acked.locator(".alert-changed").text_content() == "变更 changed 19:19, 1 min ago"
+    new = page.locator('#alert-list li[data-alert="new"]')
+    assert new.locator(".alert-opened").text_content() == "发布 raised 19:15, 5 min ago"
+    assert new.locator(".alert-changed").count() == 0
+    # Data time moves on ten minutes: the ages follow it.
+    server.delta(1, T0 + 600)
+    acked.locator(".alert-opened").filter(has_text="26 min ago").wait_for()
+    assert acked.locator(".alert-changed").text_content() == "变更 changed 19:19, 11 min ago"
+    context.close()
