@@ -11,6 +11,7 @@
   var REFETCH_EVERY_MS = 60000; // and once a minute anyway, in case a change had no delta
   var STALE_AFTER_MS = 20000; // no message at all for this long (pings included): the socket is presumed dead
   var DATA_STUCK_MS = 60000; // the service has had no new sensor data for this long: say the page is stale
+  var RESYNC_WAIT_MS = 10000; // a resync unanswered this long: reconnect (without resuming) for a snapshot
   var BACKOFF_MIN_MS = 500;
   var BACKOFF_MAX_MS = 15000;
   var PUSH_TIMEOUT_MS = 15000;
@@ -42,6 +43,8 @@
     // service's last_data_age_s (snapshot, ping), moved on by a delta whose data time advanced.
     dataTs: null, dataAt: 0, streaming: false,
     ws: null, seq: -1, epoch: null, lastMsgAt: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null,
+    resyncSince: 0, // page time of the resync still waiting for its snapshot (0: none): one at a time
+    resyncs: 0,
     fetching: false, again: false, lastFetchAt: 0, fetchTimer: null,
     buzzes: 0,
     fetches: 0,
@@ -634,6 +637,7 @@
     var ws;
     try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
     S.ws = ws;
+    S.resyncSince = 0;
     setConn("reconnecting", "连接中 connecting");
     ws.onmessage = function (ev) {
       if (ws !== S.ws) return;
@@ -662,6 +666,7 @@
   function handle(msg) {
     if (msg.type === "snapshot") {
       S.backoff = BACKOFF_MIN_MS;
+      S.resyncSince = 0;
       S.seq = msg.seq;
       if (msg.epoch !== undefined) S.epoch = msg.epoch;
       if (msg.site && msg.site.timezone) S.tz = msg.site.timezone;
@@ -673,10 +678,9 @@
       takeZones(msg.zones || [], true);
       scheduleFetch(); // whatever happened while we were away
     } else if (msg.type === "delta") {
-      if (msg.seq !== S.seq + 1) { // a gap: ask for a fresh snapshot
-        if (S.ws) S.ws.send(JSON.stringify({ type: "resync" }));
-        return;
-      }
+      if (S.seq < 0 || S.resyncSince) { resync(); return; } // waiting for a snapshot: nothing to apply it to
+      if (msg.seq <= S.seq) return; // already applied (a resumed stream may repeat the edge)
+      if (msg.seq !== S.seq + 1) { resync(); return; } // a gap: ask for a fresh snapshot, once
       S.seq = msg.seq;
       S.streaming = true;
       noteDataTs(msg.ts);
@@ -690,6 +694,15 @@
     }
   }
 
+  // One resync at a time: the deltas that follow a gap are dropped until the snapshot comes (or, after
+  // RESYNC_WAIT_MS without one, the page reconnects without resuming, which always starts with a snapshot).
+  function resync() {
+    if (S.resyncSince) return;
+    S.resyncSince = Date.now();
+    S.resyncs += 1;
+    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
+  }
+
   function takeZones(zones, whole) {
     noteTimes(zones);
     var changed = false;
@@ -699,6 +712,16 @@
   }
 
   setInterval(function () {
+    if (S.ws && S.resyncSince && Date.now() - S.resyncSince > RESYNC_WAIT_MS) {
+      S.epoch = null; // no resume: the fresh connection starts with a snapshot
+      S.resyncSince = 0;
+      S.streaming = false;
+      var stuck = S.ws; S.ws = null;
+      try { stuck.close(); } catch (e) { /* closing */ }
+      setConn("reconnecting", "重连中 reconnecting");
+      scheduleReconnect();
+      return;
+    }
     if (S.ws && S.lastMsgAt && Date.now() - S.lastMsgAt > STALE_AFTER_MS) {
       S.streaming = false;
       setConn("stale", "数据停滞 stale", "no message from the service for " + ageText(Date.now() - S.lastMsgAt));

@@ -239,6 +239,7 @@ class ScriptedOfficer:
         self.alerts: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.sockets: list[WebSocketRoute] = []
+        self.urls: list[str] = []
         self.received: list[Any] = []
         page.route(f"{OFFICER_HOST}/**", self.serve)
         page.route_web_socket(re.compile(r"/ws"), self.connect)
@@ -266,6 +267,7 @@ class ScriptedOfficer:
         return 404, {"detail": "not here"}
 
     def connect(self, ws: WebSocketRoute) -> None:
+        self.urls.append(ws.url)
         self.sockets.append(ws)
         ws.on_message(lambda m: self.received.append(json.loads(m)))
         ws.send(json.dumps(self.snapshot))
@@ -338,5 +340,37 @@ def test_alert_cards_show_when_raised_and_the_last_change_in_site_time(browser: 
     other = page.locator('#my-alerts li[data-alert="fresh"]')
     assert other.locator(".aage").text_content() == "发布 raised 19:15, 5 min ago"
     assert other.locator(".achanged").is_hidden()
+    assert errors == []
+    context.close()
+
+
+def test_after_a_gap_the_officer_page_asks_for_one_snapshot_and_reconnects_if_none_comes(browser: Browser) -> None:
+    """Deltas already seen are ignored; a gap sends one resync, and the deltas after it none (they are dropped
+    until the snapshot); with no snapshot 10 s later the page reconnects without resuming, and the fresh
+    connection's snapshot puts it back in step."""
+    context, page, server, errors = scripted_phone(browser)
+    server.snapshot.update(seq=5, zones=[server.site_zone(ZONE, 0.5, 1, T0)])
+    page.goto(OFFICER_HOST + "/officer")
+    sign_in(page, "token-bridge")
+    page.locator('#conn[data-state="live"]').wait_for()
+    zone = page.locator(f'#my-zones li[data-zone="{ZONE}"]')
+
+    server.delta(5, T0)  # the snapshot's own seq, and an older one: nothing to do
+    server.delta(4, T0)
+    server.delta(7, T0 + 10, [server.site_zone(ZONE, 1.2, 4, T0 + 10)])  # 6 is missing
+    for seq in (8, 9, 10):
+        server.delta(seq, T0 + seq * 5, [server.site_zone(ZONE, 1.2, 4, T0 + seq * 5)])
+    wait_for("the resync", lambda: page.evaluate("1") and {"type": "resync"} in server.received, timeout=30)
+    assert zone.get_attribute("data-level") == "1", "nothing applied after the gap"
+
+    server.snapshot.update(seq=10, ts=T0 + 50, zones=[server.site_zone(ZONE, 1.2, 4, T0 + 50)])  # the next one
+    context.clock.run_for(12_000)  # no snapshot came: start over
+    wait_for("a second connection", lambda: page.evaluate("1") and len(server.urls) == 2, timeout=30)
+    assert server.urls == ["ws://officer.test/ws", "ws://officer.test/ws"], "the fallback does not resume"
+    assert server.received.count({"type": "resync"}) == 1, server.received
+    page.locator(f'#my-zones li[data-zone="{ZONE}"][data-level="4"]').wait_for()
+    server.delta(11, T0 + 55, [server.site_zone(ZONE, 0.9, 3, T0 + 55)])
+    page.locator(f'#my-zones li[data-zone="{ZONE}"][data-level="3"]').wait_for()
+    assert server.received.count({"type": "resync"}) == 1
     assert errors == []
     context.close()
