@@ -7,6 +7,9 @@
 
   var TOKEN_KEY = "crowdflow.token"; // same key on every page
   var TICKS_KEY = "crowdflow.officer.ticks."; // + alert id: the measures this officer ticked (this phone only)
+  // {person, id}: this browser's Web Push subscription at the service (the id from the POST's answer), kept so
+  // a sign-out can remove it: a phone handed back must not go on buzzing with its last officer's alerts.
+  var PUSH_KEY = "crowdflow.officer.push";
   var REFETCH_MIN_MS = 1000; // at most one alert fetch per second, however many deltas arrive
   var REFETCH_EVERY_MS = 60000; // and once a minute anyway, in case a change had no delta
   var STALE_AFTER_MS = 20000; // no message at all for this long (pings included): the socket is presumed dead
@@ -795,10 +798,35 @@
     });
   }
 
+  function pushSaved() {
+    try {
+      var v = JSON.parse(localStorage.getItem(PUSH_KEY) || "null");
+      return v && typeof v.id === "string" && typeof v.person === "string" ? v : null;
+    } catch (e) { return null; }
+  }
+
+  function pushRemember(person, id) {
+    try { localStorage.setItem(PUSH_KEY, JSON.stringify({ person: person, id: id })); } catch (e) { /* not kept */ }
+  }
+
+  function pushForget() {
+    try { localStorage.removeItem(PUSH_KEY); } catch (e) { /* nothing kept */ }
+  }
+
+  // This browser's PushSubscription, ended (the push service forgets the endpoint). Resolves true if one was.
+  function dropBrowserSubscription() {
+    if (!pushSupported()) return Promise.resolve(false);
+    var done = navigator.serviceWorker.getRegistration("/").then(function (reg) {
+      return reg ? reg.pushManager.getSubscription() : null;
+    }).then(function (sub) { return sub ? sub.unsubscribe() : false; });
+    return withTimeout(done, PUSH_TIMEOUT_MS, "the browser's push service");
+  }
+
   function store(sub) {
     return api("POST", "/api/push/subscriptions", sub.toJSON()).then(function (r) {
       if (!r.ok) throw new Error(detail(r.data, "HTTP " + r.status));
       S.pushId = r.data.id;
+      if (S.me) pushRemember(S.me.person, r.data.id);
       pushButton("关闭推送 Turn off push", true);
       pushSay("subscribed", "本机已开启推送(" + r.data.id + ")。 Push is on for this phone. " +
         "其他值班渠道照常发送 Your roster channels are told as well.");
@@ -846,6 +874,7 @@
       return sub ? sub.unsubscribe() : true;
     }).then(function () {
       S.pushId = null;
+      pushForget();
       pushButton("开启推送 Turn on push", true);
       pushSay("off", "本机推送已关闭。 Push is off for this phone. " + ROSTER_NOTE);
     }, function (e) {
@@ -862,7 +891,39 @@
     if (!t) { setText($("signin-msg"), "请输入令牌 enter your token"); return; }
     signIn(t);
   });
-  $("signout").addEventListener("click", function () { signOut(""); });
+  // Signing out on a phone that subscribed to push: the service forgets the subscription (DELETE, while the
+  // token still works) and the browser ends it, so the next person to pick the phone up gets no alerts meant
+  // for this one. Then the token goes.
+  function signOutByHand() {
+    var saved = pushSaved();
+    if (!saved || !S.me || saved.person !== S.me.person) { signOut(""); return; }
+    $("signout").disabled = true;
+    pushButton("请稍候 please wait…", false);
+    pushSay("removing", "正在关闭本机推送… Turning push off for this phone…");
+    var atService = api("DELETE", "/api/push/subscriptions/" + encodeURIComponent(saved.id)).then(function (r) {
+      return r.ok || r.status === 404; // 404: the service had already forgotten it
+    }, function () { return false; });
+    var inBrowser = dropBrowserSubscription().then(function () { return true; }, function () { return false; });
+    Promise.all([atService, inBrowser]).then(function (done) {
+      $("signout").disabled = false;
+      pushForget();
+      S.pushId = null;
+      // Either side suffices: the service sends nothing to a subscription it forgot, and one the browser ended
+      // makes the push service answer "gone", upon which the service forgets it.
+      var said = done[0]
+        ? "已退出,本机推送已关闭。 Signed out: push to this phone is off."
+        : done[1]
+          ? "已退出,本机已停止接收推送(服务将在下次推送时删除该订阅)。 Signed out: this phone no longer receives push " +
+            "(the service could not be told now; it drops the subscription at its next push)."
+          : "已退出,但未能关闭本机推送:请在浏览器的网站设置中关闭通知。 Signed out, but push to this phone could not be " +
+            "turned off: turn notifications off in the browser's site settings.";
+      if (S.token) signOut(said); // (a 401 on the DELETE has signed out already, with its reason)
+      pushButton("开启推送 Turn on push", true);
+      pushSay(done[0] || done[1] ? "off" : "failed", said);
+    });
+  }
+
+  $("signout").addEventListener("click", signOutByHand);
   $("push-subscribe").addEventListener("click", function () { if (S.pushId) unsubscribe(); else subscribe(); });
   document.addEventListener("visibilitychange", function () { if (!document.hidden) scheduleFetch(); });
 

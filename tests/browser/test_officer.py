@@ -374,3 +374,58 @@ def test_after_a_gap_the_officer_page_asks_for_one_snapshot_and_reconnects_if_no
     assert server.received.count({"type": "resync"}) == 1
     assert errors == []
     context.close()
+
+
+# A PushManager that subscribes without a browser vendor's push service (not reachable here): the page, its
+# service worker and the service's registry are real; only the browser's push endpoint is made up.
+FAKE_PUSH = """([p256dh, auth]) => {
+  let current = null;
+  window.__unsubscribed = 0;
+  const sub = {
+    endpoint: "https://push.example.test/send/phone-1",
+    toJSON() { return {endpoint: this.endpoint, expirationTime: null, keys: {p256dh, auth}}; },
+    unsubscribe() { window.__unsubscribed += 1; current = null; return Promise.resolve(true); },
+  };
+  PushManager.prototype.subscribe = function () { current = sub; return Promise.resolve(sub); };
+  PushManager.prototype.getSubscription = function () { return Promise.resolve(current); };
+}"""
+
+
+def test_signing_out_removes_this_phones_push_subscription(browser: Browser, push_app: dict[str, Any]) -> None:
+    """The officer turned push on, then signs out: the service forgets the subscription (DELETE with the id the
+    POST gave, kept in localStorage with the person), the browser ends it, and #push-status says so."""
+    base, registry = push_app["base"], push_app["registry"]
+    browser_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256dh = b64url(browser_key.public_bytes(serialization.Encoding.X962,
+                                             serialization.PublicFormat.UncompressedPoint))  # fmt: skip
+    auth = b64url(b"0123456789abcdef")
+    context = browser.new_context(viewport=PHONE_SIZE, locale="zh-CN")
+    context.grant_permissions(["notifications"], origin=base)
+    context.add_init_script(f"({FAKE_PUSH})({json.dumps([p256dh, auth])})")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {urlparse(r.url).path}"))
+    page.goto(base + "/officer")
+    sign_in(page, "token-bridge")
+    page.wait_for_selector('#push-status[data-state="off"]', timeout=15_000)
+    page.click("#push-subscribe")
+    page.wait_for_selector('#push-status[data-state="subscribed"]', timeout=40_000)
+    assert list(registry.subscriptions) == [BRIDGE]
+    kept = json.loads(page.evaluate("localStorage.getItem('crowdflow.officer.push')"))
+    assert kept == {"person": BRIDGE, "id": BRIDGE}
+
+    page.click("#signout")
+    page.locator("#signin").wait_for()
+    # (the status is in the signed-in part of the page, hidden now; the sign-in form says it too)
+    page.locator('#push-status[data-state="off"]').filter(has_text="Signed out").wait_for(state="attached")
+    assert "Signed out: push to this phone is off" in (page.text_content("#push-status") or "")
+    assert "Signed out: push to this phone is off" in (page.text_content("#signin-msg") or "")
+    assert f"DELETE /api/push/subscriptions/{BRIDGE}" in requests
+    assert len(registry.subscriptions) == 0
+    assert page.evaluate("window.__unsubscribed") == 1
+    assert page.evaluate("localStorage.getItem('crowdflow.officer.push')") is None
+    assert page.evaluate("sessionStorage.getItem('crowdflow.token')") is None
+    assert errors == []
+    context.close()
