@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -149,12 +150,25 @@ class ServiceProcess:
         self.stop()
         raise ServiceError(f"crowdflow serve did not subscribe within {timeout_s:.0f} s:\n{self.log_tail()}")
 
-    def health(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.base}/healthz", timeout=timeout_s) as r:
+    def get(self, path: str, timeout_s: float = 5.0) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.base}{path}", timeout=timeout_s) as r:
             body = json.loads(r.read())
         if not isinstance(body, dict):
-            raise ValueError("healthz is not a JSON object")
+            raise ValueError(f"{path} did not answer a JSON object")
         return body
+
+    def health(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        return self.get("/healthz", timeout_s)
+
+    def tick_ts(self) -> float | None:
+        """The time of the service's last tick (event time: simulated with clock = "sim"), from /api/district."""
+        try:
+            ts = self.get("/api/district").get("ts")
+        except urllib.error.HTTPError as e:
+            if e.code == 503:  # no tick yet
+                return None
+            raise
+        return float(ts) if ts is not None else None
 
     def ingest(self) -> dict[str, Any]:
         """The ingest counters (ingest.stats.IngestStats), as of the service's last status update (<= 1 s old)."""

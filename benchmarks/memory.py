@@ -1,15 +1,17 @@
 """Memory: RSS of `crowdflow serve` at 1,000 / 10,000 / 50,000 sensors over an hour of simulated time, and the
 detection models' memory per zone and per sensor, per component and per surge detector.
 
-Service RSS: for each size, the Lujiazui site scaled to N sensors (benchmarks/scaled_site.py, zones
-unchanged) runs in a `crowdflow serve` child process with the simulated clock (service.clock = "sim"). One
-simulated hour of valid readings (each sensor at its reporting interval, from 18:00 on a weekday evening,
-with the simulator's clock messages) is published at QoS 1 as fast as the service takes it. VmRSS
-(/proc/<pid>/status) is sampled against the service's simulated time; the slope over the second half hour
-says whether memory grows with time. So that 50,000 sensors fit in the time, every reporting interval is
-stretched until an hour is at most --budget messages (the factor is printed; health checks follow the site
-file, so slower sensors are not silent ones). Per sensor: the RSS difference between sizes over the sensor
-difference (the zones are the same 35 at every size).
+Service RSS: for each size, the Lujiazui site scaled to N sensors (benchmarks/scaled_site.py, zones unchanged)
+runs in a `crowdflow serve` child process with the simulated clock (service.clock = "sim"). One simulated hour
+of valid readings (each sensor at its reporting interval, from 18:00 on a weekday evening, with the
+simulator's clock messages) is published at QoS 1 as fast as the service takes it (at most a simulated minute
+ahead of it, so no backlog builds up at the broker); after --max-wall seconds (180) publishing stops and the
+table says how many simulated minutes were reached. VmRSS (/proc/<pid>/status) is sampled against the
+service's simulated time (its last tick, /api/district); the slope over the second half hour says whether
+memory grows with time. So that 50,000 sensors fit in the time, every reporting interval is stretched until an
+hour is at most --budget messages (the factor is printed; health checks follow the site file, so slower
+sensors are not silent ones). Per sensor: the RSS difference between sizes over the sensor difference (the
+zones are the same 35 at every size).
 
 Detection memory (in this process, tracemalloc): an hour of the same feed goes through the Ingestor and the
 DetectionEngine as the service wires them, untraced, recording each model's inputs (readings, zone states);
@@ -62,6 +64,8 @@ SIZES = (1_000, 10_000, 50_000)
 BUDGET = 300_000  # messages per simulated hour at most
 START = "2026-12-30T18:00:00"  # a Wednesday evening in Shanghai: the weekday profile, people arriving
 TICK_S = 5.0  # the service's default tick
+LEAD_S = 60.0  # the publisher keeps at most this much simulated time ahead of the service
+MAX_WALL_S = 180.0  # per size: stop publishing after this long and report how far it got
 
 
 def start_ts(site: Site) -> float:
@@ -97,6 +101,7 @@ class RssRun:
     rss_start_mb: float = 0.0
     samples: list[tuple[float, float]] = field(default_factory=list)  # (simulated seconds in, RSS MB)
     wall_s: float = 0.0
+    reached_s: float = 0.0  # simulated seconds published (less than asked if --max-wall stopped it)
 
     @property
     def rss_end_mb(self) -> float:
@@ -120,7 +125,20 @@ class RssRun:
         return sum((t - mt) * (mb - mm) for t, mb in pts) / var * 3600.0
 
 
-def _publish_hour(port: int, site: Site, t0: float, seconds: int, done: threading.Event, count: list[int]) -> None:
+@dataclass
+class _Pace:
+    """What the publisher thread and the sampling loop share."""
+
+    service_sim: float | None = None  # the service's simulated time (its last tick), from /api/district
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    published: int = 0  # readings (clock messages not counted: ingest does not count them)
+    reached: float = 0.0  # simulated seconds published
+
+
+def _publish(port: int, site: Site, t0: float, seconds: int, pace: _Pace) -> None:
+    """The simulated hour, second by second: the clock message, then the readings due. Keeps at most LEAD_S
+    of simulated time ahead of the service, so the broker never holds a large backlog for it."""
     from sim.mqtt import MqttSink
 
     feed = ReadingFeed(site)
@@ -128,19 +146,27 @@ def _publish_hour(port: int, site: Site, t0: float, seconds: int, done: threadin
     try:
         for sec, due in enumerate(schedule(site, seconds)):
             t = t0 + sec
+            while not pace.stop.is_set() and (pace.service_sim or t0) + LEAD_S < t:
+                time.sleep(0.05)
+            if pace.stop.is_set():
+                break
             sink.publish(SIM_CLOCK_TOPIC, msgspec.json.encode({"epoch": t, "speed": 0.0}))
             for i in due:
                 topic, payload, _ = feed.message(i, t)
                 sink.publish(topic, payload)
-                count[0] += 1
+                pace.published += 1
+            pace.reached = sec + 1.0
         # The service ticks on the clock: one more tick past the end, so the last readings are in a state.
-        sink.publish(SIM_CLOCK_TOPIC, msgspec.json.encode({"epoch": t0 + seconds + TICK_S, "speed": 0.0}))
+        end = t0 + pace.reached + TICK_S
+        sink.publish(SIM_CLOCK_TOPIC, msgspec.json.encode({"epoch": end, "speed": 0.0}))
     finally:
         sink.close(drain_s=600)
-        done.set()
+        pace.done.set()
 
 
-def rss_run(workdir: Path, port: int, sensors: int, seconds: int, budget: int, err: TextIO) -> RssRun:
+def rss_run(
+    workdir: Path, port: int, sensors: int, seconds: int, budget: int, max_wall_s: float, err: TextIO
+) -> RssRun:
     base = load_site()
     factor = max(1.0, per_hour(base) * sensors / len(base.sensors) / budget * seconds / 3600.0)
     site_path = write_scaled_site(sensors, workdir / f"site-{sensors}.toml", interval_factor=factor)
@@ -153,34 +179,41 @@ def rss_run(workdir: Path, port: int, sensors: int, seconds: int, budget: int, e
     run.startup_s = time.perf_counter() - t
     run.rss_start_mb = svc.rss_kb() / 1024
     t0 = start_ts(site)
-    done = threading.Event()
-    count = [0]
-    pub = threading.Thread(target=_publish_hour, args=(port, site, t0, seconds, done, count), daemon=True)
+    pace = _Pace()
+    pub = threading.Thread(target=_publish, args=(port, site, t0, seconds, pace), daemon=True)
     wall = time.perf_counter()
     pub.start()
     last_print = 0.0
+    received = 0
+    ingest: dict[str, Any] = {}
     try:
         while True:
             time.sleep(0.5)
             h = svc.health()
             ingest = h.get("pipeline", {}).get("ingest", {})
             received = int(ingest.get("received", 0))
-            sim = h.get("data_ts")
+            sim = svc.tick_ts()
             if sim is not None:
+                pace.service_sim = float(sim)
                 run.samples.append((float(sim) - t0, svc.rss_kb() / 1024))
             if time.perf_counter() - last_print > 10:
                 last_print = time.perf_counter()
                 at = f"{(float(sim) - t0) / 60:.0f} simulated min" if sim is not None else "before the first tick"
                 print(f"    {at}, {received:,} readings in, RSS {svc.rss_kb() / 1024:,.0f} MB", file=err, flush=True)
-            if done.is_set() and received >= count[0] and sim is not None and float(sim) - t0 >= seconds:
+            if pace.done.is_set() and received >= pace.published and sim is not None and sim - t0 >= pace.reached:
                 break
-            if time.perf_counter() - wall > 900:
-                print("    gave up after 15 min", file=err, flush=True)
+            if time.perf_counter() - wall > max_wall_s and not pace.stop.is_set():
+                print(f"    stopping after {max_wall_s:.0f} s of wall time (--max-wall)", file=err, flush=True)
+                pace.stop.set()
+            if time.perf_counter() - wall > max_wall_s + 120:
+                print("    the service did not catch up within 2 min of the stop", file=err, flush=True)
                 break
-        run.published, run.received = count[0], received
+        run.published, run.received = pace.published, received
         run.rejected = svc.rejected(ingest)
+        run.reached_s = pace.reached
         run.wall_s = time.perf_counter() - wall
     finally:
+        pace.stop.set()
         svc.stop()
     return run
 
@@ -332,7 +365,14 @@ def surge_detectors(site: Site, rec: Recorded) -> dict[str, tuple[float, float]]
 
 
 def run(
-    sizes: list[int], seconds: int, budget: int, *, out: TextIO, err: TextIO, detect_big: int = 1_000
+    sizes: list[int],
+    seconds: int,
+    budget: int,
+    *,
+    out: TextIO,
+    err: TextIO,
+    detect_big: int = 1_000,
+    max_wall_s: float = MAX_WALL_S,
 ) -> dict[str, str]:
     print_machine(out)
     figs: dict[str, str] = {}
@@ -341,18 +381,22 @@ def run(
         work = Path(tmp)
         with broker(work / "broker") as srv:
             for n in sizes:
-                runs.append(rss_run(work, srv.port, n, seconds, budget, err))
-        print(f"\nService RSS over {seconds / 60:.0f} simulated minutes (tick {TICK_S:g} s), MB:", file=out)
-        print(f"{'sensors':>8} {'x intv':>6} {'readings':>9} {'lost':>5} {'wall s':>6} {'start':>7} {'at 1/4':>7} "
-              f"{'at 1/2':>7} {'end':>7} {'slope/h':>8}", file=out)  # fmt: skip
+                runs.append(rss_run(work, srv.port, n, seconds, budget, max_wall_s, err))
+        print(f"\nService RSS over {seconds / 60:.0f} simulated minutes (tick {TICK_S:g} s), MB; slope over the second "
+              "half, per simulated hour:", file=out)  # fmt: skip
+        print(f"{'sensors':>8} {'x intv':>6} {'sim min':>7} {'readings':>9} {'lost':>5} {'startup s':>9} {'wall s':>6} "
+              f"{'start':>7} {'at 1/4':>7} {'at 1/2':>7} {'end':>7} {'slope/h':>8}", file=out)  # fmt: skip
         lost = 0
         for r in runs:
             lost += r.published - r.received
-            print(f"{r.sensors:>8,} {r.factor:>6.1f} {r.published:>9,} {r.published - r.received:>5} "
-                  f"{r.wall_s:>6.0f} {r.rss_start_mb:>7,.0f} {r.at(seconds / 4):>7,.0f} {r.at(seconds / 2):>7,.0f} "
-                  f"{r.rss_end_mb:>7,.0f} {r.slope_mb_per_h(seconds):>+8.1f}", file=out)  # fmt: skip
+            span = r.reached_s
+            print(f"{r.sensors:>8,} {r.factor:>6.1f} {span / 60:>7.0f} {r.published:>9,} "
+                  f"{r.published - r.received:>5} {r.startup_s:>9.0f} {r.wall_s:>6.0f} {r.rss_start_mb:>7,.0f} "
+                  f"{r.at(span / 4):>7,.0f} {r.at(span / 2):>7,.0f} {r.rss_end_mb:>7,.0f} "
+                  f"{r.slope_mb_per_h(span):>+8.1f}", file=out)  # fmt: skip
             figs[f"rss_mb_{r.sensors}"] = f"{r.rss_end_mb:.0f}"
-            figs[f"slope_mb_per_h_{r.sensors}"] = f"{r.slope_mb_per_h(seconds):.1f}"
+            figs[f"slope_mb_per_h_{r.sensors}"] = f"{r.slope_mb_per_h(span):.1f}"
+            figs[f"sim_min_{r.sensors}"] = f"{span / 60:.0f}"
             figs[f"startup_s_{r.sensors}"] = f"{r.startup_s:.0f}"
         for a, b in itertools.pairwise(runs):
             kb = (b.rss_end_mb - a.rss_end_mb) * 1024 / (b.sensors - a.sensors)
@@ -401,12 +445,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--minutes", type=float, default=60.0, help="simulated minutes")
     ap.add_argument("--budget", type=int, default=BUDGET, help="messages per simulated hour at most, per size")
+    ap.add_argument("--max-wall", type=float, default=MAX_WALL_S,
+                    help="per size: seconds of wall time after which publishing stops (the table says how far it got)")
     ap.add_argument("--quick", action="store_true", help="seconds: 300 sensors, 10 simulated minutes")
     a = ap.parse_args(argv)
     if a.quick:
         a.sizes, a.minutes, a.budget = [300], 10.0, 60_000
     big = 300 if a.quick else 1_000
-    figs = run(a.sizes, int(a.minutes * 60), a.budget, out=sys.stdout, err=sys.stderr, detect_big=big)
+    figs = run(a.sizes, int(a.minutes * 60), a.budget, out=sys.stdout, err=sys.stderr, detect_big=big,
+               max_wall_s=a.max_wall)  # fmt: skip
     return 0 if figs["lost"] == "0" else 1
 
 
