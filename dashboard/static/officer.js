@@ -47,7 +47,6 @@
     dataTs: null, dataAt: 0, streaming: false,
     ws: null, seq: -1, epoch: null, lastMsgAt: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null,
     resyncSince: 0, // page time of the resync still waiting for its snapshot (0: none): one at a time
-    resyncs: 0,
     fetching: false, again: false, lastFetchAt: 0, fetchTimer: null,
     buzzes: 0,
     fetches: 0,
@@ -702,7 +701,6 @@
   function resync() {
     if (S.resyncSince) return;
     S.resyncSince = Date.now();
-    S.resyncs += 1;
     if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
   }
 
