@@ -202,7 +202,7 @@ def test_service_worker_shows_the_push_and_opens_the_officer_page_on_the_alert(
     # its sync API handles them only during its own calls.)
     active = wait_for("the worker activated", lambda: page.evaluate(
         "navigator.serviceWorker.ready.then(r => r.active && r.active.state)") == "activated"
-        and [v for v in versions if v["status"] == "activated"])  # fmt: skip
+        and [v for v in versions if v["status"] == "activated" and v["scriptURL"] == base + "/sw.js"])  # fmt: skip
     payload = {  # as alerts/notify/render.push_payload writes it
         "id": "n1", "key": "incident-7", "kind": "raised", "level": 4, "colour": "#e53935",
         "zones": [ZONE], "alert_ids": ["a1b2c3"], "title": "I red · Pearl Ring bridge",
