@@ -344,8 +344,8 @@ def _start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
         print("py-spy not found (pip install py-spy into the venv); no profile", file=sys.stderr)
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--output", str(out),
-            "--nonblocking"]  # fmt: skip
+    # Blocking mode (the default: the process is paused for each sample): consistent stacks at some cost.
+    argv = [binary, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--output", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
