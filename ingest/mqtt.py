@@ -1,15 +1,31 @@
-"""The MQTT edge (aiomqtt 2.x): a subscriber that survives broker restarts, and an off-path publisher.
+"""The MQTT edge (aiomqtt 2.x): a subscriber that survives broker restarts and never loses a message it
+acknowledged, and an off-path publisher.
 
 Subscriber: a fixed client id with clean_session=False (an MQTT 3.1.1 persistent session) and QoS 1, so the
 broker queues what arrives while we are away and delivers it when we come back. We subscribe again after every
 (re)connect anyway: a broker that lost its state (no persistence, or a new broker) would otherwise send
 nothing, silently.
 
-aiomqtt keeps all incoming messages in one bounded queue. When that queue is full, aiomqtt drops the message
-after paho has already acknowledged it to the broker, so it is lost for good with only a log line
-(DESIGN.md §5). We bound the queue (`max_queued`, memory stays bounded if the consumer stalls), count every
-drop in `SubscriberStats.dropped`, and keep the consumer fast: the handler is called synchronously and must
-not await anything.
+No acknowledged message is ever dropped (QoS 1 and 2). aiomqtt puts every incoming message in one queue and,
+by default, paho acknowledges it to the broker as it is read, before anyone handled it; a bounded queue that
+fills then drops acknowledged messages (DESIGN.md §5; 102,141 lost in the memory benchmark at 10,000 sensors),
+and an unbounded one grows with the broker's whole backlog. Instead we turn on paho 2.x's manual
+acknowledgements and acknowledge each QoS 1/2 message after the handler has processed it. The broker then
+stops at its in-flight window (Mosquitto's max_inflight_messages, 20 by default) until we catch up: true
+backpressure, the backlog stays at the broker. So the queue never holds more than that window of QoS 1/2
+messages and never refuses one; `SubscriberStats.dropped` can only count QoS 0 messages (no acknowledgement,
+no backpressure), refused once `max_queued` are waiting. At-least-once, as MQTT promises: messages handled
+just before a connection broke are sent again after the reconnect (their acknowledgements died with the
+connection) and the ingestor rejects the repeats as duplicates by seq; messages still queued at a stop were
+never acknowledged and come again at the next start. aiomqtt 2.x has no manual-ack option (aiomqtt issue
+#345), so we switch it on in the paho client it wraps; `_paho_of` checks that the installed aiomqtt has one.
+The broker's own limits still apply: with Mosquitto's max_queued_messages (1,000 by default) a backlog beyond
+it is dropped by the broker, and max_inflight_messages 0 (unlimited) would let our queue grow with it.
+
+Draining: on each wake-up the subscriber takes everything queued (up to `batch`, then yields to the loop so
+the dashboard and the ticker run) with get_nowait() and hands it to the handler, instead of `async for` over
+`client.messages` (a task and an asyncio.wait per message: 2-3 loop turns each while aiomqtt's reader queues
+one message per turn). The handler is called synchronously and must not await anything.
 
 Publisher: dead letters, alerts and zone state go out through `MqttPublisher`, which has its own client and
 a bounded queue, so a slow or absent broker never blocks the ingest path.
@@ -25,9 +41,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import aiomqtt
 import msgspec
+import paho.mqtt.client as paho_mqtt
 
 from domain.clock import Clock
 from domain.messages import DEADLETTER_TOPIC, VERSION
@@ -106,7 +124,11 @@ class MqttSettings:
 @dataclass
 class SubscriberStats:
     received: int = 0  # messages handed to the handler
-    dropped: int = 0  # lost because aiomqtt's incoming queue was full
+    acked: int = 0  # QoS 1/2 messages acknowledged to the broker, each after the handler returned
+    dropped: int = 0  # QoS 0 messages refused because `max_queued` were waiting (never QoS 1/2: module docstring)
+    left_at_stop: int = 0  # queued but not handled when the subscriber stopped (QoS 1/2 ones come again)
+    batches: int = 0  # wake-ups that handed messages to the handler
+    largest_batch: int = 0
     handler_errors: int = 0  # the handler raised (a bug: logged with its traceback, the loop goes on)
     connects: int = 0  # successful connections, the first one included
     reconnects: int = 0  # connection losses or failed attempts followed by a retry
@@ -114,18 +136,78 @@ class SubscriberStats:
     connected: bool = False
 
 
-def _counting_queue(stats: SubscriberStats) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """aiomqtt's queue, counting the messages it refuses when full (aiomqtt itself only logs them)."""
+class _Inbox(asyncio.Queue[aiomqtt.Message]):
+    """The queue aiomqtt fills: unbounded for QoS 1/2 (the broker's in-flight window bounds them), `max_qos0`
+    for QoS 0, whose refusals are counted; and a wake-up for the drain that costs one future, not a task.
+    aiomqtt builds it itself (`queue_type(maxsize=...)`): `_counting_queue` makes the subclass to pass."""
 
-    class CountingQueue(asyncio.Queue[aiomqtt.Message]):
-        def put_nowait(self, item: aiomqtt.Message) -> None:
+    stats: ClassVar[SubscriberStats]
+    max_qos0: ClassVar[int]
+    made: ClassVar[list[_Inbox]]  # every instance, so the subscriber can reach the one its client built
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__()  # maxsize 0 whatever aiomqtt asks: put_nowait below is the only bound
+        self._waiter: asyncio.Future[None] | None = None
+        self._warned = False
+        self.made.append(self)
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.qsize() >= self.max_qos0:
+            if item.qos == 0:
+                self.stats.dropped += 1
+                raise asyncio.QueueFull  # aiomqtt logs it and discards the message
+            if not self._warned:  # only a broker without an in-flight limit gets us here
+                self._warned = True
+                log.warning(
+                    "MQTT: %d messages queued, more than max_queued; is the broker's max_inflight_messages "
+                    "unlimited (0)? Set it (Mosquitto's default is 20) so the backlog stays at the broker",
+                    self.qsize(),
+                )
+        super().put_nowait(item)
+        self.wake()
+
+    def wake(self, _done: object = None) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self, disconnected: asyncio.Future[None]) -> None:
+        """Until something is queued or the connection is gone."""
+        while self.empty() and not disconnected.done():
+            self._waiter = asyncio.get_running_loop().create_future()
             try:
-                super().put_nowait(item)
-            except asyncio.QueueFull:
-                stats.dropped += 1
-                raise
+                await self._waiter
+            finally:
+                self._waiter = None
 
+
+def _counting_queue(stats: SubscriberStats, max_qos0: int, made: list[_Inbox]) -> type[_Inbox]:
+    """The queue type for aiomqtt's `queue_type`; each instance it builds lands in `made`."""
+
+    class CountingQueue(_Inbox):
+        pass
+
+    CountingQueue.stats, CountingQueue.max_qos0, CountingQueue.made = stats, max_qos0, made
     return CountingQueue
+
+
+def _paho_of(client: aiomqtt.Client) -> paho_mqtt.Client:
+    """The paho client inside aiomqtt 2.x's Client (a private attribute: aiomqtt has no manual-ack option)."""
+    inner = getattr(client, "_client", None)
+    if not isinstance(inner, paho_mqtt.Client) or not hasattr(inner, "manual_ack_set"):
+        raise RuntimeError(
+            f"aiomqtt {getattr(aiomqtt, '__version__', '?')} does not wrap a paho-mqtt 2.x client as "
+            "Client._client; manual acknowledgements (ingest/mqtt.py) need aiomqtt 2.x over paho-mqtt 2.x"
+        )
+    return inner
+
+
+def _disconnected_of(client: aiomqtt.Client) -> asyncio.Future[None]:
+    """aiomqtt's future that completes when the connection is lost (what its messages iterator waits on)."""
+    fut = getattr(client, "_disconnected", None)
+    if not isinstance(fut, asyncio.Future):
+        raise RuntimeError("aiomqtt.Client has no _disconnected future; ingest/mqtt.py needs aiomqtt 2.x")
+    return fut
 
 
 async def subscribe_forever(
@@ -138,30 +220,26 @@ async def subscribe_forever(
     on_state: Callable[[str], None] | None = None,
     reconnect_delay: float = 1.0,
     max_queued: int = 100_000,
+    batch: int = 500,
     stats: SubscriberStats | None = None,
 ) -> None:
     """Call handle(topic, payload, received_at) for each message on `topics`, until `stop` is set.
 
-    Reconnects on every MqttError with a backoff from reconnect_delay up to 10 s. on_state gets "connecting",
-    "connected", "disconnected" and finally "stopped".
+    QoS 1/2 messages are acknowledged to the broker after `handle` returns (or raises). `batch`: messages
+    handled between two yields to the event loop. Reconnects on every MqttError with a backoff from
+    reconnect_delay up to 10 s. on_state gets "connecting", "connected", "disconnected" and finally "stopped".
     """
     st = stats if stats is not None else SubscriberStats()
     report = on_state or (lambda _state: None)
-    # One client object for the whole life: aiomqtt 2.x clients are reusable, and its queue (with anything
-    # already received but not yet handled) survives a reconnect.
-    client = settings.client(
-        client_id=settings.client_id,
-        clean_session=False,
-        max_queued_incoming=max_queued,
-        queue_type=_counting_queue(st),
-    )
     delay = reconnect_delay
     stopped = asyncio.ensure_future(stop.wait())
     session: asyncio.Future[None] | None = None
     try:
         while not stop.is_set():
             report("connecting")
-            session = asyncio.ensure_future(_session(client, settings, topics, handle, clock, st, report))
+            session = asyncio.ensure_future(
+                _session(settings, topics, handle, clock, st, report, max_queued=max_queued, batch=batch)
+            )
             await asyncio.wait({session, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if not session.done():  # stop was set: leave cleanly (the broker keeps our session)
                 session.cancel()
@@ -192,35 +270,89 @@ async def subscribe_forever(
 
 
 async def _session(
-    client: aiomqtt.Client,
     settings: MqttSettings,
     topics: list[str],
     handle: Callable[[str, bytes, float], None],
     clock: Clock,
     st: SubscriberStats,
     report: Callable[[str], None],
+    *,
+    max_queued: int,
+    batch: int,
 ) -> None:
-    async with client:
-        st.connected = True
-        st.connects += 1
-        # Subscribe after every connect, even with a persistent session (see the module docstring).
-        granted = await client.subscribe([(t, settings.qos) for t in topics])
-        refused = [t for t, code in zip(topics, granted, strict=False) if _refused(code)]
-        if refused:  # e.g. an ACL: retrying with backoff, loudly, beats listening to nothing
-            raise aiomqtt.MqttError(
-                f"broker refused the subscription to {', '.join(refused)} (check its ACL)"
-            )
-        report("connected")
-        async for message in client.messages:
+    # A new client (and queue) per connection: an acknowledgement can only reach the connection its message
+    # came on (packet ids are per connection), and nothing unacknowledged outlives it.
+    made: list[_Inbox] = []
+    client = settings.client(
+        client_id=settings.client_id, clean_session=False, queue_type=_counting_queue(st, max_queued, made)
+    )
+    (inbox,) = made
+    paho = _paho_of(client)
+    paho.manual_ack_set(True)  # before connecting: the broker resends our session's backlog right away
+    try:
+        async with client:
+            st.connected = True
+            st.connects += 1
+            # Subscribe after every connect, even with a persistent session (see the module docstring).
+            granted = await client.subscribe([(t, settings.qos) for t in topics])
+            refused = [t for t, code in zip(topics, granted, strict=False) if _refused(code)]
+            if refused:  # e.g. an ACL: retrying with backoff, loudly, beats listening to nothing
+                raise aiomqtt.MqttError(
+                    f"broker refused the subscription to {', '.join(refused)} (check its ACL)"
+                )
+            report("connected")
+            await _drain(inbox, _disconnected_of(client), paho, handle, clock, st, batch)
+    finally:
+        st.left_at_stop += inbox.qsize()  # unacknowledged: the broker still has the QoS 1/2 ones
+
+
+async def _drain(
+    inbox: _Inbox,
+    disconnected: asyncio.Future[None],
+    paho: paho_mqtt.Client,
+    handle: Callable[[str, bytes, float], None],
+    clock: Clock,
+    st: SubscriberStats,
+    batch: int,
+) -> None:
+    """Hand the handler everything queued, `batch` at a time, acknowledging each message after it; returns
+    never; raises MqttError once the connection is gone and the queue is empty."""
+    disconnected.add_done_callback(inbox.wake)
+    get = inbox.get_nowait
+    ack = paho.ack
+    while True:
+        if inbox.empty():
+            await inbox.wait(disconnected)
+            if inbox.empty():
+                raise aiomqtt.MqttError(f"connection lost: {_why(disconnected)}")
+        n = min(batch, inbox.qsize())
+        received_at = clock.now()  # one reading per batch: all of it was queued by now
+        for _ in range(n):
+            message = get()
             payload = message.payload
             if not isinstance(payload, bytes):
                 payload = b"" if payload is None else str(payload).encode()
-            st.received += 1
             try:
-                handle(message.topic.value, payload, clock.now())
+                handle(message.topic.value, payload, received_at)
             except Exception:
-                st.handler_errors += 1
+                st.handler_errors += 1  # acknowledged all the same: a bug would fail again on redelivery
                 log.exception("MQTT message handler failed on %s", message.topic.value)
+            if message.qos:
+                ack(message.mid, message.qos)
+                st.acked += 1
+        st.received += n
+        st.batches += 1
+        if n > st.largest_batch:
+            st.largest_batch = n
+        if n == batch:
+            await asyncio.sleep(0)  # more may be queued: let the dashboard, the ticker and the reader run
+
+
+def _why(disconnected: asyncio.Future[None]) -> str:
+    if disconnected.cancelled():
+        return "cancelled"
+    err = disconnected.exception()
+    return (str(err) or type(err).__name__) if err is not None else "disconnected"
 
 
 def _refused(code: object) -> bool:
