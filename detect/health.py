@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter, deque
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -55,8 +56,8 @@ PROBLEM_KINDS: tuple[ProblemKind, ...] = ("offline", "stuck", "implausible", "dr
 EMPTIES_AT_NIGHT: frozenset[ZoneKind] = frozenset(
     {"riverside_segment", "plaza", "bridge", "metro_exit", "mall", "office", "street", "park"}
 )
-_MOVES_KEPT = 32
 _MOVES_NEEDED = 3  # movements by the other sensors while one repeats, to call it stuck
+_NEVER = -math.inf  # the time of a movement that has not happened
 _MIN_EXPECTED = 30.0  # people the profile expects through a sensor while it repeats; fewer: a zero is plausible
 _SATURATION_JUMP = 0.25  # a saturation value this far from the sensor's previous value is not a real count
 _NIGHT = (2, 5)  # local hours of the overnight minimum
@@ -74,27 +75,101 @@ class SensorProblem(msgspec.Struct, frozen=True, kw_only=True):
 
 class _Sensor:
     __slots__ = (
+        "at",
         "bad",
         "good_after_bad",
         "last_rx",
         "last_ts",
         "last_value",
-        "moves",
+        "move1",
+        "move2",
+        "move3",
         "repeat_count",
         "repeat_since",
         "status",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, at: int) -> None:
+        self.at = at  # position in its zone's neighbourhood (_Hood), to leave itself out of "the others"
         self.last_rx: float | None = None  # arrival time of the newest data reading
         self.last_ts: float | None = None  # event time of the newest data reading
         self.last_value: tuple[float, ...] | None = None
         self.repeat_count = 0
         self.repeat_since = 0.0
-        self.moves: deque[float] = deque(maxlen=_MOVES_KEPT)  # event times of readings that showed movement
+        # Event times of its last three readings that showed movement, newest first (strictly decreasing:
+        # only a reading newer than the last one counts). Whether the sensors around one moved at least
+        # _MOVES_NEEDED (3) times since some time needs no more than each one's last three.
+        self.move1 = self.move2 = self.move3 = _NEVER
         self.bad: tuple[float, str] | None = None  # (since, detail) of an implausible value
         self.good_after_bad = 0
         self.status: tuple[float, str] | None = None  # device-reported offline: (ts, detail)
+
+    def moves_since(self, t: float) -> int:
+        """Its movements at or after t, counting at most the last three."""
+        return (self.move1 >= t) + (self.move2 >= t) + (self.move3 >= t)
+
+
+class _Hood:
+    """The sensors of a zone and of its neighbouring zones, in site order: "the others" of each sensor of the
+    zone (less itself) when deciding it is stuck. One per zone, shared by the zone's sensors, so the whole
+    structure grows with sensors × (1 + neighbours per zone), not with the square of the sensors.
+
+    The first movers after a time come from records of the neighbourhood's newest movements, rebuilt at most
+    once per batch of movements (in practice once per tick, and only for a neighbourhood with a sensor that
+    repeats itself long enough to be suspect): one pass over the neighbourhood, then a bisection per sensor
+    asked about, where scanning every neighbour's movements for each suspect was quadratic.
+    """
+
+    __slots__ = ("_pos", "_tops", "_version", "ids", "reads", "sensors")
+    _K = _MOVES_NEEDED + 1  # movers to find: up to three others, and the sensor asking may be one of them
+
+    def __init__(self, ids: tuple[str, ...], sensors: tuple[_Sensor, ...]) -> None:
+        self.ids = ids
+        self.sensors = sensors
+        self._version = -1  # of SensorHealth's movement count when the records below were made
+        # Record r: at position _pos[r] in site order, the prefix's k-th newest latest-movement time became
+        # _tops[k][r] (non-decreasing in r for each k).
+        self._pos: list[int] = []
+        self._tops: tuple[list[float], ...] = ()
+        self.reads = 0  # sensor entries read by rebuilds: the work, counted (a test keeps it linear)
+
+    def _rebuild(self, version: int) -> None:
+        k = self._K
+        best = [_NEVER] * k  # the prefix's k newest latest-movement times, newest first
+        floor = _NEVER  # best[-1]: only a sensor that moved later than this changes the records
+        pos: list[int] = []
+        tops: tuple[list[float], ...] = tuple([] for _ in range(k))
+        for i, s in enumerate(self.sensors):
+            v = s.move1
+            if v > floor:
+                j = k - 1
+                while j > 0 and best[j - 1] < v:
+                    best[j] = best[j - 1]
+                    j -= 1
+                best[j] = v
+                floor = best[-1]
+                pos.append(i)
+                for n in range(k):
+                    tops[n].append(best[n])
+        self._pos, self._tops, self._version = pos, tops, version
+        self.reads += len(self.sensors)
+
+    def movers(self, since: float, skip: int, version: int) -> list[int]:
+        """Positions, in site order, of the first (up to three) sensors other than the one at `skip` whose
+        latest movement is at or after `since`."""
+        if version != self._version:
+            self._rebuild(version)
+        out: list[int] = []
+        for tops in self._tops:
+            r = bisect_left(tops, since)
+            if r == len(tops):
+                break  # fewer movers than that
+            p = self._pos[r]
+            if p != skip:
+                out.append(p)
+                if len(out) == _MOVES_NEEDED:
+                    break
+        return out
 
 
 class _Night:
@@ -136,16 +211,42 @@ class SensorHealth:
         self.drift_share = drift_share
         self.rejected: Counter[str] = Counter()  # reason -> readings that could not be attributed
         self.started: float | None = None  # first arrival (or check): silence of never-heard sensors counts from here
-        self._sensors: dict[str, _Sensor] = {sid: _Sensor() for sid in site.sensors}
         self._nights: dict[str, _Night] = {}
         self._drift: dict[str, tuple[float, str, str]] = {}  # zone -> (since, detail, summary)
-        # Who counts as "the others" when deciding a sensor is stuck: its zone's and the neighbours' sensors.
-        self._others: dict[str, tuple[str, ...]] = {}
+        self._moves = 0  # movements seen so far: a neighbourhood's records are rebuilt when this changed
+        of_zone: dict[str, list[str]] = {z: [] for z in site.zones}  # each zone's sensors, in site order
         for s in site.sensors.values():
-            zones = {s.zone, *site.zones[s.zone].neighbours}
-            self._others[s.id] = tuple(o.id for o in site.sensors.values() if o.zone in zones and o.id != s.id)
-        self._counter_ids = {z: tuple(s.id for s in site.sensors_of(z) if s.kind == "counter") for z in site.zones}
+            of_zone[s.zone].append(s.id)
+        hood_ids = _neighbourhoods(site, of_zone)
+        at = {sid: i for zid, ids in hood_ids.items() for i, sid in enumerate(ids) if site.sensors[sid].zone == zid}
+        self._sensors: dict[str, _Sensor] = {sid: _Sensor(at[sid]) for sid in site.sensors}
+        shared: dict[int, _Hood] = {}  # zones with the same neighbourhood share one
+        self._hoods: dict[str, _Hood] = {}
+        for zid, ids in hood_ids.items():
+            if id(ids) not in shared:
+                shared[id(ids)] = _Hood(ids, tuple(self._sensors[sid] for sid in ids))
+            self._hoods[zid] = shared[id(ids)]
+        # Per zone, its sensors (id, reporting interval, kind, memory) for the checks on every tick.
+        self._zone_sensors: dict[str, tuple[tuple[str, float, str, _Sensor], ...]] = {
+            z: tuple((sid, site.sensors[sid].interval_s, site.sensors[sid].kind, self._sensors[sid]) for sid in ids)
+            for z, ids in of_zone.items()
+        }
+        self._counter_ids = {
+            z: tuple(sid for sid, _, kind, _ in ss if kind == "counter") for z, ss in self._zone_sensors.items()
+        }
         self._counters = {z: len(ids) for z, ids in self._counter_ids.items()}
+
+    def neighbourhood_entries(self) -> int:
+        """Sensor entries held by the neighbourhood structure: grows with sensors × (1 + neighbours per
+        zone), never with the square of the sensors (a test holds this)."""
+        return sum(len(h.ids) for h in self._distinct_hoods())
+
+    def neighbourhood_reads(self) -> int:
+        """Sensor entries read so far to find who moved around a repeating sensor (the stuck check's work)."""
+        return sum(h.reads for h in self._distinct_hoods())
+
+    def _distinct_hoods(self) -> list[_Hood]:
+        return list({id(h): h for h in self._hoods.values()}.values())
 
     # ---- input ----------------------------------------------------------------------------------
 
@@ -185,7 +286,8 @@ class SensorHealth:
         value = _value(r)
         moved = value != m.last_value if r.kind != "flow" else r.inflow + r.outflow > 0
         if moved:
-            m.moves.append(r.ts)
+            m.move3, m.move2, m.move1 = m.move2, m.move1, r.ts
+            self._moves += 1
         if value == m.last_value:
             m.repeat_count += 1
         else:
@@ -265,7 +367,7 @@ class SensorHealth:
             return  # not watched long enough to say
         if night.min_share > self.drift_share:
             zone = self.site.zones[zone_id]
-            counters = ", ".join(s.id for s in self.site.sensors_of(zone_id) if s.kind == "counter") or "none"
+            counters = ", ".join(self._counter_ids[zone_id]) or "none"
             self._drift[zone_id] = (
                 night.last,
                 f"occupancy never fell below {night.min_share:.0%} of capacity ({night.min_occ:,.0f} / "
@@ -315,7 +417,7 @@ class SensorHealth:
             by_zone.setdefault(p.zone, []).append(p)
         for zid, probs in by_zone.items():
             zone = self.site.zones[zid]
-            total = len(self.site.sensors_of(zid))
+            total = len(self._zone_sensors[zid])
             bad = len({p.sensor for p in probs if p.sensor})
             kinds = Counter(p.kind for p in probs)
             listed = "; ".join(f"{p.sensor or 'zone'} {p.kind}: {p.detail}" for p in probs)
@@ -335,8 +437,8 @@ class SensorHealth:
 
     def _zone_problems(self, zone_id: str, now: float) -> list[SensorProblem]:
         out = []
-        for s in self.site.sensors_of(zone_id):
-            out.extend(self._sensor_problems(s.id, zone_id, s.interval_s, s.kind, now))
+        for sid, interval_s, kind, m in self._zone_sensors[zone_id]:
+            out.extend(self._sensor_problems(sid, zone_id, interval_s, kind, m, now))
         drift = self._drift.get(zone_id)
         if drift is not None:
             out.append(
@@ -346,8 +448,9 @@ class SensorHealth:
             )
         return out
 
-    def _sensor_problems(self, sid: str, zone_id: str, interval_s: float, kind: str, now: float) -> list[SensorProblem]:
-        m = self._sensors[sid]
+    def _sensor_problems(
+        self, sid: str, zone_id: str, interval_s: float, kind: str, m: _Sensor, now: float
+    ) -> list[SensorProblem]:
         out = []
         interval = max(interval_s, 1.0)
         ref = m.last_rx if m.last_rx is not None else self.started
@@ -390,7 +493,7 @@ class SensorHealth:
                     summary=f"implausible: {m.bad[1]}",
                 )
             )
-        stuck = self._stuck(sid, zone_id, m, kind, now)
+        stuck = self._stuck(zone_id, m, kind, now)
         if stuck:
             shown = _show(m.last_value, kind) if m.last_value is not None else "?"
             out.append(
@@ -405,7 +508,7 @@ class SensorHealth:
             )
         return out
 
-    def _stuck(self, sid: str, zone_id: str, m: _Sensor, kind: str, now: float) -> str:
+    def _stuck(self, zone_id: str, m: _Sensor, kind: str, now: float) -> str:
         if m.repeat_count < self.stuck_intervals or m.last_value is None:
             return ""
         shown = _show(m.last_value, kind)
@@ -419,13 +522,20 @@ class SensorHealth:
             expected /= max(1, self._counters[zone_id])
         if expected < _MIN_EXPECTED:
             return ""  # few people expected here now: a zero or an unchanged count is plausible
-        moving = [o for o in self._others[sid] if sum(1 for t in self._sensors[o].moves if t >= m.repeat_since)]
-        moves = sum(sum(1 for t in self._sensors[o].moves if t >= m.repeat_since) for o in moving)
+        hood = self._hoods[zone_id]
+        # The first others (site order) that moved since it began repeating; three of them moved 3 times.
+        moving = hood.movers(m.repeat_since, m.at, self._moves)
+        moves = (
+            _MOVES_NEEDED
+            if len(moving) >= _MOVES_NEEDED
+            else sum(hood.sensors[i].moves_since(m.repeat_since) for i in moving)
+        )
         if moves < _MOVES_NEEDED:
             return ""  # everything around is quiet too: a calm zone, not a stuck sensor
+        first, more = hood.ids[moving[0]], " and others" if len(moving) > 1 else ""
         return (
             f"reads {shown} {m.repeat_count} times in a row since {self._clock(m.repeat_since)} while "
-            f"{moving[0]}{' and others' if len(moving) > 1 else ''} nearby saw people move; check the sensor's "
+            f"{first}{more} nearby saw people move; check the sensor's "
             "view (blocked lens, misaligned beam) and restart it"
         )
 
@@ -441,6 +551,21 @@ class SensorHealth:
 
     def _clock(self, ts: float) -> str:
         return dt.datetime.fromtimestamp(ts, self.tz).strftime("%H:%M:%S")
+
+
+def _neighbourhoods(site: Site, of_zone: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """Zone -> the sensors of the zone and its neighbours, in site order ("the others" of a sensor, less
+    itself); zones with the same set of zones get the same tuple."""
+    order = {sid: i for i, sid in enumerate(site.sensors)}
+    made: dict[frozenset[str], tuple[str, ...]] = {}
+    out = {}
+    for zid, zone in site.zones.items():
+        key = frozenset([zid, *(n for n in zone.neighbours if n in of_zone)])
+        if key not in made:
+            # Each zone's list is in site order already: sorting the concatenation merges the runs.
+            made[key] = tuple(sorted((sid for z in key for sid in of_zone[z]), key=order.__getitem__))
+        out[zid] = made[key]
+    return out
 
 
 def _value(r: Reading) -> tuple[float, ...]:

@@ -13,7 +13,8 @@ How counters and anchors combine (one estimate per zone, no global state):
   exactly what the blend would have given had the flow arrived in order: (O + d) + g(M - O - d) =
   (1 - g)O + gM + (1 - g)d. So the outcome does not depend on arrival order within the lateness window.
 
-apply() is O(1) per reading; snapshot() is O(zones × ring size) and runs on a tick.
+apply() is O(1) per reading (an anchor reading included: the zone keeps a running sum of its fresh anchors);
+snapshot() is O(zones × ring size + sensors) and runs on a tick.
 
 >>> from domain.loader import load_site
 >>> from domain.profile import CapacityProfile
@@ -28,7 +29,9 @@ apply() is O(1) per reading; snapshot() is O(zones × ring size) and runs on a t
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections import Counter, deque
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 from detect.durations import how_long
@@ -43,6 +46,130 @@ SILENT_INTERVALS = 3.0  # a sensor (or zone) silent this many reporting interval
 _DAY_SPAN_S = 30 * 3600.0  # from a local midnight, always inside the next local day, even across a DST change
 _KEPT_ANCHORS = 4  # anchors remembered for scaling late flows; beyond 4 the weight is negligible
 _STATUSES = ("online", "offline", "fault")
+_EXACT_BITS = 1074  # every finite float is a whole multiple of 2**-1074
+
+
+def _exact(v: float) -> int:
+    """v × 2**1074 as an integer, exactly: a running sum of these never rounds, whatever the order."""
+    n, d = v.as_integer_ratio()
+    return n << (_EXACT_BITS + 1 - d.bit_length())
+
+
+def _fresh_until(ts: float, window: float) -> float:
+    """The latest reading time t for which `t - ts <= window` holds in floating point (the freshness test of an
+    anchor), so comparing t with this one number decides exactly as that test would."""
+    t = ts + window
+    while t - ts > window:
+        t = math.nextafter(t, -math.inf)
+    while (later := math.nextafter(t, math.inf)) - ts <= window:
+        t = later
+    return t
+
+
+class _Anchors:
+    """A zone's anchor sensors: each one's latest (ts, people), and the exact sum of those fresh and not held
+    out by an offline/fault status, so a reading takes their mean in O(1) rather than rescanning them all.
+
+    An anchor is fresh for a reading at t while t - ts <= its silence window (3 of its intervals). Fresh ones
+    are "live": summed, with their expiry (`_fresh_until`) in a heap; every anchor reading first retires the
+    live ones that expired by its time into `_stale` (kept in expiry order), so the live set is exactly the
+    fresh one for any reading not older than the newest seen (`_mark`). An older reading adds back the stale
+    ones still fresh for it: the newest few of `_stale`, a scan from its end. Anchors of sensors the site
+    does not know (tests, an old snapshot) have the reading's own interval as window, as before: scanned.
+    Heap and stale entries carry a token; an entry whose token is no longer the sensor's is skipped.
+    """
+
+    __slots__ = ("_heap", "_live", "_mark", "_odd", "_stale", "_stale_order", "_sum", "_tokens", "_windows", "latest")
+
+    def __init__(self, windows: dict[str, float]) -> None:
+        self._windows = windows  # sensor -> silence window, s (shared by the tracker's zones)
+        self.latest: dict[str, tuple[float, float]] = {}  # sensor -> (ts, people measured)
+        self._live: dict[str, int] = {}  # sensor -> token
+        self._sum = 0  # exact sum of the live anchors' people (_exact)
+        self._heap: list[tuple[float, int, str]] = []  # (fresh until, token, sensor) of live anchors
+        self._mark = -math.inf  # newest reading time seen: every live anchor is fresh until at least this
+        self._stale: dict[str, int] = {}  # sensor -> token: not held out, expired before _mark
+        self._stale_order: list[tuple[float, int, str]] = []  # (fresh until, token, sensor), ascending
+        self._odd: set[str] = set()  # anchors of sensors the site does not know
+        self._tokens = 0
+
+    def put(self, sid: str, ts: float, people: float, held_out: bool) -> None:
+        """A sensor's newest value (the caller has checked it is not older than the one held)."""
+        self._forget(sid)
+        self.latest[sid] = (ts, people)
+        if sid not in self._windows:
+            self._odd.add(sid)
+        elif not held_out:
+            self._admit(sid)
+
+    def hold_out(self, sid: str, held: bool) -> None:
+        """The sensor's status changed: offline or faulty anchors are left out of the mean, until cleared."""
+        if sid not in self.latest or sid not in self._windows:
+            return
+        if held:
+            self._forget(sid)
+        elif sid not in self._live and sid not in self._stale:
+            self._admit(sid)
+
+    def mean_at(self, t: float, status: dict[str, Any], odd_window: float) -> float | None:
+        """Mean of the anchors fresh for a reading at t and without a status (None: there are none)."""
+        heap, live = self._heap, self._live
+        while heap and heap[0][0] < t:
+            until, token, sid = heappop(heap)
+            if live.get(sid) == token:  # expired: out of the sum, kept in order for an older reading
+                del live[sid]
+                self._sum -= _exact(self.latest[sid][1])
+                self._stale[sid] = token
+                self._stale_order.append((until, token, sid))
+        total, n = self._sum, len(live)
+        if t < self._mark:  # an older reading: the anchors that expired since its time are fresh for it
+            stale = self._stale
+            for until, token, sid in reversed(self._stale_order):
+                if until < t:
+                    break
+                if stale.get(sid) == token:
+                    total += _exact(self.latest[sid][1])
+                    n += 1
+        else:
+            self._mark = t
+        for sid in self._odd:
+            ts, people = self.latest[sid]
+            if t - ts <= odd_window and sid not in status:
+                total += _exact(people)
+                n += 1
+        self._tidy()
+        return total / (n << _EXACT_BITS) if n else None
+
+    def load(self, latest: dict[str, tuple[float, float]], status: dict[str, Any]) -> None:
+        """Restored values into a fresh zone (none is expired until a reading says so)."""
+        for sid, (ts, people) in latest.items():
+            self.put(sid, ts, people, sid in status)
+
+    def _admit(self, sid: str) -> None:
+        ts, people = self.latest[sid]
+        until = _fresh_until(ts, self._windows[sid])
+        self._tokens += 1
+        if until >= self._mark:
+            self._live[sid] = self._tokens
+            self._sum += _exact(people)
+            heappush(self._heap, (until, self._tokens, sid))
+        else:  # already expired for any reading as new as one seen
+            self._stale[sid] = self._tokens
+            insort(self._stale_order, (until, self._tokens, sid))
+
+    def _forget(self, sid: str) -> None:
+        if self._live.pop(sid, None) is not None:
+            self._sum -= _exact(self.latest[sid][1])
+        else:
+            self._stale.pop(sid, None)
+
+    def _tidy(self) -> None:
+        """Drop entries whose token is no longer current, once they outnumber the current ones."""
+        if len(self._heap) > 2 * len(self._live) + 32:
+            self._heap = [e for e in self._heap if self._live.get(e[2]) == e[1]]
+            heapify(self._heap)
+        if len(self._stale_order) > 2 * len(self._stale) + 32:
+            self._stale_order = [e for e in self._stale_order if self._stale.get(e[2]) == e[1]]
 
 
 class _ZoneMemory:
@@ -65,11 +192,11 @@ class _ZoneMemory:
         "status",
     )
 
-    def __init__(self, window_s: float, bucket_s: float) -> None:
+    def __init__(self, window_s: float, bucket_s: float, silence: dict[str, float]) -> None:
         self.occupancy = 0.0
         self.occ_ts: float | None = None  # event time of the last counter change
         self.ring = FlowRing(window_s, bucket_s)
-        self.anchors: dict[str, tuple[float, float]] = {}  # sensor -> (ts, people measured)
+        self.anchors = _Anchors(silence)
         self.recent_anchors: deque[tuple[float, float]] = deque(maxlen=_KEPT_ANCHORS)  # (ts, gain used)
         self.density: float | None = None  # measured, people / m²
         self.density_ts: float | None = None
@@ -106,16 +233,24 @@ class ZoneTracker:
         self.bucket_s = bucket_s
         self.rejected: Counter[str] = Counter()  # reason -> readings refused; exported as a metric
         self.dropped_zones: list[str] = []  # zones in a restored snapshot that the site no longer has
-        self._zones: dict[str, _ZoneMemory] = {z: _ZoneMemory(rate_window_s, bucket_s) for z in site.zones}
         # How long each sensor may stay silent (3 of its intervals), and the zone as a whole (3 intervals of
         # its slowest sensor, 60 s if it has none). One silent sensor is enough to make the zone unhealthy:
-        # a missing entrance counter quietly skews the occupancy.
-        self._allowed: dict[str, tuple[tuple[str, float], ...]] = {}
-        self._silence_s: dict[str, float] = {}
-        for zid in site.zones:
-            sensors = site.sensors_of(zid)
-            self._allowed[zid] = tuple((s.id, SILENT_INTERVALS * s.interval_s) for s in sensors)
-            self._silence_s[zid] = SILENT_INTERVALS * max([s.interval_s for s in sensors], default=60.0)
+        # a missing entrance counter quietly skews the occupancy. An anchor is fresh as long as its sensor
+        # may be silent.
+        self._silence: dict[str, float] = {sid: SILENT_INTERVALS * s.interval_s for sid, s in site.sensors.items()}
+        of_zone: dict[str, list[tuple[str, float]]] = {z: [] for z in site.zones}
+        for sid, s in site.sensors.items():
+            if s.zone in of_zone:
+                of_zone[s.zone].append((sid, self._silence[sid]))
+        self._allowed: dict[str, tuple[tuple[str, float], ...]] = {z: tuple(a) for z, a in of_zone.items()}
+        self._silence_s: dict[str, float] = {
+            zid: SILENT_INTERVALS * max([site.sensors[sid].interval_s for sid, _ in a], default=60.0)
+            for zid, a in of_zone.items()
+        }
+        self._zones: dict[str, _ZoneMemory] = {z: self._new_zone() for z in site.zones}
+
+    def _new_zone(self) -> _ZoneMemory:
+        return _ZoneMemory(self.rate_window_s, self.bucket_s, self._silence)
 
     # ---- readings -------------------------------------------------------------------------------
 
@@ -139,6 +274,7 @@ class ZoneTracker:
         st = m.status.get(r.sensor)
         if st is not None and st[1] == "offline" and r.ts > st[0]:
             del m.status[r.sensor]
+            m.anchors.hold_out(r.sensor, False)
         if r.kind == "flow":
             self._apply_flow(m, r)
         elif r.kind == "occupancy":
@@ -179,9 +315,11 @@ class ZoneTracker:
             return  # an older status than the one we hold: the newer one stands
         if r.status == "online":
             m.status.pop(r.sensor, None)
+            m.anchors.hold_out(r.sensor, False)
         else:
             assert r.status is not None
             m.status[r.sensor] = (r.ts, r.status, r.detail)
+            m.anchors.hold_out(r.sensor, True)
 
     def _apply_flow(self, m: _ZoneMemory, r: Reading) -> None:
         net = float(r.inflow - r.outflow)
@@ -199,27 +337,18 @@ class ZoneTracker:
             m.arrivals += r.inflow
 
     def _apply_anchor(self, m: _ZoneMemory, r: Reading, people: float) -> None:
-        prev = m.anchors.get(r.sensor)
+        prev = m.anchors.latest.get(r.sensor)
         if prev is not None and prev[0] > r.ts:
             return  # older than this sensor's latest value: the latest value stands
-        m.anchors[r.sensor] = (r.ts, people)
-        values = []
-        for sid, (ts, v) in m.anchors.items():
-            fresh = r.ts - ts <= SILENT_INTERVALS * self._interval(sid, r)
-            if fresh and sid not in m.status:
-                values.append(v)
-        if not values:
+        m.anchors.put(r.sensor, r.ts, people, held_out=r.sensor in m.status)
+        # The mean of the zone's anchors fresh at r.ts (within 3 of their intervals) and not offline/faulty.
+        odd_window = SILENT_INTERVALS * (r.interval_s if r.interval_s > 0 else 60.0)  # a sensor the site lacks
+        measured = m.anchors.mean_at(r.ts, m.status, odd_window)
+        if measured is None:
             return  # the only anchor is marked offline or faulty: keep integrating counters
-        measured = sum(values) / len(values)
         gain = 1.0 if not m.recent_anchors else self.anchor_gain
         m.occupancy = max(0.0, m.occupancy + gain * (measured - m.occupancy))
         m.recent_anchors.append((r.ts, gain))
-
-    def _interval(self, sensor_id: str, r: Reading) -> float:
-        s = self.site.sensors.get(sensor_id)
-        if s is not None:
-            return s.interval_s
-        return r.interval_s if r.interval_s > 0 else 60.0
 
     def seed_arrivals(self, zone_id: str, ts: float, arrivals: int) -> bool:
         """Arrivals counted earlier today (at event time `ts`) by a previous run, from the store: a service
@@ -347,7 +476,7 @@ class ZoneTracker:
                 "occupancy": m.occupancy,
                 "occ_ts": m.occ_ts,
                 "ring": m.ring.to_dict(),
-                "anchors": {k: list(v) for k, v in m.anchors.items()},
+                "anchors": {k: list(v) for k, v in m.anchors.latest.items()},
                 "recent_anchors": [list(a) for a in m.recent_anchors],
                 "density": m.density,
                 "density_ts": m.density_ts,
@@ -367,7 +496,7 @@ class ZoneTracker:
         if not isinstance(data, dict) or data.get("version") != SNAPSHOT_VERSION:
             version = data.get("version") if isinstance(data, dict) else None
             raise ValueError(f"tracker snapshot version {version!r} is not {SNAPSHOT_VERSION}; start afresh")
-        fresh = {z: _ZoneMemory(self.rate_window_s, self.bucket_s) for z in self.site.zones}
+        fresh = {z: self._new_zone() for z in self.site.zones}
         try:
             rejected = Counter({str(k): int(v) for k, v in data.get("rejected", {}).items()})
             dropped = [z for z in data["zones"] if z not in fresh]
@@ -387,7 +516,6 @@ def _load_zone(m: _ZoneMemory, d: dict[str, Any]) -> None:
     m.occupancy = max(0.0, float(d["occupancy"]))
     m.occ_ts = _opt(d["occ_ts"])
     m.ring.load(d["ring"])
-    m.anchors = {str(k): (float(v[0]), float(v[1])) for k, v in d["anchors"].items()}
     m.recent_anchors.extend((float(a[0]), float(a[1])) for a in d["recent_anchors"])
     m.density, m.density_ts = _opt(d["density"]), _opt(d["density_ts"])
     m.arrivals = int(d["arrivals"])
@@ -396,3 +524,4 @@ def _load_zone(m: _ZoneMemory, d: dict[str, Any]) -> None:
     m.last_ts = _opt(d["last_ts"])
     m.seen = {str(k): float(v) for k, v in d["seen"].items()}
     m.status = {str(k): (float(v[0]), str(v[1]), str(v[2])) for k, v in d["status"].items()}
+    m.anchors.load({str(k): (float(v[0]), float(v[1])) for k, v in d["anchors"].items()}, m.status)

@@ -129,7 +129,18 @@ class SiteFile(_Strict, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class Site:
     """A checked site with its lookups built once. Read-only by convention."""
 
-    __slots__ = ("file", "grids", "info", "micro_grids", "path", "profile", "sensors", "thresholds", "zones")
+    __slots__ = (
+        "_by_zone",
+        "file",
+        "grids",
+        "info",
+        "micro_grids",
+        "path",
+        "profile",
+        "sensors",
+        "thresholds",
+        "zones",
+    )
 
     def __init__(self, spec: SiteFile, path: str = "<memory>") -> None:
         self.file = spec
@@ -141,13 +152,19 @@ class Site:
         self.micro_grids: dict[str, MicroGrid] = {m.id: m for m in spec.micro_grids}
         self.zones: dict[str, Zone] = {z.id: z for z in spec.zones}
         self.sensors: dict[str, Sensor] = {s.id: s for s in spec.sensors}
+        # Each zone's sensors in site order, once: asking per zone and tick must not walk every sensor.
+        by_zone: dict[str, list[Sensor]] = {}
+        for s in self.sensors.values():
+            by_zone.setdefault(s.zone, []).append(s)
+        self._by_zone: dict[str, tuple[Sensor, ...]] = {z: tuple(ss) for z, ss in by_zone.items()}
 
     def thresholds_for(self, zone: Zone | str) -> Thresholds:
         z = self.zones[zone] if isinstance(zone, str) else zone
         return z.thresholds or self.thresholds
 
     def sensors_of(self, zone_id: str) -> list[Sensor]:
-        return [s for s in self.sensors.values() if s.zone == zone_id]
+        """The zone's sensors in site order (a new list: the caller may change it)."""
+        return list(self._by_zone.get(zone_id, ()))
 
     def riverside(self) -> list[Zone]:
         segs = [z for z in self.zones.values() if z.kind == "riverside_segment"]

@@ -202,7 +202,8 @@ def test_memory_is_bounded(mini_site: Site) -> None:
     for i in range(5000):
         h.apply(flow("seg2-gate", "seg-2", T0 + 60 * i, 5 + i % 3), received_at=T0 + 60 * i)
     m = h._sensors["seg2-gate"]
-    assert m.moves.maxlen is not None and len(m.moves) <= m.moves.maxlen
+    # Only its last three movements are kept (fixed slots), newest first.
+    assert (m.move1, m.move2, m.move3) == (T0 + 60 * 4999, T0 + 60 * 4998, T0 + 60 * 4997)
 
 
 def test_zero_count_not_stuck_when_the_profile_expects_nobody() -> None:
