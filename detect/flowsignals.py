@@ -34,6 +34,7 @@ stall), and a sensor needs half a baseline of history before it is judged.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from typing import NamedTuple
 
@@ -46,16 +47,17 @@ _SILENT_INTERVALS = 3.0
 
 
 class _Ring:
-    """One sensor's in/out counts per event-time bucket, in fixed memory."""
+    """One sensor's in/out counts per event-time bucket, in fixed memory: typed arrays of machine numbers (8
+    bytes a slot each) rather than lists of Python floats and ints (8 + 24 to 32), about a third the size."""
 
     __slots__ = ("_ids", "_in", "_out", "bucket_s", "first_ts", "interval_s", "last_ts", "n")
 
     def __init__(self, keep_s: float, bucket_s: float) -> None:
         self.bucket_s = bucket_s
         self.n = max(1, math.ceil(keep_s / bucket_s)) + 1
-        self._ids = [-1] * self.n
-        self._in = [0.0] * self.n
-        self._out = [0.0] * self.n
+        self._ids = array("q", [-1]) * self.n  # which bucket each slot holds; -1: empty
+        self._in = array("d", [0.0]) * self.n
+        self._out = array("d", [0.0]) * self.n
         self.first_ts: float | None = None  # start of the oldest data
         self.last_ts: float | None = None  # end of the newest data
         self.interval_s = 60.0
