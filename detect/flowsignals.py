@@ -87,18 +87,23 @@ class _Ring:
         self._in[slot] += inflow
         self._out[slot] += outflow
 
-    def total(self, lo: float, hi: float) -> tuple[float, float, float]:
-        """People in and out in buckets within [lo, hi) (bucket-aligned bounds), and the seconds of that span
-        the sensor actually covered: a dropout is unknown, not zero flow."""
-        b_lo, b_hi = math.floor(lo / self.bucket_s), math.floor(hi / self.bucket_s)
-        tin = tout = 0.0
-        covered = 0
-        for slot in range(self.n):
-            if b_lo <= self._ids[slot] < b_hi:
-                tin += self._in[slot]
-                tout += self._out[slot]
-                covered += 1
-        return tin, tout, covered * self.bucket_s
+    def totals(self, lo: float, mid: float, hi: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """People in and out in buckets within [lo, mid) and within [mid, hi) (bucket-aligned bounds), and the
+        seconds of each span the sensor actually covered: a dropout is unknown, not zero flow. One pass for
+        both spans, each summed in slot order."""
+        b_lo, b_mid, b_hi = (math.floor(x / self.bucket_s) for x in (lo, mid, hi))
+        ain = aout = bin_ = bout = 0.0
+        acov = bcov = 0
+        for b, fin, fout in zip(self._ids, self._in, self._out, strict=True):
+            if b_lo <= b < b_mid:
+                ain += fin
+                aout += fout
+                acov += 1
+            elif b_mid <= b < b_hi:
+                bin_ += fin
+                bout += fout
+                bcov += 1
+        return (ain, aout, acov * self.bucket_s), (bin_, bout, bcov * self.bucket_s)
 
 
 class Rates(NamedTuple):
@@ -189,8 +194,7 @@ class FlowSignals:
         lo = max(mid - self.baseline_s, math.floor(ring.first_ts / self.bucket_s) * self.bucket_s)
         if mid - lo < self.baseline_s / 2:
             return None
-        rin, rout, rcov = ring.total(mid, end)
-        bin_, bout, bcov = ring.total(lo, mid)
+        (bin_, bout, bcov), (rin, rout, rcov) = ring.totals(lo, mid, end)
         # Rates over the time the sensor reported: after a dropout or a reboot, a baseline spread over the
         # silent minutes would make ordinary flow look like a surge (seen as false counter-flow).
         if bcov < self.baseline_s / 2 or rcov < self.recent_s / 2:
