@@ -437,7 +437,18 @@ class SensorHealth:
 
     def _zone_problems(self, zone_id: str, now: float) -> list[SensorProblem]:
         out = []
+        started, stuck_after = self.started, self.stuck_intervals
+        offline_after = self.offline_intervals
         for sid, interval_s, kind, m in self._zone_sensors[zone_id]:
+            # Most sensors are fine: skip them without building anything (the full checks say the same).
+            ref = m.last_rx if m.last_rx is not None else started
+            if (
+                m.status is None
+                and m.bad is None
+                and m.repeat_count < stuck_after
+                and (ref is None or now - ref <= offline_after * max(interval_s, 1.0))
+            ):
+                continue
             out.extend(self._sensor_problems(sid, zone_id, interval_s, kind, m, now))
         drift = self._drift.get(zone_id)
         if drift is not None:
