@@ -6,26 +6,29 @@ broker queues what arrives while we are away and delivers it when we come back. 
 (re)connect anyway: a broker that lost its state (no persistence, or a new broker) would otherwise send
 nothing, silently.
 
-No acknowledged message is ever dropped (QoS 1 and 2). aiomqtt puts every incoming message in one queue and,
-by default, paho acknowledges it to the broker as it is read, before anyone handled it; a bounded queue that
-fills then drops acknowledged messages (DESIGN.md §5; 102,141 lost in the memory benchmark at 10,000 sensors),
-and an unbounded one grows with the broker's whole backlog. Instead we turn on paho 2.x's manual
-acknowledgements and acknowledge each QoS 1/2 message after the handler has processed it. The broker then
-stops at its in-flight window (Mosquitto's max_inflight_messages, 20 by default) until we catch up: true
-backpressure, the backlog stays at the broker. So the queue never holds more than that window of QoS 1/2
-messages and never refuses one; `SubscriberStats.dropped` can only count QoS 0 messages (no acknowledgement,
-no backpressure), refused once `max_queued` are waiting. At-least-once, as MQTT promises: messages handled
-just before a connection broke are sent again after the reconnect (their acknowledgements died with the
-connection) and the ingestor rejects the repeats as duplicates by seq; messages still queued at a stop were
-never acknowledged and come again at the next start. aiomqtt 2.x has no manual-ack option (aiomqtt issue
-#345), so we switch it on in the paho client it wraps; `_paho_of` checks that the installed aiomqtt has one.
+Nothing acknowledged is ever dropped: at QoS 1 (and 2) `SubscriberStats.dropped` cannot move. By default
+aiomqtt puts every incoming message in one queue and paho acknowledges it to the broker as it is read, before
+anyone handled it; a bounded queue that fills drops acknowledged messages (DESIGN.md §5; 102,141 readings lost
+in the memory benchmark at 10,000 sensors), an unbounded one grows with the broker's whole backlog, and either
+way a stop or a crash loses what was queued. So, two things:
+- Manual acknowledgements (paho 2.x): each QoS 1/2 message is acknowledged after the handler processed it. A
+  message we hold is one the broker still holds, so a stop, a crash or a broken connection loses nothing: the
+  broker sends it again (at least once; the ingestor rejects the repeats as duplicates by seq). aiomqtt 2.x
+  has no option for it (aiomqtt issue #345): we switch it on in the paho client it wraps (`_paho_of`).
+- Reads pause while `max_queued` messages wait (`_Reader`), so the queue never refuses a QoS 1 message and
+  memory stays bounded: TCP fills and the backlog stays at the broker. The broker's in-flight window
+  (Mosquitto's max_inflight_messages) would be the natural bound with manual acks, but Mosquitto 2.0.11 (this
+  machine's) does not hold to it once acknowledgements flow: 200 acknowledged out of a 100-window, it sent
+  1,177 (in-flight quota fixes came in 2.0.13, eclipse-mosquitto/mosquitto#2362). Pausing reads also keeps
+  QoS 0 within the bound; `dropped` counts the QoS 0 messages refused if one ever gets past it.
 The broker's own limits still apply: with Mosquitto's max_queued_messages (1,000 by default) a backlog beyond
-it is dropped by the broker, and max_inflight_messages 0 (unlimited) would let our queue grow with it.
+it is dropped at the broker, which we cannot see; size it for the longest outage to ride out.
 
-Draining: on each wake-up the subscriber takes everything queued (up to `batch`, then yields to the loop so
-the dashboard and the ticker run) with get_nowait() and hands it to the handler, instead of `async for` over
-`client.messages` (a task and an asyncio.wait per message: 2-3 loop turns each while aiomqtt's reader queues
-one message per turn). The handler is called synchronously and must not await anything.
+Draining: aiomqtt's reader takes one packet per loop turn and `async for message in client.messages` costs a
+task and an asyncio.wait per message (2-3 loop turns each), so under a backlog the queue only grew. `_Reader`
+reads up to `batch` packets each time the socket is readable; the drain takes everything queued (up to
+`batch`, then yields to the loop so the dashboard and the ticker run) with get_nowait() on one future per
+wake-up and hands it to the handler. The handler is called synchronously and must not await anything.
 
 Publisher: dead letters, alerts and zone state go out through `MqttPublisher`, which has its own client and
 a bounded queue, so a slow or absent broker never blocks the ingest path.
@@ -128,6 +131,7 @@ class SubscriberStats:
     dropped: int = 0  # QoS 0 messages refused because `max_queued` were waiting (never QoS 1/2: module docstring)
     left_at_stop: int = 0  # queued but not handled when the subscriber stopped (QoS 1/2 ones come again)
     batches: int = 0  # wake-ups that handed messages to the handler
+    read_pauses: int = 0  # reads stopped because `max_queued` messages were waiting (backpressure)
     largest_batch: int = 0
     handler_errors: int = 0  # the handler raised (a bug: logged with its traceback, the loop goes on)
     connects: int = 0  # successful connections, the first one included
@@ -137,8 +141,10 @@ class SubscriberStats:
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
-    """The queue aiomqtt fills: unbounded for QoS 1/2 (the broker's in-flight window bounds them), `max_qos0`
-    for QoS 0, whose refusals are counted; and a wake-up for the drain that costs one future, not a task.
+    """The queue aiomqtt fills, with a wake-up for the drain that costs one future, not a task. `_Reader`
+    stops reading at `max_queued`, so it holds no more than that; only messages read past it some other way
+    (aiomqtt's own reader before ours takes over) meet the bound here: QoS 0 ones are refused and counted,
+    QoS 1/2 ones kept (refused, they would sit unacknowledged at the broker until the next reconnect).
     aiomqtt builds it itself (`queue_type(maxsize=...)`): `_counting_queue` makes the subclass to pass."""
 
     stats: ClassVar[SubscriberStats]
@@ -148,21 +154,12 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__()  # maxsize 0 whatever aiomqtt asks: put_nowait below is the only bound
         self._waiter: asyncio.Future[None] | None = None
-        self._warned = False
         self.made.append(self)
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.qsize() >= self.max_qos0:
-            if item.qos == 0:
-                self.stats.dropped += 1
-                raise asyncio.QueueFull  # aiomqtt logs it and discards the message
-            if not self._warned:  # only a broker without an in-flight limit gets us here
-                self._warned = True
-                log.warning(
-                    "MQTT: %d messages queued, more than max_queued; is the broker's max_inflight_messages "
-                    "unlimited (0)? Set it (Mosquitto's default is 20) so the backlog stays at the broker",
-                    self.qsize(),
-                )
+        if item.qos == 0 and self.qsize() >= self.max_qos0:
+            self.stats.dropped += 1
+            raise asyncio.QueueFull  # aiomqtt logs it and discards the message
         super().put_nowait(item)
         self.wake()
 
@@ -219,14 +216,15 @@ async def subscribe_forever(
     clock: Clock,
     on_state: Callable[[str], None] | None = None,
     reconnect_delay: float = 1.0,
-    max_queued: int = 100_000,
+    max_queued: int = 10_000,
     batch: int = 500,
     stats: SubscriberStats | None = None,
 ) -> None:
     """Call handle(topic, payload, received_at) for each message on `topics`, until `stop` is set.
 
-    QoS 1/2 messages are acknowledged to the broker after `handle` returns (or raises). `batch`: messages
-    handled between two yields to the event loop. Reconnects on every MqttError with a backoff from
+    QoS 1/2 messages are acknowledged to the broker after `handle` returns (or raises). `max_queued`: messages
+    received and waiting for the handler before reads pause (~0.5 KB each). `batch`: messages read per socket
+    wake-up and handled between two yields to the event loop. Reconnects on every MqttError with a backoff from
     reconnect_delay up to 10 s. on_state gets "connecting", "connected", "disconnected" and finally "stopped".
     """
     st = stats if stats is not None else SubscriberStats()
@@ -293,6 +291,9 @@ async def _session(
         async with client:
             st.connected = True
             st.connects += 1
+            disconnected = _disconnected_of(client)
+            reader = _Reader(paho, inbox, disconnected, st, limit=max_queued, per_wakeup=batch)
+            reader.start()
             # Subscribe after every connect, even with a persistent session (see the module docstring).
             granted = await client.subscribe([(t, settings.qos) for t in topics])
             refused = [t for t, code in zip(topics, granted, strict=False) if _refused(code)]
@@ -301,13 +302,82 @@ async def _session(
                     f"broker refused the subscription to {', '.join(refused)} (check its ACL)"
                 )
             report("connected")
-            await _drain(inbox, _disconnected_of(client), paho, handle, clock, st, batch)
+            await _drain(inbox, reader, disconnected, paho, handle, clock, st, batch)
     finally:
         st.left_at_stop += inbox.qsize()  # unacknowledged: the broker still has the QoS 1/2 ones
 
 
+class _Reader:
+    """Reads the connection's socket in place of aiomqtt's reader: up to `per_wakeup` packets each time the
+    socket is readable (aiomqtt's takes one per loop turn, so a batch never grew past a message or two), and
+    none while `limit` messages wait in the queue (reads resume when the drain has caught up). Paused reads
+    are backpressure at any QoS: TCP fills and the broker keeps the backlog. The same paho call aiomqtt's
+    reader makes, on the same thread; a failure is reported the way it reports one."""
+
+    def __init__(
+        self,
+        paho: paho_mqtt.Client,
+        inbox: _Inbox,
+        disconnected: asyncio.Future[None],
+        st: SubscriberStats,
+        *,
+        limit: int,
+        per_wakeup: int,
+    ) -> None:
+        sock = paho.socket()
+        if sock is None:
+            raise aiomqtt.MqttError("connected without a socket")
+        self.loop = asyncio.get_running_loop()
+        self.paho, self.inbox, self.disconnected, self.st = paho, inbox, disconnected, st
+        self.limit, self.per_wakeup = limit, per_wakeup
+        self.fd = sock.fileno()
+        # TLS: bytes already decrypted in the SSL object wake no epoll; read on while there are some.
+        self.tls_pending: Callable[[], int] | None = getattr(sock, "pending", None)
+        self.paused = True
+
+    def start(self) -> None:
+        self.loop.remove_reader(self.fd)  # aiomqtt's, registered at connect; its socket-close hook removes ours
+        self.resume()
+
+    def resume(self) -> None:
+        if self.paused and not self.disconnected.done() and self.paho.socket() is not None:
+            self.loop.add_reader(self.fd, self._readable)
+            self.paused = False
+            if self._tls_buffered():  # epoll will not say so
+                self.loop.call_soon(self._readable)
+
+    def _pause(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.paused = True
+        self.st.read_pauses += 1
+
+    def _tls_buffered(self) -> bool:
+        return self.tls_pending is not None and self.tls_pending() > 0
+
+    def _readable(self) -> None:
+        if self.paused or self.disconnected.done():
+            return  # a call_soon that came after a pause or a lost connection
+        inbox, paho = self.inbox, self.paho
+        try:
+            for _ in range(self.per_wakeup):
+                if inbox.qsize() >= self.limit:
+                    self._pause()
+                    return
+                before = inbox.qsize()
+                if paho.loop_read() != paho_mqtt.MQTT_ERR_SUCCESS:
+                    return  # connection lost: paho closed the socket and aiomqtt heard of it
+                if inbox.qsize() == before and not self._tls_buffered():
+                    return  # nothing more to read now, or a packet that was not a message: the next wake-up
+            if self._tls_buffered():  # stopped at per_wakeup with bytes epoll will not announce
+                self.loop.call_soon(self._readable)
+        except Exception as exc:  # as aiomqtt's reader: the connection is broken
+            if not self.disconnected.done():
+                self.disconnected.set_exception(exc)
+
+
 async def _drain(
     inbox: _Inbox,
+    reader: _Reader,
     disconnected: asyncio.Future[None],
     paho: paho_mqtt.Client,
     handle: Callable[[str, bytes, float], None],
@@ -344,6 +414,8 @@ async def _drain(
         st.batches += 1
         if n > st.largest_batch:
             st.largest_batch = n
+        if reader.paused and inbox.qsize() <= reader.limit // 2:
+            reader.resume()
         if n == batch:
             await asyncio.sleep(0)  # more may be queued: let the dashboard, the ticker and the reader run
 

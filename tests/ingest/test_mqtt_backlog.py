@@ -1,13 +1,15 @@
-"""No acknowledged message is lost: a broker backlog against a slow subscriber, a stop in the middle of one, and
-the queue's rules (QoS 0 bounded and counted, QoS 1 never refused). A real Mosquitto (tests/servers.py: its
-max_inflight_messages is 100)."""
+"""No acknowledged message is lost: a broker backlog against a slow subscriber (plain and over TLS), a stop in
+the middle of one, reads paused at the bound (backpressure at QoS 0 too), and the queue's rules. A real
+Mosquitto (tests/servers.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -17,9 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from domain.clock import ManualClock
 from ingest.mqtt import MqttSettings, SubscriberStats, _counting_queue, _disconnected_of, _Inbox, _paho_of
 from tests.ingest.test_mqtt import settings_for, start_subscriber, stopped_within, until
-from tests.servers import Server
-
-BROKER_INFLIGHT = 100  # max_inflight_messages in tests/servers.start_mosquitto's config
+from tests.servers import Server, free_port, start_mosquitto
 
 
 def publish_numbered(port: int, first: int, n: int, done: threading.Event | None = None) -> None:
@@ -44,8 +44,11 @@ def message(qos: int, payload: bytes = b"x") -> aiomqtt.Message:
     return aiomqtt.Message(topic="t/x", payload=payload, qos=qos, retain=False, mid=1, properties=None)
 
 
-async def test_a_backlog_of_50000_qos1_messages_against_a_slow_subscriber_loses_none(mosquitto: Server) -> None:
-    n = 50_000
+async def drain_a_backlog(
+    settings: MqttSettings, port: int, n: int, *, max_queued: int
+) -> tuple[list[int], SubscriberStats]:
+    """Publish n QoS 1 messages while the subscriber's loop is blocked in its first message, then let it drain
+    them through a handler that stays slower than the network. Returns the seqs seen and the stats."""
     seen: list[int] = []
     published = threading.Event()
     handled = 0
@@ -53,36 +56,109 @@ async def test_a_backlog_of_50000_qos1_messages_against_a_slow_subscriber_loses_
     def slow(_t: str, p: bytes, _at: float) -> None:
         nonlocal handled
         if handled == 0:
-            # Block the loop (so nothing is read) until all 50,000 are at the broker: the backlog is certain.
+            # Block the loop (so nothing is read) until all n are at the broker: the backlog is certain.
             assert published.wait(120), "the publisher did not finish"
         handled += 1
         if handled % 100 == 0:
-            time.sleep(0.001)  # and stay slower than the network
+            time.sleep(0.001)
         seen.append(int(p))
 
-    sub = start_subscriber(
-        settings_for(mosquitto, "crowdflow-test-backlog"),
-        ["t/#"],
-        slow,
-        clock=ManualClock(0.0),
-        max_queued=1_000,  # well under the backlog: a queue that took everything the broker sent would overflow
-    )
-    stats, stop, task = sub.stats, sub.stop, sub.task
+    sub = start_subscriber(settings, ["t/#"], slow, clock=ManualClock(0.0), max_queued=max_queued)
     await until(lambda: "connected" in sub.states, "the subscriber to connect")
-    publisher = asyncio.create_task(asyncio.to_thread(publish_numbered, mosquitto.port, 0, n, published))
+    publisher = asyncio.create_task(asyncio.to_thread(publish_numbered, port, 0, n, published))
     await until(lambda: len(set(seen)) == n, f"all {n} messages", within=300)
     await publisher
-    stop.set()
-    await stopped_within(task)
+    sub.stop.set()
+    await stopped_within(sub.task)
+    return seen, sub.stats
 
+
+async def test_a_backlog_of_50000_qos1_messages_against_a_slow_subscriber_loses_none(mosquitto: Server) -> None:
+    n, bound = 50_000, 50
+    seen, stats = await drain_a_backlog(
+        settings_for(mosquitto, "crowdflow-test-backlog"), mosquitto.port, n, max_queued=bound
+    )
     assert set(seen) == set(range(n))  # every one at least once
     assert stats.dropped == 0
     assert stats.acked == stats.received == len(seen)
-    # Acknowledged only after handling, so the broker stopped at its in-flight window: the backlog waited at
-    # the broker, never in our queue (a batch is everything queued at a wake-up, up to 500).
-    assert stats.largest_batch <= BROKER_INFLIGHT
-    print(f"\n{n} QoS 1 behind a slow handler: {stats.batches} batches, largest {stats.largest_batch}, "
-          f"{len(seen) - n} duplicates")
+    # The broker sent more than `bound` at once (its in-flight window is 100, and Mosquitto 2.0.11 overshoots
+    # it): reads paused, so the queue never held more than the bound; a batch is all that was queued.
+    assert stats.read_pauses >= 1
+    assert stats.largest_batch <= bound
+    assert stats.batches < stats.received  # batches, not one wake-up per message
+    print(
+        f"\n{n} QoS 1 behind a slow handler: {stats.batches} batches, largest {stats.largest_batch}, "
+        f"{stats.read_pauses} read pauses, {len(seen) - n} duplicates"
+    )
+
+
+async def test_a_backlog_over_tls_arrives_whole(tmp_path: Path) -> None:
+    """Our reader in place of aiomqtt's, over TLS (which can hold decrypted bytes epoll does not announce; with
+    Mosquitto writing one packet per TLS record this run does not force that case)."""
+    ca = make_tls_files(tmp_path / "tls")
+    srv = start_mosquitto(
+        tmp_path / "mosquitto-tls", extra_conf=tls_listener(tmp_path / "tls", tls_port := free_port())
+    )
+    try:
+        settings = MqttSettings(
+            host="127.0.0.1", port=tls_port, client_id="crowdflow-test-tls", tls=True, ca_file=str(ca)
+        )
+        n = 10_000
+        seen, stats = await drain_a_backlog(settings, srv.port, n, max_queued=1_000)
+        assert set(seen) == set(range(n))
+        assert stats.dropped == 0 and stats.connects == 1
+    finally:
+        srv.stop()
+
+
+def make_tls_files(d: Path) -> Path:
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl); returns the CA's PEM."""
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed for the TLS test (Debian package openssl)"
+    d.mkdir(parents=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=crowdflow test CA",
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    return d / "ca.pem"
+
+
+def tls_listener(d: Path, port: int) -> str:
+    return f"listener {port} 127.0.0.1\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
 
 
 async def test_a_stop_in_the_middle_of_a_backlog_loses_nothing(mosquitto: Server) -> None:
@@ -111,8 +187,9 @@ async def test_a_stop_in_the_middle_of_a_backlog_loses_nothing(mosquitto: Server
     assert first.stats.dropped == second.stats.dropped == 0
 
 
-async def test_qos0_over_the_bound_is_dropped_and_counted(mosquitto: Server) -> None:
-    """QoS 0 has no acknowledgement and so no backpressure: past max_queued it is refused, never silently."""
+async def test_qos0_past_the_bound_waits_at_the_broker(mosquitto: Server) -> None:
+    """QoS 0 has no acknowledgement, so no in-flight window: reads pause at max_queued and the rest waits in
+    TCP and at the broker; nothing is refused here."""
     n = 2_000
     got: list[bytes] = []
     published = threading.Event()
@@ -140,14 +217,12 @@ async def test_qos0_over_the_bound_is_dropped_and_counted(mosquitto: Server) -> 
             published.set()
 
     await asyncio.to_thread(publish_qos0)
-    await until(lambda: sub.stats.received + sub.stats.dropped >= n, "every message handled or counted as dropped",
-                within=60)
+    await until(lambda: len(got) == n, "every message (the test broker queues without limit)", within=60)
     sub.stop.set()
     await stopped_within(sub.task)
-    # The broker itself may drop QoS 0 for a client that reads nothing (its queue limits), so only ours count.
-    assert sub.stats.received + sub.stats.dropped <= n
-    assert sub.stats.acked == 0
-    print(f"\nQoS 0, queue of 5: received {sub.stats.received}, dropped {sub.stats.dropped}")
+    assert got == [b"%d" % i for i in range(n)]
+    assert (sub.stats.dropped, sub.stats.acked) == (0, 0)
+    assert sub.stats.read_pauses >= 1 and sub.stats.largest_batch <= 5
 
 
 # --- the queue ---------------------------------------------------------------------------------------------
@@ -165,17 +240,13 @@ def test_the_queue_refuses_qos0_past_the_bound_and_counts_it() -> None:
     assert (stats.dropped, q.qsize()) == (1, 2)
 
 
-def test_the_queue_never_refuses_qos1_and_says_once_that_the_broker_sends_too_much(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_the_queue_never_refuses_qos1() -> None:
+    """Refused, a QoS 1 message would sit unacknowledged at the broker until the next reconnect."""
     stats = SubscriberStats()
     q = _counting_queue(stats, 2, [])(maxsize=0)
-    with caplog.at_level(logging.WARNING, logger="crowdflow.ingest.mqtt"):
-        for qos in (1, 1, 1, 2, 1):
-            q.put_nowait(message(qos))
+    for qos in (1, 1, 1, 2, 1):
+        q.put_nowait(message(qos))
     assert (stats.dropped, q.qsize()) == (0, 5)
-    warnings = [r for r in caplog.records if "max_inflight_messages" in r.getMessage()]
-    assert len(warnings) == 1
 
 
 async def test_the_queue_wakes_its_drain_on_a_message_and_on_a_lost_connection() -> None:
