@@ -68,15 +68,24 @@ class _Ring:
             self.interval_s = interval_s
         self.first_ts = start if self.first_ts is None else min(self.first_ts, start)
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
-        b_end = math.ceil(ts / self.bucket_s) - 1  # the bucket holding the instant just before ts
+        bucket_s, n = self.bucket_s, self.n
+        b_end = math.ceil(ts / bucket_s) - 1  # the bucket holding the instant just before ts
         if interval_s <= 0:
             self._put(b_end, inflow, outflow)
             return
-        for b in range(max(math.floor(start / self.bucket_s), b_end - self.n + 1), b_end + 1):
-            lo, hi = max(start, b * self.bucket_s), min(ts, (b + 1) * self.bucket_s)
+        ids, ins, outs = self._ids, self._in, self._out
+        for b in range(max(math.floor(start / bucket_s), b_end - n + 1), b_end + 1):
+            lo, hi = max(start, b * bucket_s), min(ts, (b + 1) * bucket_s)
             if hi > lo:
                 f = (hi - lo) / interval_s
-                self._put(b, inflow * f, outflow * f)
+                slot = b % n  # _put, inlined: this loop runs for every bucket of every counter reading
+                held = ids[slot]
+                if held != b:
+                    if held > b:
+                        continue  # older than anything kept
+                    ids[slot], ins[slot], outs[slot] = b, 0.0, 0.0
+                ins[slot] += inflow * f
+                outs[slot] += outflow * f
 
     def _put(self, b: int, inflow: float, outflow: float) -> None:
         slot = b % self.n
