@@ -18,9 +18,10 @@ way a stop or a crash loses what was queued. So, two things:
 - Reads pause while `max_queued` messages wait (`_Reader`), so the queue never refuses a QoS 1 message and
   memory stays bounded: TCP fills and the backlog stays at the broker. The broker's in-flight window
   (Mosquitto's max_inflight_messages) would be the natural bound with manual acks, but Mosquitto 2.0.11 (this
-  machine's) does not hold to it once acknowledgements flow: 200 acknowledged out of a 100-window, it sent
-  1,177 (in-flight quota fixes came in 2.0.13, eclipse-mosquitto/mosquitto#2362). Pausing reads also keeps
-  QoS 0 within the bound; `dropped` counts the QoS 0 messages refused if one ever gets past it.
+  machine's) does not hold to it once acknowledgements flow: with a window of 100 and the first 200 messages
+  acknowledged it sent 1,177, not 300; our subscriber, acknowledging as it went, once held 500 unacknowledged
+  (in-flight quota fixes came in 2.0.13, eclipse-mosquitto/mosquitto#2362). Pausing reads also keeps QoS 0
+  within the bound; `dropped` counts the QoS 0 messages refused if one ever gets past it.
 The broker's own limits still apply: with Mosquitto's max_queued_messages (1,000 by default) a backlog beyond
 it is dropped at the broker, which we cannot see; size it for the longest outage to ride out.
 
@@ -227,6 +228,8 @@ async def subscribe_forever(
     wake-up and handled between two yields to the event loop. Reconnects on every MqttError with a backoff from
     reconnect_delay up to 10 s. on_state gets "connecting", "connected", "disconnected" and finally "stopped".
     """
+    if max_queued < 1 or batch < 1:
+        raise ValueError(f"max_queued ({max_queued}) and batch ({batch}) must be at least 1: reads would never run")
     st = stats if stats is not None else SubscriberStats()
     report = on_state or (lambda _state: None)
     delay = reconnect_delay

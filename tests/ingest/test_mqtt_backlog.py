@@ -17,7 +17,15 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from domain.clock import ManualClock
-from ingest.mqtt import MqttSettings, SubscriberStats, _counting_queue, _disconnected_of, _Inbox, _paho_of
+from ingest.mqtt import (
+    MqttSettings,
+    SubscriberStats,
+    _counting_queue,
+    _disconnected_of,
+    _Inbox,
+    _paho_of,
+    subscribe_forever,
+)
 from tests.ingest.test_mqtt import settings_for, start_subscriber, stopped_within, until
 from tests.servers import Server, free_port, start_mosquitto
 
@@ -279,3 +287,17 @@ async def test_the_installed_aiomqtt_wraps_a_paho_client_with_manual_acks() -> N
     inner.manual_ack_set(True)
     assert isinstance(inner, paho.Client)
     assert isinstance(_disconnected_of(client), asyncio.Future)
+
+
+@pytest.mark.parametrize(("max_queued", "batch"), [(0, 500), (10, 0)])
+async def test_a_subscriber_that_could_never_read_is_refused(max_queued: int, batch: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        await subscribe_forever(
+            MqttSettings(),
+            ["t/#"],
+            lambda *_a: None,
+            stop=asyncio.Event(),
+            clock=ManualClock(0.0),
+            max_queued=max_queued,
+            batch=batch,
+        )
