@@ -43,7 +43,7 @@ from domain.messages import ALERT_TOPIC_PREFIX, DEADLETTER_TOPIC, SUBSCRIPTION
 from domain.profile import CapacityProfile
 from domain.site import Site
 from domain.values import Alert, Reading
-from ingest.mqtt import MqttPublisher, MqttSettings, deadletter_payload, subscribe_forever
+from ingest.mqtt import MqttPublisher, MqttSettings, SubscriberStats, deadletter_payload, subscribe_forever
 from ingest.pipeline import Ingestor
 from ingest.rejection import Rejection
 from store.base import Store
@@ -310,6 +310,7 @@ class Service:
         )
         self.hub = Hub(self.site, data_from_states=False)  # states carry tick time; readings say if data flows
         self.publisher = MqttPublisher()
+        self.subscriber_stats = SubscriberStats()  # shown in /healthz: acks, read pauses, QoS 0 drops
         roster = _roster(cfg, self.site)
         self.journal = Journal(cfg.alerts.journal or self.data_dir / "alerts.sqlite")
         self.push = _push_registry(cfg, self.journal, self.wall.now)
@@ -382,6 +383,7 @@ class Service:
                 await asyncio.wait_for(self.stop_event.wait(), timeout=min(1.0, self.cfg.service.tick_s))
             self.pipeline.maybe_tick()
             self.hub.set_status("pipeline", self.pipeline.status())
+            self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
 
     def warm_from_history(self, days: float = 7.0) -> int:
         """Teach the surge models from the store's history when no snapshot was there (a fresh install on
@@ -449,6 +451,7 @@ class Service:
                     stop=self.stop_event,
                     clock=self.wall,
                     on_state=lambda s: self.hub.set_status("broker", s),
+                    stats=self.subscriber_stats,
                 ),
                 name="subscriber",
             ),

@@ -158,6 +158,8 @@ def test_new_years_eve_hour_end_to_end(
     injected_malformed = int(truth_summary["malformed"])
     assert injected_malformed > 0
     assert ingest["received"] == sent, f"service received {ingest['received']} of {sent} messages"
+    sub = _get(f"{base}/healthz")["subscriber"]  # QoS 1, acknowledged after handling: nothing dropped
+    assert sub["dropped"] == 0 and sub["acked"] >= sent and sub["received"] >= sent, sub
     rejected = ingest["rejected"]
     bad = sum(rejected.get(r, 0) for r in ("malformed_json", "schema", "unknown_sensor"))
     assert bad == injected_malformed, f"rejections {rejected} vs {injected_malformed} injected malformed"
