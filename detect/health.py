@@ -47,7 +47,7 @@ import msgspec
 from detect.durations import how_long
 from domain.levels import Level
 from domain.profile import CapacityProfile
-from domain.site import Site, ZoneKind
+from domain.site import Sensor, Site, ZoneKind
 from domain.values import Detection, Reading, ZoneState
 
 ProblemKind = Literal["offline", "stuck", "implausible", "drifting"]
@@ -78,6 +78,8 @@ class _Sensor:
         "at",
         "bad",
         "good_after_bad",
+        "interval_s",
+        "kind",
         "last_rx",
         "last_ts",
         "last_value",
@@ -86,10 +88,12 @@ class _Sensor:
         "move3",
         "repeat_count",
         "repeat_since",
+        "sid",
         "status",
     )
 
-    def __init__(self, at: int) -> None:
+    def __init__(self, sensor: Sensor, at: int) -> None:
+        self.sid, self.kind, self.interval_s = sensor.id, sensor.kind, sensor.interval_s  # the site's
         self.at = at  # position in its zone's neighbourhood (_Hood), to leave itself out of "the others"
         self.last_rx: float | None = None  # arrival time of the newest data reading
         self.last_ts: float | None = None  # event time of the newest data reading
@@ -120,11 +124,10 @@ class _Hood:
     asked about, where scanning every neighbour's movements for each suspect was quadratic.
     """
 
-    __slots__ = ("_pos", "_tops", "_version", "ids", "reads", "sensors")
+    __slots__ = ("_pos", "_tops", "_version", "reads", "sensors")
     _K = _MOVES_NEEDED + 1  # movers to find: up to three others, and the sensor asking may be one of them
 
-    def __init__(self, ids: tuple[str, ...], sensors: tuple[_Sensor, ...]) -> None:
-        self.ids = ids
+    def __init__(self, sensors: tuple[_Sensor, ...]) -> None:
         self.sensors = sensors
         self._version = -1  # of SensorHealth's movement count when the records below were made
         # Record r: at position _pos[r] in site order, the prefix's k-th newest latest-movement time became
@@ -219,27 +222,22 @@ class SensorHealth:
             of_zone[s.zone].append(s.id)
         hood_ids = _neighbourhoods(site, of_zone)
         at = {sid: i for zid, ids in hood_ids.items() for i, sid in enumerate(ids) if site.sensors[sid].zone == zid}
-        self._sensors: dict[str, _Sensor] = {sid: _Sensor(at[sid]) for sid in site.sensors}
+        self._sensors: dict[str, _Sensor] = {sid: _Sensor(s, at[sid]) for sid, s in site.sensors.items()}
         shared: dict[int, _Hood] = {}  # zones with the same neighbourhood share one
         self._hoods: dict[str, _Hood] = {}
         for zid, ids in hood_ids.items():
             if id(ids) not in shared:
-                shared[id(ids)] = _Hood(ids, tuple(self._sensors[sid] for sid in ids))
+                shared[id(ids)] = _Hood(tuple(self._sensors[sid] for sid in ids))
             self._hoods[zid] = shared[id(ids)]
-        # Per zone, its sensors (id, reporting interval, kind, memory) for the checks on every tick.
-        self._zone_sensors: dict[str, tuple[tuple[str, float, str, _Sensor], ...]] = {
-            z: tuple((sid, site.sensors[sid].interval_s, site.sensors[sid].kind, self._sensors[sid]) for sid in ids)
-            for z, ids in of_zone.items()
-        }
-        self._counter_ids = {
-            z: tuple(sid for sid, _, kind, _ in ss if kind == "counter") for z, ss in self._zone_sensors.items()
-        }
+        # Per zone, its sensors' memories in site order, for the checks on every tick.
+        self._zone_sensors = {z: tuple(self._sensors[sid] for sid in ids) for z, ids in of_zone.items()}
+        self._counter_ids = {z: tuple(m.sid for m in ms if m.kind == "counter") for z, ms in self._zone_sensors.items()}
         self._counters = {z: len(ids) for z, ids in self._counter_ids.items()}
 
     def neighbourhood_entries(self) -> int:
         """Sensor entries held by the neighbourhood structure: grows with sensors × (1 + neighbours per
         zone), never with the square of the sensors (a test holds this)."""
-        return sum(len(h.ids) for h in self._distinct_hoods())
+        return sum(len(h.sensors) for h in self._distinct_hoods())
 
     def neighbourhood_reads(self) -> int:
         """Sensor entries read so far to find who moved around a repeating sensor (the stuck check's work)."""
@@ -439,17 +437,17 @@ class SensorHealth:
         out = []
         started, stuck_after = self.started, self.stuck_intervals
         offline_after = self.offline_intervals
-        for sid, interval_s, kind, m in self._zone_sensors[zone_id]:
+        for m in self._zone_sensors[zone_id]:
             # Most sensors are fine: skip them without building anything (the full checks say the same).
             ref = m.last_rx if m.last_rx is not None else started
             if (
                 m.status is None
                 and m.bad is None
                 and m.repeat_count < stuck_after
-                and (ref is None or now - ref <= offline_after * max(interval_s, 1.0))
+                and (ref is None or now - ref <= offline_after * max(m.interval_s, 1.0))
             ):
                 continue
-            out.extend(self._sensor_problems(sid, zone_id, interval_s, kind, m, now))
+            out.extend(self._sensor_problems(zone_id, m, now))
         drift = self._drift.get(zone_id)
         if drift is not None:
             out.append(
@@ -459,11 +457,10 @@ class SensorHealth:
             )
         return out
 
-    def _sensor_problems(
-        self, sid: str, zone_id: str, interval_s: float, kind: str, m: _Sensor, now: float
-    ) -> list[SensorProblem]:
+    def _sensor_problems(self, zone_id: str, m: _Sensor, now: float) -> list[SensorProblem]:
+        sid, kind = m.sid, m.kind
         out = []
-        interval = max(interval_s, 1.0)
+        interval = max(m.interval_s, 1.0)
         ref = m.last_rx if m.last_rx is not None else self.started
         if m.status is not None:
             why = f" ({m.status[1]})" if m.status[1] else ""
@@ -543,7 +540,7 @@ class SensorHealth:
         )
         if moves < _MOVES_NEEDED:
             return ""  # everything around is quiet too: a calm zone, not a stuck sensor
-        first, more = hood.ids[moving[0]], " and others" if len(moving) > 1 else ""
+        first, more = hood.sensors[moving[0]].sid, " and others" if len(moving) > 1 else ""
         return (
             f"reads {shown} {m.repeat_count} times in a row since {self._clock(m.repeat_since)} while "
             f"{first}{more} nearby saw people move; check the sensor's "

@@ -29,16 +29,16 @@ snapshot() is O(zones × ring size + sensors) and runs on a tick.
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import Counter, deque
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
 from detect.durations import how_long
 from detect.rates import FlowRing
 from domain.levels import Level
 from domain.profile import CapacityProfile
-from domain.site import Site, Zone
+from domain.site import Sensor, Site, Zone
 from domain.values import DistrictState, Reading, ZoneState
 
 SNAPSHOT_VERSION = 1
@@ -71,65 +71,78 @@ class _Anchors:
     out by an offline/fault status, so a reading takes their mean in O(1) rather than rescanning them all.
 
     An anchor is fresh for a reading at t while t - ts <= its silence window (3 of its intervals). Fresh ones
-    are "live": summed, with their expiry (`_fresh_until`) in a heap; every anchor reading first retires the
-    live ones that expired by its time into `_stale` (kept in expiry order), so the live set is exactly the
-    fresh one for any reading not older than the newest seen (`_mark`). An older reading adds back the stale
-    ones still fresh for it: the newest few of `_stale`, a scan from its end. Anchors of sensors the site
-    does not know (tests, an old snapshot) have the reading's own interval as window, as before: scanned.
-    Heap and stale entries carry a token; an entry whose token is no longer the sensor's is skipped.
+    are "live": summed, each with one entry in a heap by expiry (`_fresh_until`; a newer value only moves the
+    expiry in `_live`, and the entry is brought up to date when it comes to the top). Every anchor reading
+    first retires the live ones that expired by its time into `_stale` (kept in expiry order), so the live set
+    is exactly the fresh one for any reading not older than the newest seen (`_mark`). An older reading adds
+    back the stale ones still fresh for it: the newest few of `_stale`, a scan from its end. Anchors of
+    sensors the site does not know (tests, an old snapshot) have the reading's own interval as their window,
+    as before: they are scanned.
     """
 
-    __slots__ = ("_heap", "_live", "_mark", "_odd", "_stale", "_stale_order", "_sum", "_tokens", "_windows", "latest")
+    __slots__ = ("_heap", "_live", "_mark", "_odd", "_sensors", "_stale", "_stale_order", "_sum", "latest")
 
-    def __init__(self, windows: dict[str, float]) -> None:
-        self._windows = windows  # sensor -> silence window, s (shared by the tracker's zones)
+    def __init__(self, sensors: dict[str, Sensor]) -> None:
+        self._sensors = sensors  # the site's: an anchor's silence window is SILENT_INTERVALS of its interval
         self.latest: dict[str, tuple[float, float]] = {}  # sensor -> (ts, people measured)
-        self._live: dict[str, int] = {}  # sensor -> token
+        self._live: dict[str, float] = {}  # sensor -> fresh until
         self._sum = 0  # exact sum of the live anchors' people (_exact)
-        self._heap: list[tuple[float, int, str]] = []  # (fresh until, token, sensor) of live anchors
+        self._heap: list[tuple[float, str]] = []  # one (fresh until, at most that of _live) per live anchor
         self._mark = -math.inf  # newest reading time seen: every live anchor is fresh until at least this
-        self._stale: dict[str, int] = {}  # sensor -> token: not held out, expired before _mark
-        self._stale_order: list[tuple[float, int, str]] = []  # (fresh until, token, sensor), ascending
+        self._stale: dict[str, float] = {}  # sensor -> fresh until, before _mark (and not held out)
+        self._stale_order: list[tuple[float, str]] = []  # the same, ascending
         self._odd: set[str] = set()  # anchors of sensors the site does not know
-        self._tokens = 0
 
     def put(self, sid: str, ts: float, people: float, held_out: bool) -> None:
         """A sensor's newest value (the caller has checked it is not older than the one held)."""
-        self._forget(sid)
+        old = self.latest.get(sid)
         self.latest[sid] = (ts, people)
-        if sid not in self._windows:
+        sensor = self._sensors.get(sid)
+        if sensor is None:
             self._odd.add(sid)
-        elif not held_out:
-            self._admit(sid)
+        elif sid in self._live and old is not None:  # live stays live: a newer value expires no sooner
+            self._sum += _exact(people) - _exact(old[1])
+            self._live[sid] = _fresh_until(ts, SILENT_INTERVALS * sensor.interval_s)
+        else:
+            self._unstale(sid)
+            if not held_out:
+                self._admit(sid)
 
     def hold_out(self, sid: str, held: bool) -> None:
         """The sensor's status changed: offline or faulty anchors are left out of the mean, until cleared."""
-        if sid not in self.latest or sid not in self._windows:
+        if sid not in self.latest or sid not in self._sensors:
             return
-        if held:
-            self._forget(sid)
-        elif sid not in self._live and sid not in self._stale:
-            self._admit(sid)
+        if not held:
+            if sid not in self._live and sid not in self._stale:
+                self._admit(sid)
+        elif self._live.pop(sid, None) is not None:
+            self._sum -= _exact(self.latest[sid][1])
+            self._heap = [e for e in self._heap if e[1] != sid]  # a status change is rare: O(anchors) is fine
+            heapify(self._heap)
+        else:
+            self._unstale(sid)
 
     def mean_at(self, t: float, status: dict[str, Any], odd_window: float) -> float | None:
         """Mean of the anchors fresh for a reading at t and without a status (None: there are none)."""
         heap, live = self._heap, self._live
         while heap and heap[0][0] < t:
-            until, token, sid = heappop(heap)
-            if live.get(sid) == token:  # expired: out of the sum, kept in order for an older reading
-                del live[sid]
-                self._sum -= _exact(self.latest[sid][1])
-                self._stale[sid] = token
-                self._stale_order.append((until, token, sid))
+            until, sid = heap[0]
+            now_until = live[sid]
+            if now_until > until:  # a newer value since the entry was made: expires later
+                heapreplace(heap, (now_until, sid))
+                continue
+            heappop(heap)  # expired: out of the sum, kept in order for an older reading
+            del live[sid]
+            self._sum -= _exact(self.latest[sid][1])
+            self._stale[sid] = until
+            self._stale_order.append((until, sid))  # after every stale one: they expired before _mark
         total, n = self._sum, len(live)
         if t < self._mark:  # an older reading: the anchors that expired since its time are fresh for it
-            stale = self._stale
-            for until, token, sid in reversed(self._stale_order):
+            for until, sid in reversed(self._stale_order):
                 if until < t:
                     break
-                if stale.get(sid) == token:
-                    total += _exact(self.latest[sid][1])
-                    n += 1
+                total += _exact(self.latest[sid][1])
+                n += 1
         else:
             self._mark = t
         for sid in self._odd:
@@ -137,7 +150,6 @@ class _Anchors:
             if t - ts <= odd_window and sid not in status:
                 total += _exact(people)
                 n += 1
-        self._tidy()
         return total / (n << _EXACT_BITS) if n else None
 
     def load(self, latest: dict[str, tuple[float, float]], status: dict[str, Any]) -> None:
@@ -147,29 +159,19 @@ class _Anchors:
 
     def _admit(self, sid: str) -> None:
         ts, people = self.latest[sid]
-        until = _fresh_until(ts, self._windows[sid])
-        self._tokens += 1
+        until = _fresh_until(ts, SILENT_INTERVALS * self._sensors[sid].interval_s)
         if until >= self._mark:
-            self._live[sid] = self._tokens
+            self._live[sid] = until
             self._sum += _exact(people)
-            heappush(self._heap, (until, self._tokens, sid))
+            heappush(self._heap, (until, sid))
         else:  # already expired for any reading as new as one seen
-            self._stale[sid] = self._tokens
-            insort(self._stale_order, (until, self._tokens, sid))
+            self._stale[sid] = until
+            insort(self._stale_order, (until, sid))
 
-    def _forget(self, sid: str) -> None:
-        if self._live.pop(sid, None) is not None:
-            self._sum -= _exact(self.latest[sid][1])
-        else:
-            self._stale.pop(sid, None)
-
-    def _tidy(self) -> None:
-        """Drop entries whose token is no longer current, once they outnumber the current ones."""
-        if len(self._heap) > 2 * len(self._live) + 32:
-            self._heap = [e for e in self._heap if self._live.get(e[2]) == e[1]]
-            heapify(self._heap)
-        if len(self._stale_order) > 2 * len(self._stale) + 32:
-            self._stale_order = [e for e in self._stale_order if self._stale.get(e[2]) == e[1]]
+    def _unstale(self, sid: str) -> None:
+        until = self._stale.pop(sid, None)
+        if until is not None:
+            del self._stale_order[bisect_left(self._stale_order, (until, sid))]
 
 
 class _ZoneMemory:
@@ -192,11 +194,11 @@ class _ZoneMemory:
         "status",
     )
 
-    def __init__(self, window_s: float, bucket_s: float, silence: dict[str, float]) -> None:
+    def __init__(self, window_s: float, bucket_s: float, sensors: dict[str, Sensor]) -> None:
         self.occupancy = 0.0
         self.occ_ts: float | None = None  # event time of the last counter change
         self.ring = FlowRing(window_s, bucket_s)
-        self.anchors = _Anchors(silence)
+        self.anchors = _Anchors(sensors)
         self.recent_anchors: deque[tuple[float, float]] = deque(maxlen=_KEPT_ANCHORS)  # (ts, gain used)
         self.density: float | None = None  # measured, people / m²
         self.density_ts: float | None = None
@@ -237,11 +239,12 @@ class ZoneTracker:
         # its slowest sensor, 60 s if it has none). One silent sensor is enough to make the zone unhealthy:
         # a missing entrance counter quietly skews the occupancy. An anchor is fresh as long as its sensor
         # may be silent.
-        self._silence: dict[str, float] = {sid: SILENT_INTERVALS * s.interval_s for sid, s in site.sensors.items()}
+        windows: dict[float, float] = {}  # interval -> window: one float for all sensors of an interval
         of_zone: dict[str, list[tuple[str, float]]] = {z: [] for z in site.zones}
         for sid, s in site.sensors.items():
             if s.zone in of_zone:
-                of_zone[s.zone].append((sid, self._silence[sid]))
+                window = windows.setdefault(s.interval_s, SILENT_INTERVALS * s.interval_s)
+                of_zone[s.zone].append((sid, window))
         self._allowed: dict[str, tuple[tuple[str, float], ...]] = {z: tuple(a) for z, a in of_zone.items()}
         self._silence_s: dict[str, float] = {
             zid: SILENT_INTERVALS * max([site.sensors[sid].interval_s for sid, _ in a], default=60.0)
@@ -250,7 +253,7 @@ class ZoneTracker:
         self._zones: dict[str, _ZoneMemory] = {z: self._new_zone() for z in site.zones}
 
     def _new_zone(self) -> _ZoneMemory:
-        return _ZoneMemory(self.rate_window_s, self.bucket_s, self._silence)
+        return _ZoneMemory(self.rate_window_s, self.bucket_s, self.site.sensors)
 
     # ---- readings -------------------------------------------------------------------------------
 
