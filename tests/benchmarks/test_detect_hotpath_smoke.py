@@ -4,24 +4,11 @@ threshold is asserted: the figures are only checked to be there and sane."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.quick import run_quick
 
 
 def test_quick_run_ends_with_key_values() -> None:
-    r = subprocess.run(
-        [sys.executable, "benchmarks/detect_hotpath.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    pairs = dict(kv.split("=", 1) for kv in r.stdout.strip().splitlines()[-1].split())
+    pairs = run_quick("detect_hotpath.py")
     for n in (200, 1000):
         assert float(pairs[f"handle_us_{n}"]) > 0
         assert float(pairs[f"construct_s_{n}"]) >= 0

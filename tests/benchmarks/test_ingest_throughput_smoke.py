@@ -4,24 +4,11 @@ rates are only checked to be there."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.quick import run_quick
 
 
 def test_quick_run_loses_nothing_and_ends_with_key_values() -> None:
-    r = subprocess.run(
-        [sys.executable, "benchmarks/ingest_throughput.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    pairs = dict(kv.split("=", 1) for kv in r.stdout.strip().splitlines()[-1].split())
+    pairs = run_quick("ingest_throughput.py")
     assert pairs["lost"] == "0"  # the service's ingest received every published reading
     assert pairs["rejected"] == "0"  # and accepted them: the feed is valid
     assert pairs["bare_lost"] == "0"

@@ -4,24 +4,11 @@ pushed, and ends with its key=value line. No timed assertion: latencies are only
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.quick import run_quick
 
 
 def test_quick_run_reflects_every_reading_and_ends_with_key_values() -> None:
-    r = subprocess.run(
-        [sys.executable, "benchmarks/latency.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    pairs = dict(kv.split("=", 1) for kv in r.stdout.strip().splitlines()[-1].split())
+    pairs = run_quick("latency.py")
     assert pairs["lost"] == "0"  # every reading reached the service and showed in a pushed zone state
     for key in ("p50_ms", "p95_ms", "p99_ms", "p99_5x_ms", "p99_10x_ms", "alert_p50_ms"):
         assert float(pairs[key]) >= 0, key

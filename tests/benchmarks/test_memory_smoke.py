@@ -5,24 +5,11 @@ there and sane."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.quick import run_quick
 
 
 def test_quick_run_takes_every_reading_and_ends_with_key_values() -> None:
-    r = subprocess.run(
-        [sys.executable, "benchmarks/memory.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert r.returncode == 0, f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
-    pairs = dict(kv.split("=", 1) for kv in r.stdout.strip().splitlines()[-1].split())
+    pairs = run_quick("memory.py")
     assert pairs["lost"] == "0"
     assert float(pairs["rss_mb_300"]) > 0
     float(pairs["slope_mb_per_h_300"])  # a number, whatever its sign
