@@ -89,7 +89,6 @@ class Pipeline:
         self.next_tick: float | None = None
         self.ticks = 0
         self.deadletter_dropped = 0
-        self.last_data_at: float | None = None
         self.newest_reading_ts: float | None = None  # event time: what the wall's clock and staleness follow
         self.refresh_s = refresh_s
         self._shown_at: dict[str, float] = {}  # alert id -> event time it last went to the hub
@@ -100,7 +99,6 @@ class Pipeline:
         readings = self.ingestor.feed(topic, payload, now)
         if readings:
             self._apply(readings, now)
-            self.last_data_at = received_at
         self.maybe_tick(now)
 
     def _apply(self, readings: list[Reading], received_at: float) -> None:
@@ -139,26 +137,26 @@ class Pipeline:
         changed.update((a.id, a) for a in self.alerts.tick(now))
         district = self.engine.district(now, states)
         self.store.write_states(states)
-        if self.newest_reading_ts is not None:
-            self.hub.note_data(self.newest_reading_ts)
-        self.hub.update(states, district, [alert_json(a, self.site) for a in self._to_show(changed, now)])
+        shown = [alert_json(a, self.site) for a in self._to_show(changed, now)]
+        self.hub.update(states, district, shown, data_ts=self.newest_reading_ts)
         self._publish_alerts(changed.values())
         self.ticks += 1
         return list(changed.values())
 
     def _to_show(self, changed: dict[str, Alert], now: float) -> list[Alert]:
         """Lifecycle changes at once; other open alerts every `refresh_s` of event time, so evidence and message
-        stay current on walls at the same level without every tick resending every alert (a delta with 20 open
-        alerts is ~100 KB; officers' phones are on mobile data). MQTT's retained state follows the lifecycle."""
+        stay current on walls at the same level without every tick resending every alert (each view carries
+        its measures and history; officers' phones are on mobile data). MQTT's retained state follows the
+        lifecycle only."""
         out = dict(changed)
+        shown_at: dict[str, float] = {}  # rebuilt from the open alerts: closed ones drop out by themselves
         for a in self.alerts.book.open_alerts():
-            if a.id not in out and now - self._shown_at.get(a.id, -math.inf) >= self.refresh_s:
+            last = self._shown_at.get(a.id, -math.inf)
+            if a.id in out or now - last >= self.refresh_s:
                 out[a.id] = a
-        for aid in out:
-            self._shown_at[aid] = now
-        if len(self._shown_at) > 4 * len(out) + 256:  # forget closed alerts now and then
-            open_ids = {a.id for a in self.alerts.book.open_alerts()}
-            self._shown_at = {k: v for k, v in self._shown_at.items() if k in open_ids}
+                last = now
+            shown_at[a.id] = last
+        self._shown_at = shown_at
         return list(out.values())
 
     def _publish_alerts(self, alerts: Iterable[Alert]) -> None:
@@ -308,7 +306,7 @@ class Service:
             password=cfg.influx.password or None,
             site=self.site,
         )
-        self.hub = Hub(self.site, data_from_states=False)  # states carry tick time; readings say if data flows
+        self.hub = Hub(self.site)
         self.publisher = MqttPublisher()
         self.subscriber_stats = SubscriberStats()  # shown in /healthz: acks, read pauses, QoS 0 drops
         roster = _roster(cfg, self.site)

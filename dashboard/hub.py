@@ -65,16 +65,12 @@ class Hub:
         resume_window: int = 256,
         resume_bytes: int = 8_000_000,
         monotonic: Callable[[], float] = time.monotonic,
-        data_from_states: bool = True,
     ) -> None:
         """batch_interval_s: least real time between two deltas (0: every update is sent at once); 0.25 s
         keeps a wall at 4 renders a second at most, below what a person can follow anyway.
         resume_window, resume_bytes: deltas kept for clients that reconnect, by count and total size (deltas
         with many open alerts are large: memory stays bounded in bytes, not only in count).
-        monotonic: real time for pacing (tests).
-        data_from_states: take the data time from the zone states' ts. A service whose states are stamped with
-        the tick time must pass False and call note_data() with its newest reading's event time instead, or
-        the wall would never see the stream stop (every tick would look like fresh data)."""
+        monotonic: real time for pacing (tests)."""
         if client_queue < 1:
             raise ValueError(f"client_queue must be at least 1, got {client_queue}")
         self.site = site
@@ -82,7 +78,6 @@ class Hub:
         self.recent_resolved = recent_resolved
         self.stale_after_s = stale_after_s
         self.clock: Clock = clock or WallClock()
-        self.data_from_states = data_from_states
         self.seq = 0
         self._site_view = site_view(site)
         self._zones: dict[str, JSON] = {zid: zone_view(z, None) for zid, z in site.zones.items()}
@@ -112,7 +107,12 @@ class Hub:
     # -- producer side ---------------------------------------------------------------------------------
 
     def update(
-        self, states: list[ZoneState], district: DistrictState | None, alerts_changed: list[dict[str, Any]]
+        self,
+        states: list[ZoneState],
+        district: DistrictState | None,
+        alerts_changed: list[dict[str, Any]],
+        *,
+        data_ts: float | None = None,
     ) -> None:
         """Store this tick's changes and enqueue one delta to every client. Synchronous and cheap.
 
@@ -121,7 +121,11 @@ class Hub:
         (alerts.encode.alert_json or flat), each at least id, zone, level, state.
         Call it on the app's event loop; from another thread use loop.call_soon_threadsafe(hub.update, ...).
         Every call sends one delta (seq + 1), even an empty one: it doubles as the page's heartbeat.
+        data_ts: event time of the newest sensor reading behind this update. Only readings count as data: the
+        states carry the tick time, so taking theirs would keep a stopped stream looking fresh (note_data).
         """
+        if data_ts is not None:
+            self.note_data(data_ts)
         zones_changed: list[JSON] = []
         for st in states:
             zone = self.site.zones.get(st.zone)
@@ -133,8 +137,6 @@ class Hub:
             except (ValueError, TypeError):  # e.g. a level outside 0..4
                 self.reject("zone state that cannot be shown")
                 continue
-            if self.data_from_states:
-                self._note_data(st.ts)
             if view != self._zones[zone.id]:
                 self._zones[zone.id] = view
                 zones_changed.append(view)
@@ -142,8 +144,6 @@ class Hub:
         if district is not None:
             district_out = district_view(district)
             self._district = district_out
-            if self.data_from_states:
-                self._note_data(district.ts)
         alerts_out = self._store_alerts(alerts_changed)
         self._send_delta(zones_changed, district_out, alerts_out, None)
 
@@ -272,11 +272,6 @@ class Hub:
                     self._resolved.popitem(last=False)
             out.append(view)
         return out
-
-    def _note_data(self, ts: float) -> None:
-        self.last_update_at = self.clock.now()
-        if self.data_ts is None or ts > self.data_ts:
-            self.data_ts = ts
 
     def note_data(self, ts: float) -> None:
         """The event time of the newest sensor reading the service has; only an advance counts as fresh data."""

@@ -41,7 +41,7 @@ def client(hub: Hub) -> TestClient:
 def test_healthz_reports_status_broker_and_ingest(hub: Hub, client: TestClient, clock: ManualClock) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "degraded"
-    hub.update([zone_state("seg-1", 10)], None, [])
+    hub.update([zone_state("seg-1", 10)], None, [], data_ts=T0)
     hub.set_status("broker", "connected")
     hub.set_status("ingest", {"accepted": 5})
     clock.advance(3)
@@ -86,7 +86,7 @@ def test_alerts_filter(hub: Hub, client: TestClient) -> None:
 def test_history_goes_through_the_store(hub: Hub) -> None:
     store = FakeStore()
     client = TestClient(create_app(hub, store=store))
-    hub.update([zone_state("seg-1", 10, ts=T0 + 3600)], None, [])
+    hub.update([zone_state("seg-1", 10, ts=T0 + 3600)], None, [], data_ts=T0 + 3600)
     r = client.get("/api/zones/seg-1/history?minutes=30")
     assert store.calls == [("seg-1", T0 + 1800, T0 + 3600, 10.0)]  # ending at the newest data's event time
     assert r.status_code == 200

@@ -129,6 +129,8 @@ async def test_bad_input_is_counted_never_raised(hub: Hub) -> None:
 async def test_health_degrades_without_broker_or_fresh_data(hub: Hub, clock: ManualClock) -> None:
     assert hub.health()["status"] == "degraded" and hub.health()["reasons"] == ["no data yet"]
     hub.update([zone_state("seg-1", 10)], None, [])
+    assert hub.health()["reasons"] == ["no data yet"], "zone states carry the tick time: they are not data"
+    hub.update([zone_state("seg-1", 10)], None, [], data_ts=T0)
     hub.set_status("broker", "connected")
     hub.set_status("ingest", {"accepted": 10, "rejected": {"bad json": 1}})
     hub.set_status("weird", object())
