@@ -44,6 +44,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def with_tokens(text: str, tokens: Mapping[str, str]) -> str:
+    r"""Roster TOML text with `token_sha256` set for each person id in `tokens` (person -> token): a demo's or a
+    test's logins on the shipped roster. Each [[people]] block must start with its id line; a person not
+    found is an error naming them.
+
+    >>> with_tokens('[[people]]\nid = "ann"\nname = "Ann"\n', {"ann": "s3cret"}).splitlines()[2][:30]
+    'token_sha256 = "1ec1c26b50d5d3'
+    """
+    for person, token in tokens.items():
+        head = f'[[people]]\nid = "{person}"\n'
+        n = text.count(head)
+        text = text.replace(head, f'{head}token_sha256 = "{token_hash(token)}"\n')
+        if n != 1:
+            raise ValueError(f"no [[people]] entry starting with id = {person!r} in the roster")
+    return text
+
+
 # --- the file as written ------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import secrets
 import sys
 import threading
@@ -152,19 +151,15 @@ def demo_roster(path: Path, people: tuple[str, ...]) -> list[tuple[str, str, str
     Returns (name, what they cover, token) for each, for the banner. The roster keeps only each token's
     sha256 (token_sha256), as a real one would; the tokens exist only in this run's banner.
     """
-    from alerts.roster import default_roster_path, token_hash
+    from alerts.roster import default_roster_path, with_tokens
 
     text = default_roster_path().read_text(encoding="utf-8")
     doc = tomllib.loads(text)
     names = {p["id"]: p["name"] for p in doc["people"]}
+    tokens = {person: secrets.token_urlsafe(12) for person in people}
+    text = with_tokens(text, tokens)
     out = []
-    for person in people:
-        token = secrets.token_urlsafe(12)
-        text, n = re.subn(
-            rf'(\[\[people\]\]\nid = "{re.escape(person)}"\n)', rf'\g<1>token_sha256 = "{token_hash(token)}"\n', text
-        )
-        if n != 1:
-            raise RuntimeError(f"demo: no [[people]] entry starting with id = {person!r} in {default_roster_path()}")
+    for person, token in tokens.items():
         duties = [d for d in doc["duties"] if d["person"] == person]
         covers = ", ".join(
             [*(z for d in duties for z in d.get("zones", [])), *(m for d in duties for m in d.get("micro_grids", [])),

@@ -7,10 +7,7 @@ that decrypts with the browser's keys to the notification.
 
 from __future__ import annotations
 
-import base64
-import importlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,37 +22,10 @@ from alerts.notify import DeliveryError, Dispatcher
 from alerts.notify.webpush import WebPushChannel
 from domain.levels import Level
 from tests.alerts.receiver import Receiver
+from tests.push_browser import PushBrowser, point, raw_private, unb64url
 
 SUBJECT = "mailto:duty-office@example.cn"
 OFFICER = Recipient(person="p1", name="Li Na", role="officer", channels=("webpush:phone-1",))
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def point(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-
-class Browser:
-    """What a browser keeps: its push key pair and auth secret, and the subscription JSON it hands out."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.auth = os.urandom(16)
-        self.subscription = {
-            "endpoint": endpoint,
-            "keys": {"p256dh": b64url(point(self.key)), "auth": b64url(self.auth)},
-        }
-
-    def decrypt(self, body: bytes) -> Any:
-        http_ece = importlib.import_module("http_ece")
-        return json.loads(http_ece.decrypt(body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"))
 
 
 def note(kind: str = "raised", level: Level = Level.I) -> Notification:
@@ -77,13 +47,9 @@ def vapid() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def raw_private(key: ec.EllipticCurvePrivateKey) -> str:
-    return b64url(key.private_numbers().private_value.to_bytes(32, "big"))
-
-
 @pytest.fixture
-def browser(receiver: Receiver) -> Browser:
-    return Browser(f"http://127.0.0.1:{receiver.port}/push/v2/abc123")
+def browser(receiver: Receiver) -> PushBrowser:
+    return PushBrowser(f"http://127.0.0.1:{receiver.port}/push/v2/abc123")
 
 
 def make_channel(vapid: ec.EllipticCurvePrivateKey, subs: dict[str, Any], **kw: Any) -> WebPushChannel:
@@ -91,7 +57,7 @@ def make_channel(vapid: ec.EllipticCurvePrivateKey, subs: dict[str, Any], **kw: 
 
 
 async def test_push_arrives_encrypted_and_signed(
-    receiver: Receiver, browser: Browser, vapid: ec.EllipticCurvePrivateKey
+    receiver: Receiver, browser: PushBrowser, vapid: ec.EllipticCurvePrivateKey
 ) -> None:
     ch = make_channel(vapid, {"phone-1": browser.subscription}, ttl_s=900)
     try:
@@ -122,7 +88,7 @@ async def test_push_arrives_encrypted_and_signed(
 
 @pytest.mark.parametrize(("status", "retryable"), [(503, True), (500, True), (429, True), (400, False), (413, False)])
 async def test_push_service_status_decides_retryable(
-    receiver: Receiver, browser: Browser, vapid: ec.EllipticCurvePrivateKey, status: int, retryable: bool
+    receiver: Receiver, browser: PushBrowser, vapid: ec.EllipticCurvePrivateKey, status: int, retryable: bool
 ) -> None:
     receiver.script("/push/v2/abc123", status)
     ch = make_channel(vapid, {"phone-1": browser.subscription})
@@ -137,7 +103,7 @@ async def test_push_service_status_decides_retryable(
 
 @pytest.mark.parametrize("status", [404, 410])
 async def test_gone_subscription_is_permanent_and_reported(
-    receiver: Receiver, browser: Browser, vapid: ec.EllipticCurvePrivateKey, status: int
+    receiver: Receiver, browser: PushBrowser, vapid: ec.EllipticCurvePrivateKey, status: int
 ) -> None:
     receiver.script("/push/v2/abc123", status)
     gone: list[str] = []
@@ -152,7 +118,7 @@ async def test_gone_subscription_is_permanent_and_reported(
 
 
 async def test_through_the_dispatcher_a_gone_subscription_is_tried_once(
-    receiver: Receiver, browser: Browser, vapid: ec.EllipticCurvePrivateKey
+    receiver: Receiver, browser: PushBrowser, vapid: ec.EllipticCurvePrivateKey
 ) -> None:
     receiver.script("/push/v2/abc123", 410)
     attempts: list[DeliveryAttempt] = []
@@ -185,7 +151,7 @@ async def test_unknown_or_broken_subscription_is_permanent(vapid: ec.EllipticCur
 
 
 async def test_low_level_is_normal_urgency(
-    receiver: Receiver, browser: Browser, vapid: ec.EllipticCurvePrivateKey
+    receiver: Receiver, browser: PushBrowser, vapid: ec.EllipticCurvePrivateKey
 ) -> None:
     ch = make_channel(vapid, {"phone-1": browser.subscription})
     try:

@@ -443,3 +443,16 @@ def test_default_roster_specific_duties_win(lujiazui: tuple[Site, Roster, Router
     assert [r.person for r in router.responsible("riverside-s08", wed_noon)] == ["rsb-fudu-d"]
     assert [r.person for r in router.responsible("riverside-s05", sat_21)] == ["rsb-tip-n", "rsb-tip-e"]
     assert [r.person for r in router.responsible("riverside-s05", at(2025, 3, 5, 21))] == ["rsb-tip-n"]
+
+
+def test_with_tokens_gives_logins_on_the_shipped_roster(mini_site: Site) -> None:
+    import doctest
+
+    import alerts.roster
+    from alerts.roster import default_roster_path, token_hash, with_tokens
+
+    assert doctest.testmod(alerts.roster).failed == 0
+    text = with_tokens(default_roster_path().read_text(encoding="utf-8"), {"lfc-bridge-d": "t-1"})
+    assert text.count("token_sha256 = ") == 1 and f'token_sha256 = "{token_hash("t-1")}"' in text
+    with pytest.raises(ValueError, match="'nobody'"):
+        with_tokens(text, {"nobody": "t-2"})

@@ -9,24 +9,19 @@ generated here; the body is decrypted with the browser's private key as a browse
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import hashlib
-import importlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from alerts.roster import default_roster_path, load_roster
+from alerts.roster import default_roster_path, load_roster, with_tokens
 from alerts.routing import Router
 from crowdflow.config import load_config
 from crowdflow.service import Service
@@ -35,6 +30,7 @@ from domain.levels import Level
 from domain.loader import load_site
 from domain.values import Detection, ZoneState
 from tests.alerts.receiver import Receiver
+from tests.push_browser import PushBrowser, point, raw_private, unb64url
 
 ZONE = "pearl-ring-bridge"
 OFFICER = "lfc-bridge-d"  # the bridge's own post (day shift)
@@ -42,35 +38,6 @@ TOKEN = "token-for-the-bridge-post"
 SUBJECT = "mailto:duty-office@example.cn"
 PUBLIC_URL = "https://cf.example.cn"
 EVENING = dt.datetime(2026, 10, 3, 19, 45, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()  # day shift
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def point(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-
-class Phone:
-    """The browser's side of a subscription: its keys, and the PushSubscription JSON it gives the page."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.auth = os.urandom(16)
-        self.subscription = {
-            "endpoint": endpoint,
-            "expirationTime": None,
-            "keys": {"p256dh": b64url(point(self.key)), "auth": b64url(self.auth)},
-        }
-
-    def decrypt(self, body: bytes) -> Any:
-        http_ece = importlib.import_module("http_ece")  # pywebpush's own dependency
-        return json.loads(http_ece.decrypt(body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"))
 
 
 @pytest.fixture
@@ -84,8 +51,7 @@ def roster_file(tmp_path: Path, receiver: Receiver) -> Path:
     text = default_roster_path().read_text(encoding="utf-8")
     text = text.replace("ntfy://127.0.0.1:8090/crowdflow-", f"json://127.0.0.1:{receiver.port}/ntfy/")
     text = text.replace("json://127.0.0.1:8091/", f"json://127.0.0.1:{receiver.port}/")
-    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
-    text = text.replace(f'id = "{OFFICER}"\n', f'id = "{OFFICER}"\ntoken_sha256 = "{digest}"\n', 1)
+    text = with_tokens(text, {OFFICER: TOKEN})
     path = tmp_path / "roster.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -144,8 +110,8 @@ async def test_an_alert_reaches_the_subscribed_browser_and_a_gone_one_is_forgott
     tmp_path: Path, receiver: Receiver
 ) -> None:
     vapid = ec.generate_private_key(ec.SECP256R1())
-    svc = service(tmp_path, receiver, b64url(vapid.private_numbers().private_value.to_bytes(32, "big")))
-    phone = Phone(f"http://127.0.0.1:{receiver.port}/push/v2/bridge-phone")
+    svc = service(tmp_path, receiver, raw_private(vapid))
+    phone = PushBrowser(f"http://127.0.0.1:{receiver.port}/push/v2/bridge-phone")
     stop = asyncio.Event()
     dispatcher = asyncio.create_task(svc.dispatcher.run(stop))
     try:

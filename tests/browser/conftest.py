@@ -9,10 +9,8 @@ Nothing is skipped: without /usr/bin/chromium or Mosquitto the tests fail and sa
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -26,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 
+from alerts.roster import with_tokens
 from tests.servers import Server, free_port, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SHIPPED_ROSTER = REPO / "alerts" / "data" / "lujiazui_roster.toml"
 OPERATOR_TOKEN = "token-operator"
-WALL = {"width": 1920, "height": 1080}
-PHONE = {"width": 390, "height": 844}
+WALL: ViewportSize = {"width": 1920, "height": 1080}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 # As root, in a sandbox with no network: no sandboxing, no GPU, no calls home (they are refused here, slowly).
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -72,16 +71,11 @@ def wait_for(what: str, probe: Any, timeout: float = 60.0, every: float = 0.25) 
 
 
 def roster_with_tokens(text: str) -> str:
-    """The shipped roster with every person given the token "token-<id>" (sha256 in token_sha256)."""
+    """The shipped roster with every person given the token "token-<id>"."""
+    import tomllib
 
-    def add(m: re.Match[str]) -> str:
-        digest = hashlib.sha256(person_token(m.group(2)).encode()).hexdigest()
-        return f'{m.group(1)}token_sha256 = "{digest}"\n'
-
-    out, n = re.subn(r'(\[\[people\]\]\nid = "([^"]+)"\n)', add, text)
-    if n == 0:
-        raise RuntimeError(f"no [[people]] blocks starting with an id line in {SHIPPED_ROSTER}")
-    return out
+    people = [p["id"] for p in tomllib.loads(text)["people"]]
+    return with_tokens(text, {person: person_token(person) for person in people})
 
 
 @pytest.fixture(scope="session")
@@ -239,7 +233,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         broker.stop()
 
 
-def open_page(browser: Browser, url: str, viewport: dict[str, int], errors: list[str] | None = None) -> Page:
+def open_page(browser: Browser, url: str, viewport: ViewportSize, errors: list[str] | None = None) -> Page:
     """A fresh context per page (own sessionStorage), console errors collected into `errors`."""
     context = browser.new_context(viewport=viewport, locale="zh-CN", timezone_id="Europe/London")
     page = context.new_page()

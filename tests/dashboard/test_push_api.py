@@ -3,7 +3,6 @@ validation, removal of one's own only, persistence through the save callback, an
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ from dashboard.push_api import NOT_CONFIGURED, PushRegistry, SubscriptionError, 
 from domain.clock import ManualClock
 from tests.dashboard.client import TestClient
 from tests.dashboard.conftest import T0
+from tests.push_browser import PushBrowser, b64url, point, raw_private
 
 WANG = Principal(person="wang.li", name="Wang Li", role="officer", zones=frozenset({"seg-1"}))
 ZHAO = Principal(person="zhao.min", name="Zhao Min", role="officer", zones=frozenset({"plaza"}))
@@ -26,15 +26,10 @@ TOKENS = {"t-wang": WANG, "t-zhao": ZHAO, "t-cmd": CMD}
 PUBLIC_KEY = "BPublicKeyForTheTest"
 
 
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def browser_keys() -> dict[str, str]:
     """What a browser puts in PushSubscription.keys: a fresh P-256 point and a 16-byte auth secret."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    return {"p256dh": b64url(point), "auth": b64url(os.urandom(16))}
+    keys: dict[str, str] = PushBrowser("https://unused.example").subscription["keys"]
+    return keys
 
 
 def subscription(endpoint: str = "https://fcm.googleapis.com/fcm/send/dev-1") -> dict[str, Any]:
@@ -97,14 +92,13 @@ def test_without_push_configured_every_route_says_so(hub: Hub) -> None:
 
 def test_application_server_key_is_the_public_half_of_the_vapid_key(tmp_path: Any) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    point = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    raw = b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+    raw = raw_private(key)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())  # fmt: skip
     path = tmp_path / "vapid.pem"
     path.write_bytes(pem)
     for given in (raw, pem.decode(), str(path)):
-        assert application_server_key(given) == b64url(point)
+        assert application_server_key(given) == b64url(point(key))
     with pytest.raises(ValueError, match="vapid_private_key"):
         application_server_key("not a key")
 
