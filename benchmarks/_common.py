@@ -13,14 +13,11 @@ import os
 import platform
 import random
 import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +31,8 @@ import numpy as np  # noqa: E402
 from domain.messages import CountMsg, DensityMsg, Message, OccupancyMsg, TotalMsg, encode  # noqa: E402
 from domain.profile import CapacityProfile  # noqa: E402
 from domain.site import Sensor, Site  # noqa: E402
-from tests.servers import Server, free_port, start_mosquitto  # noqa: E402
+from tests import servers  # noqa: E402
+from tests.servers import Server, ServiceError, free_port, start_mosquitto  # noqa: E402
 
 # Every session keeps what arrives while it is away, QoS 0 included, without limit: a consumer can be
 # measured alone draining a feed published before it connected (nothing else competes for the 2 cores).
@@ -109,56 +107,11 @@ def write_config(
     return path
 
 
-class ServiceError(RuntimeError):
-    pass
+class ServiceProcess(servers.ServiceProcess):
+    """The service as benchmarks read it: tick time, ingest counters, RSS, paused and resumed."""
 
-
-@dataclass
-class ServiceProcess:
-    """`crowdflow serve --config <config>` as a child process, read through /healthz."""
-
-    config: Path
-    http_port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    extra_argv: list[str] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise ServiceError("service not started")
-        return self.proc.pid
-
-    def start(self, timeout_s: float = 600.0) -> None:
-        """Start and wait until it is subscribed (broker "connected" in /healthz)."""
-        out = self.log.open("ab")
-        argv = [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(self.config), *self.extra_argv]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        out.close()
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServiceError(f"crowdflow serve exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError, ValueError):
-                if self.health().get("broker") == "connected":
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise ServiceError(f"crowdflow serve did not subscribe within {timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def get(self, path: str, timeout_s: float = 5.0) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.base}{path}", timeout=timeout_s) as r:
-            body = json.loads(r.read())
-        if not isinstance(body, dict):
-            raise ValueError(f"{path} did not answer a JSON object")
-        return body
-
-    def health(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        return self.get("/healthz", timeout_s)
+    def start(self, timeout_s: float = 600.0) -> None:  # a 50,000-sensor site takes minutes to build
+        super().start(timeout_s)
 
     def tick_ts(self) -> float | None:
         """The time of the service's last tick (event time: simulated with clock = "sim"), from /api/district."""
@@ -195,24 +148,6 @@ class ServiceProcess:
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
-
-    def stop(self, timeout_s: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)  # in case it was paused
-            self.proc.send_signal(signal.SIGTERM)  # the service flushes and saves on SIGTERM
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
 
 
 def new_service(

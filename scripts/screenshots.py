@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -30,6 +25,7 @@ from crowdflow.cli import demo_roster  # noqa: E402
 from domain.loader import load_site  # noqa: E402
 from sim.publisher import run_scenario  # noqa: E402
 from sim.scenario import load_scenario  # noqa: E402
+from tests.servers import ServiceError, ServiceProcess  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,11 +36,6 @@ FOCUS_ZONE = "pearl-ring-bridge"
 
 def step(text: str) -> None:
     print(f"[screenshots] {text}", flush=True)
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
 
 
 def minutes_between(start: str, end: str) -> float:
@@ -83,24 +74,15 @@ def main() -> int:
             f'[alerts]\nroster = "{roster}"\ndeliver = false\n',
             encoding="utf-8",
         )
-        log = open(work / "service.log", "wb")  # noqa: SIM115  closed below
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(cfg)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        service = ServiceProcess(cfg, port, work / "service.log")
+        base = service.base
         try:
             step(f"service starting on {base}")
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    get_json(base + "/healthz")
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        print((work / "service.log").read_text()[-3000:])
-                        return 1
-                    time.sleep(0.3)
+            try:
+                service.start()
+            except ServiceError as e:
+                print(e)
+                return 1
             minutes = minutes_between(args.start, args.until)
             step(f"publishing the gathering scenario {args.start}-{args.until} at {args.speed:g}x "
                  f"(~{minutes * 60 / args.speed:.0f} s)")  # fmt: skip
@@ -108,7 +90,7 @@ def main() -> int:
                          speed=args.speed, out_dir=None, start=args.start, duration_s=minutes * 60.0,
                          progress=True)  # fmt: skip
             time.sleep(3)  # the last tick and its delta
-            zone = next(z for z in get_json(base + "/api/zones") if z["id"] == FOCUS_ZONE)
+            zone = next(z for z in service.get("/api/zones") if z["id"] == FOCUS_ZONE)
             step(f"{FOCUS_ZONE}: {zone['level_label']}, {zone['occupancy']:.0f} / {zone['capacity']}")
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -135,12 +117,7 @@ def main() -> int:
                 step(f"wrote {out / 'officer.png'} ({OFFICER}: {covers})")
                 browser.close()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            service.stop()
             broker.stop()
     return 0
 

@@ -1,4 +1,5 @@
-"""Real Mosquitto and InfluxDB 1.x servers for tests, each on a free loopback port, started and stopped here.
+"""Real Mosquitto and InfluxDB 1.x servers for tests, each on a free loopback port, started and stopped here, and
+`crowdflow serve` itself as a child process (tests, benchmarks and the screenshot script share it).
 
 Never skipped: if a binary is missing, the test fails saying how to install it.
 """
@@ -6,16 +7,20 @@ Never skipped: if a binary is missing, the test fails saying how to install it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -140,3 +145,86 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ServiceError(RuntimeError):
+    """`crowdflow serve` did not start, or exited; the message carries the end of its log."""
+
+
+@dataclass
+class ServiceProcess:
+    """`crowdflow serve --config <config>` as a child process, started and stopped like a deployment would."""
+
+    config: Path
+    http_port: int
+    log: Path
+    extra_argv: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise ServiceError("service not started")
+        return self.proc.pid
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start and wait until it has subscribed (broker "connected" in /healthz): a message published
+        earlier could reach a broker that has no session for the service yet."""
+        out = self.log.open("ab")
+        argv = [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(self.config), *self.extra_argv]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
+        out.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServiceError(f"crowdflow serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                if self.health().get("broker") == "connected":
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise ServiceError(f"crowdflow serve did not subscribe within {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def get(self, path: str, token: str | None = None, timeout_s: float = 5.0) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(f"{self.base}{path}", headers=headers)
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return json.loads(r.read())
+
+    def health(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        body = self.get("/healthz", timeout_s=timeout_s)
+        if not isinstance(body, dict):
+            raise ValueError("/healthz did not answer a JSON object")
+        return body
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (the service flushes and saves its state), then kill if it hangs; the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # in case a benchmark paused it
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+

@@ -9,15 +9,8 @@ Nothing is skipped: without /usr/bin/chromium or Mosquitto the tests fail and sa
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +19,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
 
-from alerts.roster import with_tokens
-from tests.servers import Server, free_port, start_mosquitto
+from alerts.roster import default_roster_path, with_tokens
+from tests.servers import Server, ServiceProcess, free_port, start_mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SHIPPED_ROSTER = REPO / "alerts" / "data" / "lujiazui_roster.toml"
+SHIPPED_ROSTER = default_roster_path()
 OPERATOR_TOKEN = "token-operator"
 WALL: ViewportSize = {"width": 1920, "height": 1080}
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -49,12 +42,6 @@ CHROMIUM_ARGS = [
 
 def person_token(person: str) -> str:
     return f"token-{person}"
-
-
-def get_json(url: str, token: str | None = None, timeout: float = 5.0) -> Any:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
 
 
 def wait_for(what: str, probe: Any, timeout: float = 60.0, every: float = 0.25) -> Any:
@@ -101,18 +88,16 @@ def browser(playwright_session: Playwright) -> Iterator[Browser]:
 class Live:
     """A running stack: Mosquitto + `crowdflow serve` on the Lujiazui site with a sim clock."""
 
-    base: str
+    service: ServiceProcess
     mqtt_port: int
     workdir: Path
-    argv: list[str]
     roster: Path
-    proc: subprocess.Popen[bytes] | None = None
     publishers: list[threading.Thread] = field(default_factory=list)
     stop_publishing: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def ws(self) -> str:
-        return self.base.replace("http://", "ws://") + "/ws"
+    def base(self) -> str:
+        return self.service.base
 
     def token(self, person: str) -> str:
         return person_token(person)
@@ -129,43 +114,11 @@ class Live:
         return people
 
     def get(self, path: str, token: str | None = None) -> Any:
-        return get_json(self.base + path, token)
-
-    def start(self) -> None:
-        log = open(self.workdir / "service.log", "ab")  # noqa: SIM115  closed with the process
-        self.proc = subprocess.Popen(
-            self.argv,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                get_json(self.base + "/healthz", timeout=2)
-                return
-            except (OSError, urllib.error.URLError):
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"crowdflow serve did not start:\n{(self.workdir / 'service.log').read_text()[-4000:]}"
-                    ) from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return self.service.get(path, token)
 
     def restart(self) -> None:
         """Stop the service and start it again on the same port and data dir (its walls must reconnect)."""
-        self.stop()
-        self.start()
+        self.service.restart()
 
     def publish(
         self, scenario: str = "gathering", start: str = "19:30", duration_min: float = 40.0, speed: float = 120.0
@@ -216,20 +169,19 @@ def live(tmp_path: Path) -> Iterator[Live]:
         encoding="utf-8",
     )
     stack = Live(
-        base=f"http://127.0.0.1:{port}",
+        service=ServiceProcess(cfg, port, tmp_path / "service.log"),
         mqtt_port=broker.port,
         workdir=tmp_path,
-        argv=[sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(cfg)],
         roster=roster,
     )
     try:
-        stack.start()
+        stack.service.start()
         yield stack
     finally:
         stack.stop_publishing.set()
         for t in stack.publishers:
             t.join(30)
-        stack.stop()
+        stack.service.stop()
         broker.stop()
 
 

@@ -9,11 +9,7 @@ minutes are published: nothing already delivered is sent again.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +23,7 @@ from domain.loader import load_site
 from sim.publisher import run_scenario
 from sim.scenario import load_scenario
 from tests.alerts.receiver import Receiver
-from tests.servers import Server, free_port
+from tests.servers import Server, ServiceProcess, free_port
 
 REPO = Path(__file__).parent.parent.parent
 ALERT_IN_URL = re.compile(r"/officer#alert=([0-9a-f]+)")
@@ -37,37 +33,6 @@ def _get(url: str, token: str | None = None) -> Any:
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
-
-
-class Serve:
-    """`crowdflow serve` as a child process, started and stopped like a deployment would."""
-
-    def __init__(self, cfg: Path, log: Path, port: int) -> None:
-        self.cfg, self.log_path, self.base = cfg, log, f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(self.cfg)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _get(f"{self.base}/healthz")
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.proc.kill()
-                    raise RuntimeError(f"crowdflow serve did not start:\n{self.log_path.read_text()}") from None
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(30) == 0, self.log_path.read_text()[-3000:]
 
 
 @pytest.fixture
@@ -132,7 +97,7 @@ def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquit
         f'[dashboard]\nport = {port}\napi_token = "t-delivery"\n'
         f'[alerts]\nroster = "{roster}"\nmax_attempts = 3\n'
     )
-    serve = Serve(cfg, tmp_path / "service.log", port)
+    serve = ServiceProcess(cfg, port, tmp_path / "service.log")
     serve.start()
     try:
         sent = _publish(mosquitto, "23:00", 40, tmp_path / "truth1")
@@ -167,7 +132,7 @@ def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquit
         raised_before = {aid for _, title, aid in before if "· NEW" in title}
         assert raised_before
 
-        serve.stop()
+        assert serve.stop() == 0, serve.log_tail()  # a clean shutdown: flushed and saved
         count_at_stop = len(receiver.requests)
         serve.start()
         time.sleep(3.0)

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -29,7 +25,7 @@ from domain.loader import load_site
 from domain.messages import DEADLETTER_TOPIC
 from sim.publisher import run_scenario
 from sim.scenario import load_scenario
-from tests.servers import Server, free_port, influx_query
+from tests.servers import Server, ServiceProcess, free_port, influx_query
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 REPO = Path(__file__).parent.parent.parent
@@ -67,7 +63,7 @@ class PushRecorder(threading.Thread):
 
 
 @pytest.fixture
-def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[ServiceProcess]:
     port = free_port()
     cfg = tmp_path / "crowdflow.toml"
     cfg.write_text(
@@ -76,34 +72,10 @@ def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[tup
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
         f"[dashboard]\nport = {port}\n"
     )
-    log = open(tmp_path / "service.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(cfg)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            _get(f"{base}/healthz")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                log_text = (tmp_path / "service.log").read_text()
-                raise RuntimeError(f"crowdflow serve did not start:\n{log_text}") from None
-            time.sleep(0.2)
-    yield base, proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    log.close()
+    svc = ServiceProcess(cfg, port, tmp_path / "service.log")
+    svc.start()
+    yield svc
+    svc.stop()
 
 
 def _ingest(base: str) -> dict[str, Any]:
@@ -113,9 +85,9 @@ def _ingest(base: str) -> dict[str, Any]:
 
 @pytest.mark.integration
 def test_new_years_eve_hour_end_to_end(
-    tmp_path: Path, mosquitto: Server, influxdb: Server, service: tuple[str, subprocess.Popen[bytes]]
+    tmp_path: Path, mosquitto: Server, influxdb: Server, service: ServiceProcess
 ) -> None:
-    base, proc = service
+    base = service.base
     site = load_site()
     push = PushRecorder(base.replace("http", "ws") + "/ws", origin=base)
     push.start()
@@ -201,8 +173,7 @@ def test_new_years_eve_hour_end_to_end(
     assert {m["type"] for m in push.messages[1:]} <= {"delta", "ping", "snapshot"}
 
     # InfluxDB holds the series of every zone and the raw sensor readings.
-    proc.send_signal(signal.SIGTERM)  # shutdown flushes what is still buffered
-    assert proc.wait(30) == 0
+    assert service.stop() == 0, service.log_tail()  # shutdown flushes what is still buffered
     res = influx_query(influxdb.url, "crowdflow", "SELECT count(occupancy) FROM zone_state GROUP BY zone")
     series = res["results"][0]["series"]  # type: ignore[index]
     counts = {s["tags"]["zone"]: s["values"][0][1] for s in series}
