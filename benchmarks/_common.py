@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
 import random
 import signal
 import sys
+import tracemalloc
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -265,3 +267,20 @@ def _kind(s: Sensor) -> str:
 
 if __name__ == "__main__":
     print("benchmarks/_common.py: helpers for the service benchmarks; nothing to run")
+
+
+def held_bytes(build: Callable[[], Any], feed: Callable[[Any], None]) -> int:
+    """Bytes still allocated by a model built and fed inside a tracemalloc window (inputs made outside it)."""
+    gc.collect()
+    tracemalloc.start(1)
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        model = build()
+        feed(model)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        del model
+        return held
+    finally:
+        tracemalloc.stop()
+

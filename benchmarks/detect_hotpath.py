@@ -35,8 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import ReadingFeed, kv_line, print_machine, write_config  # noqa: E402
+from benchmarks._common import ReadingFeed, held_bytes, kv_line, print_machine, write_config  # noqa: E402
 from benchmarks.scaled_site import write_scaled_site  # noqa: E402
 from domain.loader import load_site  # noqa: E402
 from domain.site import Sensor, Site  # noqa: E402
@@ -88,22 +86,6 @@ def _reading(s: Sensor, i: int, k: int, ts: float, site: Site) -> Reading:
     if s.kind == "area":
         return Reading(sensor=s.id, zone=s.zone, kind="occupancy", ts=ts, seq=k, count=round(people))
     return Reading(sensor=s.id, zone=s.zone, kind="density", ts=ts, seq=k, density=round(people / zone.area_m2, 4))
-
-
-def _held_bytes(build: Callable[[], Any], feed: Callable[[Any], None]) -> int:
-    """Bytes still allocated by a model built and fed inside a tracemalloc window (inputs made outside it)."""
-    gc.collect()
-    tracemalloc.start(1)
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        model = build()
-        feed(model)
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0] - before
-        del model
-        return held
-    finally:
-        tracemalloc.stop()
 
 
 def child(site_path: Path, messages: int, workdir: Path) -> dict[str, Any]:
@@ -153,8 +135,8 @@ def child(site_path: Path, messages: int, workdir: Path) -> dict[str, Any]:
                 for r in readings:
                     f.apply(r)
 
-        out["health_kb_per_sensor"] = _held_bytes(lambda: SensorHealth(site), feed_health) / n / 1024
-        out["flows_kb_per_sensor"] = _held_bytes(lambda: FlowSignals(site), feed_flows) / n / 1024
+        out["health_kb_per_sensor"] = held_bytes(lambda: SensorHealth(site), feed_health) / n / 1024
+        out["flows_kb_per_sensor"] = held_bytes(lambda: FlowSignals(site), feed_flows) / n / 1024
     rounds.clear()
 
     cfg_path = write_config(

@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import itertools
 import sys
 import tempfile
 import threading
 import time
-import tracemalloc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,7 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
-from benchmarks._common import ReadingFeed, broker, kv_line, new_service, print_machine  # noqa: E402
+from benchmarks._common import ReadingFeed, broker, held_bytes, kv_line, new_service, print_machine  # noqa: E402
 from benchmarks.scaled_site import write_scaled_site  # noqa: E402
 from detect.registry import DEFAULT_SURGE  # noqa: E402
 from domain.loader import load_site  # noqa: E402
@@ -260,20 +257,6 @@ def record(site: Site, seconds: int) -> Recorded:
     return rec
 
 
-def _held(build: Callable[[], Any], feed: Callable[[Any], None]) -> int:
-    """Bytes still allocated by a model built and fed inside a tracemalloc window (inputs made outside it)."""
-    gc.collect()
-    tracemalloc.start(1)
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        model = build()
-        feed(model)
-        gc.collect()
-        return tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-
-
 def component_memory(site: Site, rec: Recorded) -> dict[str, int]:
     """Bytes each model of the service's detection stage holds after the recorded run, each replayed alone."""
     from detect.flowsignals import FlowSignals
@@ -328,12 +311,12 @@ def component_memory(site: Site, rec: Recorded) -> dict[str, int]:
                 m.grade(st)
 
     return {
-        "ingest": _held(lambda: Ingestor(site), ingest),
-        "zone tracker": _held(lambda: ZoneTracker(site, profile), tracker),
-        "sensor health": _held(lambda: SensorHealth(site), health),
-        "flow signals": _held(lambda: FlowSignals(site), flows),
-        "forecaster": _held(lambda: CapacityForecaster(site), forecaster),
-        "grader": _held(lambda: Grader(site), grader),
+        "ingest": held_bytes(lambda: Ingestor(site), ingest),
+        "zone tracker": held_bytes(lambda: ZoneTracker(site, profile), tracker),
+        "sensor health": held_bytes(lambda: SensorHealth(site), health),
+        "flow signals": held_bytes(lambda: FlowSignals(site), flows),
+        "forecaster": held_bytes(lambda: CapacityForecaster(site), forecaster),
+        "grader": held_bytes(lambda: Grader(site), grader),
     }
 
 
@@ -356,7 +339,7 @@ def surge_detectors(site: Site, rec: Recorded) -> dict[str, tuple[float, float]]
         t = time.perf_counter()
         observe(SurgeMonitor(site, profile, detector=name))
         rate = len(states) / (time.perf_counter() - t)
-        used = _held(lambda name=name: SurgeMonitor(site, profile, detector=name), observe)  # type: ignore[misc]
+        used = held_bytes(lambda name=name: SurgeMonitor(site, profile, detector=name), observe)  # type: ignore[misc]
         out[name] = (used / len(site.zones), rate)
     return out
 
