@@ -1,7 +1,7 @@
-// crowdflow wall: one WebSocket, a snapshot then deltas, resumed after a drop (/ws?epoch=..&seq=..).
+// crowdflow wall: one WebSocket (stream.js: a snapshot then deltas, resumed after a drop, one resync at a time).
 // Deltas are merged into the state as they come and drawn at most a few times a second, touching only
 // what changed. Plain JS, no build step, no external assets; colours and labels come from the server
-// (domain/levels.py) and a level is always shown as text too. Loaded after the wall-*.js modules.
+// (domain/levels.py) and a level is always shown as text too. Loaded after stream.js and the wall-*.js modules.
 (function () {
   "use strict";
   var W = window.CF.wall, U = W.util;
@@ -9,24 +9,28 @@
   var DELTA_STALE_MS = 15000; // no delta for this long: the service stopped sending (it sends one per tick)
   var DATA_STUCK_MS = 60000; // no new sensor data at the service for this long: sensors or ingest stopped
   var SOCKET_DEAD_MS = 40000; // not even a ping (every 15 s when idle): the socket is dead, start over
-  var RESYNC_WAIT_MS = 10000; // a resync unanswered this long: reconnect for a fresh snapshot
-  var BACKOFF_MIN_MS = 500;
-  var BACKOFF_MAX_MS = 15000;
   var MIN_FRAME_MS = 250; // at most 4 renders a second, however fast deltas come
   var MAX_RESOLVED = 50; // resolved alerts kept by the page (the hub keeps as many)
 
   var S = (W.S = {
     site: null, siteKey: "", tz: undefined, levels: {}, zoneIndex: {},
     zones: {}, district: null, alerts: {}, emergency: [],
-    // dataTs: the data (event) time shown; dataTsAt: the page's time when the service last got new data,
-    // from the service's own last_data_age_s (snapshot, ping) or a delta whose data time moved on.
-    epoch: null, seq: -1, dataTs: null, dataTsAt: 0,
-    ws: null, connected: false, everConnected: false, lastMsgAt: 0, lastDeltaAt: 0,
-    resyncSince: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null, chips: {},
+    lastDeltaAt: 0, // the page's time of the last snapshot or applied delta: the service is sending
+    chips: {},
   });
   var dirty = fresh();
   var scheduled = false, lastFrame = 0;
-  var stats = (W.stats = { snapshots: 0, deltas: 0, renders: 0, resyncs: 0, connects: 0 }); // for tests, and a look
+  var stream = (W.stream = window.CF.openStream({
+    onSnapshot: applySnapshot, onDelta: applyDelta, onPing: refreshConn, onState: refreshConn, deadMs: SOCKET_DEAD_MS,
+  }));
+  // The stream's resume point (epoch, seq) and data time (dataTs, shown; the modules read it) as fields of S,
+  // and its counters with the renders in W.stats: for tests, and a look.
+  function mirror(into, from, keys) {
+    keys.forEach(function (k) { Object.defineProperty(into, k, { enumerable: true, get: function () { return from[k]; } }); });
+  }
+  mirror(S, stream, ["epoch", "seq", "dataTs"]);
+  var stats = (W.stats = { renders: 0 });
+  mirror(stats, stream.stats, ["snapshots", "deltas", "resyncs", "connects"]);
 
   function fresh() { return { build: false, zones: {}, alerts: false, emergency: false }; }
 
@@ -53,101 +57,10 @@
 
   W.relayout = function () { if (S.site) W.map.layout(); };
 
-  // ---- connection ----------------------------------------------------------------------------------
-
-  function wsUrl() {
-    var proto = location.protocol === "https:" ? "wss:" : "ws:";
-    var resume = S.epoch !== null && S.seq >= 0 ? "?epoch=" + encodeURIComponent(S.epoch) + "&seq=" + S.seq : "";
-    return proto + "//" + location.host + "/ws" + resume;
-  }
-
-  function connect() {
-    S.reconnectTimer = null;
-    var ws;
-    stats.connects++;
-    try { ws = new WebSocket(wsUrl()); } catch (e) { scheduleReconnect(); return; }
-    S.ws = ws;
-    ws.onopen = function () {
-      if (ws !== S.ws) return;
-      S.connected = true;
-      S.everConnected = true;
-      S.lastMsgAt = Date.now(); // an open socket is not an update: lastDeltaAt waits for the stream itself
-      S.resyncSince = 0;
-      refreshConn();
-    };
-    ws.onmessage = function (ev) {
-      if (ws !== S.ws) return;
-      var msg;
-      try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      S.lastMsgAt = Date.now();
-      handle(msg);
-    };
-    ws.onclose = function () {
-      if (ws !== S.ws) return;
-      S.ws = null;
-      S.connected = false;
-      scheduleReconnect();
-      refreshConn();
-    };
-    ws.onerror = function () { try { ws.close(); } catch (e) { /* already closing */ } };
-  }
-
-  function scheduleReconnect() {
-    if (S.reconnectTimer) return;
-    var delay = S.backoff * (0.75 + Math.random() * 0.5); // jitter: walls do not reconnect in lockstep
-    S.backoff = Math.min(S.backoff * 2, BACKOFF_MAX_MS);
-    S.reconnectTimer = setTimeout(connect, delay);
-  }
-
-  function dropSocket() {
-    var ws = S.ws;
-    S.ws = null;
-    S.connected = false;
-    if (ws) { try { ws.close(); } catch (e) { /* ignore */ } }
-    scheduleReconnect();
-  }
-
-  function resync() {
-    if (S.resyncSince) return;
-    S.resyncSince = Date.now();
-    stats.resyncs++;
-    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
-  }
-
-  function handle(msg) {
-    if (msg.type === "snapshot") {
-      S.backoff = BACKOFF_MIN_MS; // a good connection resets the backoff
-      S.resyncSince = 0;
-      applySnapshot(msg);
-    } else if (msg.type === "delta") {
-      if (S.seq < 0 || S.resyncSince) { resync(); return; } // nothing to apply it to: wait for a snapshot
-      if (msg.seq <= S.seq) return; // already applied (a resumed stream may repeat the edge)
-      if (msg.seq !== S.seq + 1) { resync(); return; } // a gap: our picture is incomplete
-      S.backoff = BACKOFF_MIN_MS;
-      applyDelta(msg);
-    } else if (msg.type === "ping") {
-      seedDataAge(msg.last_data_age_s); // sent when no delta came for a while: how old the service's data is
-    }
-    refreshConn();
-  }
-
   // ---- state ---------------------------------------------------------------------------------------
 
-  function noteData(ts) {
-    if (typeof ts === "number" && (S.dataTs === null || ts > S.dataTs)) {
-      S.dataTs = ts;
-      S.dataTsAt = Date.now();
-    }
-  }
-
-  // The service says how long ago it last got sensor data: a page opened (or reconnected) on a stream that
-  // stopped minutes ago is stale at once, with that age, rather than "live" until its own timers run out.
-  function seedDataAge(age) {
-    if (typeof age === "number" && isFinite(age) && age >= 0) S.dataTsAt = Date.now() - age * 1000;
-  }
-
+  // stream.js has taken the seq, epoch and data time (ts, last_data_age_s) from it already.
   function applySnapshot(m) {
-    stats.snapshots++;
     var key = JSON.stringify(m.site);
     if (key !== S.siteKey) {
       S.siteKey = key;
@@ -165,23 +78,17 @@
     m.alerts.forEach(function (a) { a = W.feed.normalize(a); S.alerts[a.id] = a; });
     S.district = m.district;
     S.emergency = m.emergency || [];
-    S.seq = m.seq;
-    S.epoch = m.epoch === undefined ? null : m.epoch;
     // The snapshot is the service's state as of now, so its sender is alive (no delta is due yet); how fresh
-    // its data is, last_data_age_s says. A new service run may have no data, or an earlier replay's: take its ts.
+    // its data is, last_data_age_s says (stream.js).
     S.lastDeltaAt = Date.now();
-    S.dataTs = typeof m.ts === "number" ? m.ts : null;
-    S.dataTsAt = Date.now();
-    seedDataAge(m.last_data_age_s);
     dirty.alerts = dirty.emergency = true;
     schedule();
+    refreshConn();
   }
 
+  // The next delta in order (stream.js drops repeats, and resyncs on a gap).
   function applyDelta(m) {
-    stats.deltas++;
-    S.seq = m.seq;
     S.lastDeltaAt = Date.now();
-    noteData(m.ts);
     (m.zones || []).forEach(function (z) { S.zones[z.id] = z; dirty.zones[z.id] = true; });
     if (m.district) S.district = m.district;
     if (m.emergency) { S.emergency = m.emergency; dirty.emergency = true; } // null when unchanged
@@ -191,6 +98,7 @@
       dirty.alerts = true;
     }
     schedule();
+    refreshConn();
   }
 
   function pruneResolved() {
@@ -333,31 +241,23 @@
 
   // ---- connection state, data-stale banner and the data clock -----------------------------------------
 
-  // An age to read at a glance: "45 s", "5 min", "2 h 10 min".
-  function age(ms) {
-    var s = Math.max(0, Math.round(ms / 1000));
-    if (s < 120) return s + " s";
-    var m = Math.floor(s / 60);
-    return m < 120 ? m + " min" : Math.floor(m / 60) + " h " + (m % 60) + " min";
-  }
-
   function connState() {
     var now = Date.now();
-    if (!S.connected) {
-      return S.everConnected
-        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + age(now - S.lastMsgAt) + " ago" +
+    if (!stream.connected) {
+      return stream.everConnected
+        ? { state: "reconnecting", title: "连接中断 RECONNECTING…", detail: "last message " + U.ageText(now - stream.lastMsgAt) + " ago" +
             (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) }
         : { state: "reconnecting", title: "连接中 CONNECTING…", detail: "no connection to the service yet" };
     }
     if (!S.site) return { state: "reconnecting", title: "连接中 CONNECTING…", detail: "waiting for the first snapshot" };
     if (now - S.lastDeltaAt > DELTA_STALE_MS) {
-      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + age(now - S.lastDeltaAt) +
+      return { state: "stale", title: "数据停滞 DATA STALE", detail: "no update from the service for " + U.ageText(now - S.lastDeltaAt) +
         (S.dataTs === null ? "" : " · data as of " + U.timeIn(S.dataTs, S.tz, true)) };
     }
     if (S.dataTs === null) return { state: "stale", title: "数据停滞 DATA STALE", detail: "no sensor data yet" };
-    if (now - S.dataTsAt > DATA_STUCK_MS) {
+    if (now - stream.dataAt > DATA_STUCK_MS) {
       return { state: "stale", title: "数据停滞 DATA STALE",
-        detail: "data time stuck at " + U.timeIn(S.dataTs, S.tz, true) + ": no new sensor data for " + age(now - S.dataTsAt) +
+        detail: "data time stuck at " + U.timeIn(S.dataTs, S.tz, true) + ": no new sensor data for " + U.ageText(now - stream.dataAt) +
           " (sensors or ingest stopped)" };
     }
     return { state: "live", title: "", detail: "" };
@@ -383,13 +283,6 @@
   }
 
   function tick() {
-    var now = Date.now();
-    if (S.connected && now - S.lastMsgAt > SOCKET_DEAD_MS) dropSocket(); // a silent socket is a dead one
-    if (S.connected && S.resyncSince && now - S.resyncSince > RESYNC_WAIT_MS) {
-      S.epoch = null; // no resume: the fresh connection starts with a snapshot
-      S.resyncSince = 0;
-      dropSocket();
-    }
     showClock();
     refreshConn();
     W.feed.ages();
@@ -405,7 +298,7 @@
   W.detail.init();
   W.health.init();
   W.response.init();
-  connect();
+  stream.start();
   setInterval(tick, 1000);
   tick();
 })();

@@ -1,5 +1,5 @@
 // crowdflow officer page: an officer's open alerts and zones on a phone.
-// Plain JS, no build step, nothing loaded from elsewhere.
+// Plain JS, no build step, nothing loaded from elsewhere; common.js (CF.ui) and stream.js (CF.openStream) first.
 // The list of alerts comes from GET /api/alerts?mine=true (filtered on the server to the zones this person may
 // act on); the live stream (/ws, the wall's) only says when to fetch it again, and moves the zones' levels.
 (function () {
@@ -14,9 +14,6 @@
   var REFETCH_EVERY_MS = 60000; // and once a minute anyway, in case a change had no delta
   var STALE_AFTER_MS = 20000; // no message at all for this long (pings included): the socket is presumed dead
   var DATA_STUCK_MS = 60000; // the service has had no new sensor data for this long: say the page is stale
-  var RESYNC_WAIT_MS = 10000; // a resync unanswered this long: reconnect (without resuming) for a snapshot
-  var BACKOFF_MIN_MS = 500;
-  var BACKOFF_MAX_MS = 15000;
   var PUSH_TIMEOUT_MS = 15000;
   var ROSTER_NOTE = "预警仍会发送到您的值班渠道(ntfy、钉钉、企业微信)。 " +
     "Alerts still reach you on your roster channels (ntfy, DingTalk, WeCom).";
@@ -42,11 +39,7 @@
     known: null, // alert id -> severity seen; null until the first fetch (no buzz for what was already open)
     dataNow: null, // newest event time seen on the stream (epoch s): ages are measured against it
     tz: undefined, // the site's timezone (from the snapshot): times are shown in it, never the phone's
-    // The stream's data time, and the page's time when the service last got new sensor data: seeded from the
-    // service's last_data_age_s (snapshot, ping), moved on by a delta whose data time advanced.
-    dataTs: null, dataAt: 0, streaming: false,
-    ws: null, seq: -1, epoch: null, lastMsgAt: 0, backoff: BACKOFF_MIN_MS, reconnectTimer: null,
-    resyncSince: 0, // page time of the resync still waiting for its snapshot (0: none): one at a time
+    streaming: false, // the stream has given a snapshot or delta since it (re)connected
     fetching: false, again: false, lastFetchAt: 0, fetchTimer: null,
     buzzes: 0,
     fetches: 0,
@@ -56,32 +49,14 @@
     flashTimer: null,
   };
 
-  var $ = function (id) { return document.getElementById(id); };
+  var C = window.CF.ui; // common.js
+  var $ = C.$, el = C.el, setText = C.setText, paint = C.paint, n0 = C.people, pct = C.pct;
 
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text !== undefined && text !== null) e.textContent = text;
-    return e;
-  }
-
-  function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
-
-  // Dark text on light level colours (yellow, orange), white on dark ones.
-  function inkFor(hex) {
-    var h = (hex || "#757575").replace("#", "");
-    var r = parseInt(h.substr(0, 2), 16), g = parseInt(h.substr(2, 2), 16), b = parseInt(h.substr(4, 2), 16);
-    return (0.299 * r + 0.587 * g + 0.114 * b) > 150 ? "#111" : "#fff";
-  }
-
-  function paint(e, colour) {
-    e.style.background = colour || "#757575";
-    e.style.color = inkFor(colour);
-  }
-
-  var fmtInt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-  function n0(x) { return x === null || x === undefined ? "—" : fmtInt.format(Math.round(x)); }
-  function pct(share) { return share === null || share === undefined ? "—" : Math.round(share * 100) + "%"; }
+  // The live stream (stream.js): it owns the socket, resume point, backoff, resync guard and data time.
+  var stream = window.CF.openStream({
+    onSnapshot: takeSnapshot, onDelta: takeDelta, onPing: refreshConn, onState: streamState,
+    canConnect: function () { return !!S.token; }, deadMs: STALE_AFTER_MS,
+  });
 
   // ---- the server -------------------------------------------------------------------------------
 
@@ -130,7 +105,7 @@
       $("signin-token").value = "";
       loadZones();
       fetchAlerts();
-      connect();
+      stream.start();
       initPush();
     }, function () {
       $("signin-submit").disabled = false;
@@ -155,9 +130,8 @@
     S.token = null;
     S.me = null;
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing stored */ }
-    if (S.ws) { var ws = S.ws; S.ws = null; try { ws.close(); } catch (e) { /* closing */ } }
+    stream.stop();
     S.streaming = false;
-    clearTimeout(S.reconnectTimer); S.reconnectTimer = null;
     clearTimeout(S.fetchTimer); S.fetchTimer = null;
     S.known = null; S.alerts = []; S.zones = {};
     Object.keys(S.cards).forEach(function (id) { S.cards[id].li.remove(); });
@@ -384,7 +358,7 @@
     li.dataset.level = String(level.severity);
     li.dataset.state = a.state;
     li.dataset.zone = a.zone;
-    li.style.borderLeftColor = level.colour || "#757575";
+    li.style.borderLeftColor = level.colour || C.NO_DATA;
     var badge = li.querySelector(".abadge");
     paint(badge, level.colour);
     setText(li.querySelector(".aroman"), level.name || "?");
@@ -498,7 +472,7 @@
   // The clock time of an alert's moment in the site's timezone: from the ts once the snapshot has said which
   // timezone that is, else from the server's local ISO text ("2026-10-03T19:42:05+08:00" -> "19:42").
   function alertClock(ts, iso) {
-    if (S.tz || !iso) return clockOf(ts, false);
+    if (S.tz || !iso) return C.timeIn(ts, S.tz, false);
     return iso.slice(11, 16);
   }
 
@@ -507,9 +481,7 @@
     var at = parseFloat(span.dataset.opened);
     if (isNaN(at)) { setText(span, ""); return; }
     var now = S.dataNow !== null ? S.dataNow : Date.now() / 1000;
-    var min = Math.max(0, Math.round((now - at) / 60));
-    var ago = min < 1 ? "刚刚 just now" : min < 60 ? min + " min ago" : Math.floor(min / 60) + " h " + (min % 60) + " min ago";
-    setText(span, label + alertClock(at, span.dataset.openedAt) + ", " + ago);
+    setText(span, label + alertClock(at, span.dataset.openedAt) + ", " + C.minutesAgo(at, now));
   }
 
   function updateAge(li) {
@@ -582,126 +554,46 @@
     c.title = title || "";
   }
 
-  // "45 s", "5 min", "2 h 10 min"
-  function ageText(ms) {
-    var s = Math.max(0, Math.round(ms / 1000));
-    if (s < 120) return s + " s";
-    var m = Math.floor(s / 60);
-    return m < 120 ? m + " min" : Math.floor(m / 60) + " h " + (m % 60) + " min";
-  }
-
-  var clockFormats = {};
-  // HH:MM (with seconds if asked) of an epoch-seconds time in the site's timezone.
-  function clockOf(ts, withSeconds) {
-    var key = (S.tz || "") + (withSeconds ? "s" : "m");
-    if (!clockFormats[key]) {
-      var opts = { hour12: false, hour: "2-digit", minute: "2-digit" };
-      if (withSeconds) opts.second = "2-digit";
-      if (S.tz) opts.timeZone = S.tz;
-      try { clockFormats[key] = new Intl.DateTimeFormat("en-GB", opts); } catch (e) {
-        delete opts.timeZone;
-        clockFormats[key] = new Intl.DateTimeFormat("en-GB", opts);
-      }
-    }
-    return clockFormats[key].format(new Date(ts * 1000));
-  }
-
-  function seedDataAge(age) {
-    if (typeof age === "number" && isFinite(age) && age >= 0) S.dataAt = Date.now() - age * 1000;
-  }
-
-  function noteDataTs(ts) {
-    if (typeof ts === "number" && (S.dataTs === null || ts > S.dataTs)) {
-      S.dataTs = ts;
-      S.dataAt = Date.now();
-    }
-  }
-
   // Live only while the stream is up AND the service has fresh sensor data; otherwise stale, with how long.
   function refreshConn() {
     if (!S.streaming) return; // connecting / reconnecting: said where the socket opens and closes
-    if (S.dataTs === null) { setConn("stale", "数据停滞 stale", "no sensor data yet"); return; }
-    var quiet = Date.now() - S.dataAt;
+    if (stream.dataTs === null) { setConn("stale", "数据停滞 stale", "no sensor data yet"); return; }
+    var quiet = Date.now() - stream.dataAt;
+    var asOf = "data as of " + C.timeIn(stream.dataTs, S.tz, true);
     if (quiet > DATA_STUCK_MS) {
-      setConn("stale", "数据停滞 stale · " + ageText(quiet),
-        "no new sensor data for " + ageText(quiet) + " · data as of " + clockOf(S.dataTs, true));
+      setConn("stale", "数据停滞 stale · " + C.ageText(quiet), "no new sensor data for " + C.ageText(quiet) + " · " + asOf);
       return;
     }
-    setConn("live", "实时 live", "data as of " + clockOf(S.dataTs, true));
+    setConn("live", "实时 live", asOf);
   }
 
-  function connect() {
-    S.reconnectTimer = null;
-    if (!S.token) return;
-    var proto = location.protocol === "https:" ? "wss:" : "ws:";
-    var url = proto + "//" + location.host + "/ws";
-    if (S.epoch !== null && S.seq >= 0) url += "?epoch=" + encodeURIComponent(S.epoch) + "&seq=" + S.seq;
-    var ws;
-    try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(); return; }
-    S.ws = ws;
-    S.resyncSince = 0;
-    setConn("reconnecting", "连接中 connecting");
-    ws.onmessage = function (ev) {
-      if (ws !== S.ws) return;
-      var msg;
-      try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      S.lastMsgAt = Date.now();
-      handle(msg);
-    };
-    ws.onclose = function () {
-      if (ws !== S.ws) return;
-      S.ws = null;
-      S.streaming = false;
-      setConn("reconnecting", "重连中 reconnecting");
-      scheduleReconnect();
-    };
-    ws.onerror = function () { try { ws.close(); } catch (e) { /* closing */ } };
-  }
-
-  function scheduleReconnect() {
-    if (S.reconnectTimer || !S.token) return;
-    var delay = S.backoff * (0.75 + Math.random() * 0.5);
-    S.backoff = Math.min(S.backoff * 2, BACKOFF_MAX_MS);
-    S.reconnectTimer = setTimeout(connect, delay);
-  }
-
-  function handle(msg) {
-    if (msg.type === "snapshot") {
-      S.backoff = BACKOFF_MIN_MS;
-      S.resyncSince = 0;
-      S.seq = msg.seq;
-      if (msg.epoch !== undefined) S.epoch = msg.epoch;
-      if (msg.site && msg.site.timezone) S.tz = msg.site.timezone;
-      S.streaming = true;
-      S.dataTs = typeof msg.ts === "number" ? msg.ts : null; // a new service run may have no data yet
-      S.dataAt = Date.now();
-      seedDataAge(msg.last_data_age_s); // a stream that stopped minutes ago is stale at once
-      refreshConn();
-      takeZones(msg.zones || [], true);
-      scheduleFetch(); // whatever happened while we were away
-    } else if (msg.type === "delta") {
-      if (S.seq < 0 || S.resyncSince) { resync(); return; } // waiting for a snapshot: nothing to apply it to
-      if (msg.seq <= S.seq) return; // already applied (a resumed stream may repeat the edge)
-      if (msg.seq !== S.seq + 1) { resync(); return; } // a gap: ask for a fresh snapshot, once
-      S.seq = msg.seq;
-      S.streaming = true;
-      noteDataTs(msg.ts);
-      refreshConn();
-      if (msg.zones && msg.zones.length) takeZones(msg.zones, false);
-      var alerts = msg.alerts || [];
-      if (alerts.some(function (a) { return mine(a.zone); })) scheduleFetch();
-    } else if (msg.type === "ping") {
-      seedDataAge(msg.last_data_age_s);
-      refreshConn();
+  function streamState(state) {
+    if (state === "connecting") { setConn("reconnecting", "连接中 connecting"); return; }
+    if (state === "open") return; // live (or stale) once the stream has said something
+    S.streaming = false;
+    if (state === "dead") {
+      setConn("stale", "数据停滞 stale", "no message from the service for " + C.ageText(Date.now() - stream.lastMsgAt));
+    } else {
+      setConn("reconnecting", "重连中 reconnecting"); // closed, or dropped for a snapshot that never came
     }
   }
 
-  // One resync at a time: the deltas that follow a gap are dropped until the snapshot comes (or, after
-  // RESYNC_WAIT_MS without one, the page reconnects without resuming, which always starts with a snapshot).
-  function resync() {
-    if (S.resyncSince) return;
-    S.resyncSince = Date.now();
-    if (S.ws && S.ws.readyState === 1) S.ws.send(JSON.stringify({ type: "resync" }));
+  // stream.js has taken the seq, epoch and data time (ts, last_data_age_s) from it already.
+  function takeSnapshot(msg) {
+    if (msg.site && msg.site.timezone) S.tz = msg.site.timezone;
+    S.streaming = true;
+    refreshConn(); // a stream that stopped minutes ago is stale at once
+    takeZones(msg.zones || [], true);
+    scheduleFetch(); // whatever happened while we were away
+  }
+
+  // The next delta in order (stream.js drops repeats, and resyncs once on a gap).
+  function takeDelta(msg) {
+    S.streaming = true;
+    refreshConn();
+    if (msg.zones && msg.zones.length) takeZones(msg.zones, false);
+    var alerts = msg.alerts || [];
+    if (alerts.some(function (a) { return mine(a.zone); })) scheduleFetch();
   }
 
   function takeZones(zones, whole) {
@@ -712,25 +604,6 @@
     updateAges();
   }
 
-  setInterval(function () {
-    if (S.ws && S.resyncSince && Date.now() - S.resyncSince > RESYNC_WAIT_MS) {
-      S.epoch = null; // no resume: the fresh connection starts with a snapshot
-      S.resyncSince = 0;
-      S.streaming = false;
-      var stuck = S.ws; S.ws = null;
-      try { stuck.close(); } catch (e) { /* closing */ }
-      setConn("reconnecting", "重连中 reconnecting");
-      scheduleReconnect();
-      return;
-    }
-    if (S.ws && S.lastMsgAt && Date.now() - S.lastMsgAt > STALE_AFTER_MS) {
-      S.streaming = false;
-      setConn("stale", "数据停滞 stale", "no message from the service for " + ageText(Date.now() - S.lastMsgAt));
-      var ws = S.ws; S.ws = null;
-      try { ws.close(); } catch (e) { /* closing */ }
-      scheduleReconnect();
-    }
-  }, 2000);
   setInterval(refreshConn, 1000);
   setInterval(function () { if (S.token && !document.hidden) scheduleFetch(); }, REFETCH_EVERY_MS);
   setInterval(updateAges, 15000);

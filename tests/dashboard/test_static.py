@@ -17,6 +17,8 @@ SVG_NS = "http://www.w3.org/2000/svg"  # an XML namespace name, never fetched
 # A minified library's leading licence banner (/*! ... */) may name its project's home page: text, not a load.
 BANNER = re.compile(r"\A/\*!.*?\*/", re.DOTALL)
 WALL_SCRIPTS = sorted(p.name for p in STATIC_DIR.glob("wall-*.js"))
+# Shared by the wall and the officer page: DOM and format helpers (CF.ui), then the /ws client (CF.openStream).
+SHARED_SCRIPTS = ["common.js", "stream.js"]
 # Every page, script and stylesheet served from dashboard/static, vendored ones included (as paths under it).
 ASSETS = sorted(str(p.relative_to(STATIC_DIR)) for ext in ("js", "html", "css") for p in STATIC_DIR.rglob(f"*.{ext}"))
 OWN_ASSETS = [a for a in ASSETS if not a.startswith("vendor/")]
@@ -84,9 +86,16 @@ def test_scripts_load_in_dependency_order(page: Page) -> None:
     s = page.scripts
     assert s[-1] == "app.js", "app.js starts the wall: it must come after every module"
     assert s.index("vendor/uplot/uPlot.iife.min.js") < s.index("charts.js") < s.index("wall-detail.js")
+    assert s.index("common.js") < s.index("stream.js") < s.index("wall-util.js")
     assert s.index("wall-util.js") == min(s.index(w) for w in WALL_SCRIPTS)
     assert sorted(x for x in s if x.startswith("wall-")) == WALL_SCRIPTS, "every wall module is loaded, once"
     assert "vendor/uplot/uPlot.min.css" in page.styles and "style.css" in page.styles
+
+
+def test_the_officer_page_loads_the_shared_scripts_before_its_own() -> None:
+    p = Page()
+    p.feed((STATIC_DIR / "officer.html").read_text(encoding="utf-8"))
+    assert p.scripts == [*SHARED_SCRIPTS, "officer.js"]
 
 
 def test_nothing_inline_that_the_csp_blocks(page: Page) -> None:
@@ -104,8 +113,9 @@ def test_no_page_has_anything_inline_that_the_csp_blocks(name: str) -> None:
 
 def test_the_asset_globs_see_every_page_and_script() -> None:
     """The checks below cover what is there now, not a list that a new file could miss."""
-    assert {"officer.js", "report.js", "charts.js", "sw.js", "officer.html", "report.html", "officer.css",
-            "report.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css"} <= set(ASSETS)
+    pages = {"officer.html", "report.html", "officer.css", "report.css"}
+    vendored = {"vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css"}
+    assert {"officer.js", "report.js", "charts.js", "sw.js", *SHARED_SCRIPTS} | pages | vendored <= set(ASSETS)
     assert not any(a.startswith("vendor/") for a in OWN_ASSETS)
 
 
@@ -124,11 +134,11 @@ def test_colours_come_from_the_site_except_unknown_grey() -> None:
     """Level colours are read from site.levels (domain/levels.py); the only data colour in the code is the grey."""
     from domain.levels import Level
 
-    for name in ["app.js", "style.css", *WALL_SCRIPTS]:
+    for name in ["app.js", "officer.js", "style.css", *SHARED_SCRIPTS, *WALL_SCRIPTS]:
         text = (STATIC_DIR / name).read_text(encoding="utf-8").lower()
         for lv in Level:
             assert lv.colour.lower() not in text, f"{name} hard-codes {lv.label}'s colour {lv.colour}"
-    assert "#757575" in (STATIC_DIR / "wall-util.js").read_text(encoding="utf-8")
+    assert "#757575" in (STATIC_DIR / "common.js").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", OWN_ASSETS)
