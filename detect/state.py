@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import Counter, deque
+from collections.abc import Iterable
 from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any
 
@@ -376,9 +377,12 @@ class ZoneTracker:
 
     # ---- state out ------------------------------------------------------------------------------
 
-    def snapshot(self, now: float) -> list[ZoneState]:
-        """Every zone's state at event time `now`, in site order."""
-        return [self._state(zid, m, now) for zid, m in self._zones.items()]
+    def snapshot(self, now: float, zones: Iterable[str] | None = None) -> list[ZoneState]:
+        """Every zone's state at event time `now`, in site order; with `zones`, only those (in that order):
+        the live path between ticks recomputes just the zones that had readings."""
+        if zones is None:
+            return [self._state(zid, m, now) for zid, m in self._zones.items()]
+        return [self._state(zid, self._zones[zid], now) for zid in zones]
 
     def _state(self, zid: str, m: _ZoneMemory, now: float) -> ZoneState:
         zone: Zone = self.site.zones[zid]
