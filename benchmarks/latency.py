@@ -8,26 +8,24 @@ a known number of arrivals to its zone, so reading n of a zone is reflected in t
 `arrivals_today` reaches the zone's running total after n. A surge sets a zone's anchors to 4x capacity:
 I red at once, and its alert's first push is timed from the first surge reading.
 
-The service grades on a tick (service.tick_s, 5 s by default) and the push hub sends at most one delta per
-0.25 s. Two runs, each against its own `crowdflow serve` child process:
-- "as configured": tick_s = 5 (what a deployment gets: mostly the wait for the next tick);
-- "fast tick": tick_s = 0.1, showing the pipeline's own latency (ingest, tick, hub batching, websocket).
-Each latency is also split at the pushed zone state's ts (the tick that computed it): publish -> tick (the
-wait for the tick, ingest included) and tick -> arrival (tick work, the hub's batching, the websocket). With
-the fast tick several ticks merge into one delta, which carries the newest tick's state and ts, so there the
-split moves time from the second part to the first; the total is exact either way. "Beyond tick wait" is the
-push time minus the first tick boundary after the publish (the service ticks on multiples of tick_s): the
-pipeline's own latency, which the tick alone does not explain (a tick that missed the reading, tick work,
-batching, the websocket).
+The service grades on a tick (service.tick_s, 5 s by default); between ticks its live path pushes the zones
+that had readings service.live_s (0.05 s) after the first of them, and the hub sends at most one delta per
+dashboard.push_interval_s (0.05 s). Two runs side by side, each against its own `crowdflow serve` child:
+- "as configured": tick_s = 5 with the live path (what a deployment gets);
+- "ticks only": tick_s = 5, live_s = 0, push_interval_s = 0.25: how the service pushed before the live path
+  (every reading waited for the next tick, then for the hub's batching).
+Each latency is also split at the pushed zone state's ts (when the service computed it, live push or tick):
+publish -> state (ingest and the wait for the push or the tick) and state -> arrival (the hub's batching and
+the websocket).
 
 Usage:
-    .venv/bin/python benchmarks/latency.py            # both runs, 1x/5x/10x for 30 s (fast tick: 20 s) each
-    .venv/bin/python benchmarks/latency.py --quick    # seconds: fast tick only, 4 s per load
+    .venv/bin/python benchmarks/latency.py            # both runs, 1x/5x/10x for 30 s each
+    .venv/bin/python benchmarks/latency.py --quick    # seconds: "as configured" only, 4 s per load
     .venv/bin/python benchmarks/latency.py --seconds 60
 
-Ends with one line of key=value pairs: p50_ms, p95_ms, p99_ms, p99_5x_ms, p99_10x_ms, own_p99_ms (beyond the
-tick wait) and alert_p50_ms for the run as configured, the same with a fast_ prefix for the fast tick, and lost
-(readings never reflected).
+Ends with one line of key=value pairs: p50_ms, p95_ms, p99_ms, p99_5x_ms, p99_10x_ms, alert_p50_ms and
+alert_max_ms for the run as configured, the same with a ticks_only_ prefix for the other run, and lost
+(readings never reflected, both runs).
 """
 
 from __future__ import annotations
@@ -195,12 +193,11 @@ async def watch(port: int, seen: Seen, stop: asyncio.Event) -> None:
 class Sample:
     load: int
     e2e: float  # seconds, publish -> push
-    before: float  # publish -> the zone state's ts (the tick that reflected it)
-    after: float  # the tick -> push
-    own: float  # the next tick boundary after the publish -> push: the latency beyond the wait for the tick
+    before: float  # publish -> the zone state's ts (the live push or tick that computed it)
+    after: float  # that state's ts -> arrival on the client
 
 
-def match(rec: Record, seen: Seen, tick_s: float) -> tuple[list[Sample], int, list[tuple[int, float]]]:
+def match(rec: Record, seen: Seen) -> tuple[list[Sample], int, list[tuple[int, float]]]:
     """Latency samples per probe, probes never reflected, and alert latencies (load, seconds)."""
     by_zone: dict[str, list[tuple[float, int, float]]] = {}
     for arrival, zone, arrivals, ts in seen.zones:
@@ -227,8 +224,7 @@ def match(rec: Record, seen: Seen, tick_s: float) -> tuple[list[Sample], int, li
             continue
         arrival, _, ts = views[j]
         if pub - rec.start >= WARMUP_S:
-            boundary = (pub // tick_s + 1) * tick_s  # the service ticks on multiples of tick_s (Pipeline.maybe_tick)
-            samples.append(Sample(load_at(pub), arrival - pub, ts - pub, arrival - ts, arrival - boundary))
+            samples.append(Sample(load_at(pub), arrival - pub, ts - pub, arrival - ts))
     alerts: list[tuple[int, float]] = []
     for zone, t in rec.surges:
         first = next((a for a, z, lv in seen.alerts if z == zone and lv == 4 and a >= t), None)
@@ -237,11 +233,32 @@ def match(rec: Record, seen: Seen, tick_s: float) -> tuple[list[Sample], int, li
     return samples, lost, alerts
 
 
+@dataclass(frozen=True)
+class Setup:
+    name: str
+    tick_s: float
+    live_s: float
+    push_interval_s: float
+
+
+AS_CONFIGURED = Setup("as configured", 5.0, 0.05, 0.05)  # crowdflow.config's defaults
+TICKS_ONLY = Setup("ticks only", 5.0, 0.0, 0.25)  # before the live path
+
+
+def _tune(config: Path, setup: Setup) -> None:
+    """Add the live path's settings to the benchmark config (written by benchmarks._common.write_config)."""
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("[service]\n", f"[service]\nlive_s = {setup.live_s}\n", 1)
+    text = text.replace("[dashboard]\n", f"[dashboard]\npush_interval_s = {setup.push_interval_s}\n", 1)
+    config.write_text(text, encoding="utf-8")
+
+
 def run_once(
-    workdir: Path, port: int, name: str, tick_s: float, phases: list[tuple[int, float]], surges_per_phase: int,
-    err: TextIO,
+    workdir: Path, port: int, setup: Setup, phases: list[tuple[int, float]], surges_per_phase: int, err: TextIO,
 ) -> dict[str, Any]:  # fmt: skip
+    name, tick_s = setup.name.replace(" ", "-"), setup.tick_s
     svc: ServiceProcess = new_service(workdir, name, mqtt_port=port, site=None, tick_s=tick_s)
+    _tune(svc.config, setup)
     hold = tick_s + 2.0  # a surge lasts past the next tick, so the tick sees it
     surges: list[tuple[str, float, float]] = []
     zones = iter(SURGE_ZONES)
@@ -255,7 +272,8 @@ def run_once(
     plan = Plan(phases=phases, surges=surges)
     out = workdir / f"{name}-published.json"
     loads = ", ".join(f"{f}x for {s:g} s" for f, s in phases)
-    print(f"  {name}: tick_s={tick_s:g}, loads {loads}", file=err, flush=True)
+    print(f"  {setup.name}: tick_s={tick_s:g} live_s={setup.live_s:g} push_interval_s={setup.push_interval_s:g}, "
+          f"loads {loads}", file=err, flush=True)  # fmt: skip
     svc.start()
     try:
         seen = Seen()
@@ -263,7 +281,7 @@ def run_once(
     finally:
         svc.stop()
     ingest = health.get("pipeline", {}).get("ingest", {})
-    return {"name": name, "tick_s": tick_s, "sensors": len(load_site().sensors), "samples": samples, "lost": lost,
+    return {"name": setup.name, "setup": setup, "sensors": len(load_site().sensors), "samples": samples, "lost": lost,
             "alerts": alerts, "published": rec.published, "received": int(ingest.get("received", -1)),
             "rejected": svc.rejected(ingest), "pushes": seen.messages}  # fmt: skip
 
@@ -287,7 +305,7 @@ async def _drive(
         await watcher
     rec = msgspec.json.decode(await asyncio.to_thread(out.read_bytes), type=Record)
     health = await asyncio.to_thread(_settled_health, svc)
-    samples, lost, alerts = match(rec, seen, tick_s)
+    samples, lost, alerts = match(rec, seen)
     return samples, lost, alerts, rec, health
 
 
@@ -303,27 +321,26 @@ def _ms(x: float) -> str:
 def summarise(run: dict[str, Any], out: TextIO) -> dict[str, str]:
     samples: list[Sample] = run["samples"]
     figs: dict[str, str] = {}
-    print(f"\n{run['name']} (tick_s = {run['tick_s']:g}): {run['published']:,} published, "
+    st: Setup = run["setup"]
+    print(f"\n{run['name']} (tick_s = {st.tick_s:g}, live_s = {st.live_s:g}, push_interval_s = "
+          f"{st.push_interval_s:g}): {run['published']:,} published, "
           f"{run['received']:,} received, {run['rejected']} rejected, {run['lost']} never reflected, "
           f"{run['pushes']:,} pushes", file=out)  # fmt: skip
     print(f"  {'load':>5} {'msg/s':>6} {'n':>6}  {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} ms   "
-          f"publish->tick p50/p99  tick->push p50/p99  beyond tick wait p50/p99", file=out)  # fmt: skip
+          f"publish->state p50/p99  state->push p50/p99", file=out)  # fmt: skip
     for load in sorted({s.load for s in samples}):
         xs = [s for s in samples if s.load == load]
         e2e = [s.e2e for s in xs]
         before = [s.before for s in xs]
         after = [s.after for s in xs]
-        own = [s.own for s in xs]
         p50, p95, p99 = (percentile(e2e, p) for p in (50, 95, 99))
         print(f"  {load:>4}x {run['sensors'] * load:>6} {len(xs):>6}  {_ms(p50):>6} {_ms(p95):>6} {_ms(p99):>6} "
               f"{_ms(max(e2e)):>6}      {_ms(percentile(before, 50)):>6} {_ms(percentile(before, 99)):>6}      "
-              f"{_ms(percentile(after, 50)):>6} {_ms(percentile(after, 99)):>6}      "
-              f"{_ms(percentile(own, 50)):>6} {_ms(percentile(own, 99)):>6}", file=out)  # fmt: skip
+              f"{_ms(percentile(after, 50)):>6} {_ms(percentile(after, 99)):>6}", file=out)  # fmt: skip
         if load == 1:
-            figs.update(p50_ms=_ms(p50), p95_ms=_ms(p95), p99_ms=_ms(p99), own_p99_ms=_ms(percentile(own, 99)))
+            figs.update(p50_ms=_ms(p50), p95_ms=_ms(p95), p99_ms=_ms(p99))
         else:
             figs[f"p99_{load}x_ms"] = _ms(p99)
-            figs[f"own_p99_{load}x_ms"] = _ms(percentile(own, 99))
     alerts = [a for _, a in run["alerts"]]
     if alerts:
         shown = ", ".join(f"{load}x {_ms(a)} ms" for load, a in run["alerts"])
@@ -354,17 +371,13 @@ def run(seconds: float, quick: bool, *, out: TextIO, err: TextIO) -> dict[str, s
     with tempfile.TemporaryDirectory(prefix="cf-latency-") as tmp:
         work = Path(tmp)
         with broker(work / "broker") as srv:
-            runs = [("fast tick", 0.1, seconds * 2 / 3 if not quick else seconds)]
-            if not quick:
-                runs.insert(0, ("as configured", 5.0, seconds))
-            for name, tick_s, secs in runs:
-                phases = [(f, secs) for f in LOADS]
-                r = run_once(work, srv.port, name.replace(" ", "-"), tick_s, phases, 1 if quick else 3, err)
+            for setup in (AS_CONFIGURED,) if quick else (AS_CONFIGURED, TICKS_ONLY):
+                phases = [(f, seconds) for f in LOADS]
+                r = run_once(work, srv.port, setup, phases, 1 if quick else 3, err)
                 part = summarise(r, out)
                 lost += r["lost"] + max(0, r["published"] - r["received"])
-                prefix = "" if name == "as configured" or quick else "fast_"
+                prefix = "" if setup is AS_CONFIGURED else "ticks_only_"
                 figs.update({f"{prefix}{k}": v for k, v in part.items()})
-                figs[f"{prefix}tick_s"] = f"{tick_s:g}"
     figs["lost"] = str(lost)
     print("\nlost = readings never reflected in a pushed zone state + readings the service did not receive", file=out)
     print(kv_line(figs), file=out)
@@ -376,8 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--publish" in argv:
         return publish_main(argv)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=30.0, help="per load (the fast-tick run takes 2/3 of it)")
-    ap.add_argument("--quick", action="store_true", help="seconds: the fast-tick run only, 4 s per load")
+    ap.add_argument("--seconds", type=float, default=30.0, help="per load and run")
+    ap.add_argument("--quick", action="store_true", help="seconds: the run as configured only, 4 s per load")
     a = ap.parse_args(argv)
     seconds = 4.0 if a.quick else a.seconds
     figs = run(seconds, a.quick, out=sys.stdout, err=sys.stderr)

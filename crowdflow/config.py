@@ -52,6 +52,10 @@ class ServiceConfig(_Section):
     # published on crowdflow/sim/clock, so an accelerated replay of another day is accepted.
     clock: Literal["wall", "sim"] = "wall"
     tick_s: float = 5.0
+    # Real seconds from a reading to its zone's live push between ticks (0: zones update at ticks only).
+    live_s: float = 0.05
+    # Real seconds between periodic snapshots of the models (0: only at a clean shutdown).
+    snapshot_s: float = 60.0
     lateness_s: float = 120.0
     store_readings: bool = True
 
@@ -61,6 +65,8 @@ class DashboardConfig(_Section):
     port: int = 8000
     api_token: str = ""
     allowed_origins: list[str] = []
+    # Least real time between two pushed deltas; walls render at most 4 times a second on their own.
+    push_interval_s: float = 0.05
 
 
 class AlertsConfig(_Section):

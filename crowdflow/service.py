@@ -1,6 +1,12 @@
 """The service: one asyncio loop running the MQTT subscriber, the pipeline, the off-path publisher and the
 dashboard. Per message: decode + validate + apply to zone state (a few µs). Per tick (event time): grade,
 alert, store, push. Storage and MQTT publishing run on their own queues so they never hold up ingest.
+
+Between ticks, a live path pushes what the readings changed without waiting for the models: `live_s` of real
+time after the first reading since the last push, the zones that had readings are recomputed (occupancy,
+density, flows; the models' level, forecast and outlook stay those of the last tick) and go to the hub. A
+zone whose measured share or density reaches I red, which the grader takes at once, runs a tick right away,
+so a red alert does not wait for the tick either.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,13 +44,15 @@ from dashboard.hub import Hub
 from dashboard.push_api import STATE_NAME as PUSH_STATE
 from dashboard.push_api import PushRegistry, application_server_key
 from detect.engine import DetectionEngine
+from detect.grading import raw_level
 from detect.overrides import Overrides
 from domain.clock import Clock, WallClock
+from domain.levels import Level
 from domain.loader import load_site
 from domain.messages import ALERT_TOPIC_PREFIX, DEADLETTER_TOPIC, SUBSCRIPTION
 from domain.profile import CapacityProfile
 from domain.site import Site
-from domain.values import Alert, Reading
+from domain.values import Alert, Reading, ZoneState
 from ingest.mqtt import MqttPublisher, MqttSettings, SubscriberStats, deadletter_payload, subscribe_forever
 from ingest.pipeline import Ingestor
 from ingest.rejection import Rejection
@@ -73,7 +83,10 @@ class Pipeline:
         lateness_s: float = 120.0,
         store_readings: bool = True,
         refresh_s: float = 30.0,
+        on_dirty: Callable[[], None] | None = None,
     ) -> None:
+        """on_dirty: called when a reading changes a zone and no live push is pending (the service schedules
+        `live()` from it); None: no live path, zones reach the hub at ticks only."""
         self.site = site
         self.clock = clock
         self.store = store
@@ -92,6 +105,12 @@ class Pipeline:
         self.newest_reading_ts: float | None = None  # event time: what the wall's clock and staleness follow
         self.refresh_s = refresh_s
         self._shown_at: dict[str, float] = {}  # alert id -> event time it last went to the hub
+        self.on_dirty = on_dirty
+        self._dirty: set[str] = set()  # zones with readings since the last push
+        self._last: dict[str, ZoneState] = {}  # the last tick's state per zone: what the models said
+        self._early: dict[str, float] = {}  # zone -> event time of its last early (red) tick
+        self.live_pushes = 0
+        self.early_ticks = 0
 
     # --- per message -------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, received_at: float) -> None:
@@ -104,11 +123,16 @@ class Pipeline:
     def _apply(self, readings: list[Reading], received_at: float) -> None:
         apply = self.engine.apply
         newest = self.newest_reading_ts
+        dirty = self._dirty
+        was_clean = not dirty
         for r in readings:
             apply(r, received_at)
+            dirty.add(r.zone)
             if newest is None or r.ts > newest:
                 newest = r.ts
         self.newest_reading_ts = newest
+        if was_clean and self.on_dirty is not None:
+            self.on_dirty()
         if self.store_readings:
             self.store.write_readings(readings)
 
@@ -128,11 +152,52 @@ class Pipeline:
             self.tick(now)
             self.next_tick = (now // self.tick_s + 1) * self.tick_s
 
+    # --- between ticks ------------------------------------------------------------------------------
+    def live(self, now: float | None = None) -> None:
+        """Push the zones that had readings since the last push, recomputed now, with the last tick's model
+        outputs; a zone whose measurement reaches I red ticks at once. Cheap: only those zones' sums."""
+        if not self._dirty:
+            return
+        if isinstance(self.clock, SimClock) and not self.clock.started:
+            return  # no simulated time yet (as maybe_tick): the next tick pushes these zones
+        now = self.clock.now() if now is None else now
+        zones, self._dirty = self._dirty, set()
+        order = [z for z in self.site.zones if z in zones]  # site order, like the tick's states
+        states = self.engine.tracker.snapshot(now, order)
+        red = False
+        for s in states:
+            last = self._last.get(s.zone)
+            # On the fresh measure, before the last tick's verdict: the tick decides, an early one costs ms.
+            if s.healthy and (last is None or last.level < Level.I) and self._reaches_red(s, now):
+                red = True
+            if last is not None:
+                _carry_models(s, last)
+        if red:
+            self.early_ticks += 1
+            self.tick(now)  # pushes every zone, the alert included
+            return
+        merged = {**self._last, **{s.zone: s for s in states}}
+        district = self.engine.district(now, list(merged.values()))
+        self.hub.update(states, district, [], data_ts=self.newest_reading_ts)
+        self.live_pushes += 1
+
+    def _reaches_red(self, s: ZoneState, now: float) -> bool:
+        last = self._early.get(s.zone)
+        if last is not None and now - last < self.tick_s:
+            return False  # one early tick per zone per tick interval: a flapping measure cannot spin ticks
+        t = self.engine.overrides.thresholds_for(s.zone, now)
+        if raw_level(s, t, Level.NORMAL)[0] < Level.I:
+            return False
+        self._early[s.zone] = now
+        return True
+
     def tick(self, now: float) -> list[Alert]:
         released = self.ingestor.expire(now)
         if released:
             self._apply(released, now)
+        self._dirty.clear()  # the tick pushes every zone
         states, detections = self.engine.tick(now)
+        self._last = {s.zone: s for s in states}
         changed = {a.id: a for a in self.alerts.observe(detections, states, now)}
         changed.update((a.id, a) for a in self.alerts.tick(now))
         district = self.engine.district(now, states)
@@ -189,12 +254,13 @@ class Pipeline:
         }
 
     # --- persistence -------------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        snap = {"engine": self.engine.to_snapshot()}  # alerts live in the journal, written as they change
-        tmp.write_text(json.dumps(snap))
-        tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
+    def snapshot_text(self) -> str:
+        """The models' state as JSON, taken on the loop (the models change with every reading); alerts live
+        in the journal, written as they change."""
+        return json.dumps({"engine": self.engine.to_snapshot()})
+
+    def save(self, path: Path, text: str | None = None) -> None:
+        write_snapshot(path, self.snapshot_text() if text is None else text)
 
     def load(self, path: Path) -> bool:
         if not path.exists():
@@ -225,6 +291,28 @@ role = "operator"
 person = "wall"
 shift = "always"
 """
+
+
+def write_snapshot(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename, or a power cut could leave an empty file in its place
+    tmp.replace(path)  # atomic: a crash mid-write never leaves a torn snapshot
+
+
+def _carry_models(s: ZoneState, last: ZoneState) -> None:
+    """Between ticks the models have not run: a live state keeps the last tick's level, health verdict,
+    forecast and learned normal, so the wall does not flicker between a measurement and its assessment."""
+    s.level = last.level
+    s.healthy = s.healthy and last.healthy
+    s.sensor_issues = last.sensor_issues
+    s.forecast = last.forecast
+    s.eta_red_min = last.eta_red_min
+    s.expected_inflow_per_min = last.expected_inflow_per_min
+    s.outlook = last.outlook
 
 
 def _roster(cfg: Config, site: Site) -> Roster:
@@ -306,7 +394,7 @@ class Service:
             password=cfg.influx.password or None,
             site=self.site,
         )
-        self.hub = Hub(self.site)
+        self.hub = Hub(self.site, batch_interval_s=cfg.dashboard.push_interval_s)
         self.publisher = MqttPublisher()
         self.subscriber_stats = SubscriberStats()  # shown in /healthz: acks, read pauses, QoS 0 drops
         roster = _roster(cfg, self.site)
@@ -341,7 +429,13 @@ class Service:
             tick_s=cfg.service.tick_s,
             lateness_s=cfg.service.lateness_s,
             store_readings=cfg.service.store_readings,
+            on_dirty=self._schedule_live if cfg.service.live_s > 0 else None,
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._live_handle: asyncio.TimerHandle | None = None
+        self._saved_at = time.monotonic()
+        self.snapshots = 0
+        self.snapshot_failures = 0
         self.mqtt = MqttSettings(
             host=cfg.mqtt.host,
             port=cfg.mqtt.port,
@@ -375,13 +469,40 @@ class Service:
             return
         self.pipeline.handle(topic, payload, received_at)
 
+    def _schedule_live(self) -> None:
+        if self._loop is None or self._live_handle is not None:
+            return  # not running yet (the first tick pushes everything), or a push is already due
+        self._live_handle = self._loop.call_later(self.cfg.service.live_s, self._run_live)
+
+    def _run_live(self) -> None:
+        self._live_handle = None
+        try:
+            self.pipeline.live()
+        except Exception:  # the tick still pushes every zone: a bug here must not stop ingest
+            log.exception("live zone push failed; zones will update at the next tick")
+
     async def _ticker(self) -> None:
         while not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), timeout=min(1.0, self.cfg.service.tick_s))
             self.pipeline.maybe_tick()
-            self.hub.set_status("pipeline", self.pipeline.status())
+            status = self.pipeline.status()
+            status["snapshots"] = {"written": self.snapshots, "failed": self.snapshot_failures}
+            self.hub.set_status("pipeline", status)
             self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
+            if self.cfg.service.snapshot_s > 0 and time.monotonic() - self._saved_at >= self.cfg.service.snapshot_s:
+                await self._snapshot()
+
+    async def _snapshot(self) -> None:
+        """Periodic snapshot of the models, so a crash (SIGKILL, power) loses at most `snapshot_s` of learning:
+        taken on the loop, written and fsynced on a thread."""
+        self._saved_at = time.monotonic()
+        try:
+            await asyncio.to_thread(write_snapshot, self.state_path, self.pipeline.snapshot_text())
+            self.snapshots += 1
+        except OSError as e:
+            self.snapshot_failures += 1
+            log.error("could not write the state snapshot %s (%s); check the disk and data_dir", self.state_path, e)
 
     def warm_from_history(self, days: float = 7.0) -> int:
         """Teach the surge models from the store's history when no snapshot was there (a fresh install on
@@ -415,6 +536,7 @@ class Service:
                 tracker.seed_arrivals(zone, ts, int(arrivals))
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
         resumed = self.alerts.restore()
         if resumed:
             log.info("resumed %d open alerts from %s", resumed, self.journal.path)

@@ -62,14 +62,16 @@ class Hub:
         stale_after_s: float = 60.0,
         clock: Clock | None = None,
         batch_interval_s: float = 0.25,
-        resume_window: int = 256,
+        resume_window: int = 1024,
         resume_bytes: int = 8_000_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """batch_interval_s: least real time between two deltas (0: every update is sent at once); 0.25 s
-        keeps a wall at 4 renders a second at most, below what a person can follow anyway.
+        """batch_interval_s: least real time between two deltas (0: every update is sent at once). The service
+        passes dashboard.push_interval_s (0.05 s: a reading reaches walls within about 0.1 s, and the wall
+        itself renders at most 4 times a second); the 0.25 s default suits a hub without a live path.
         resume_window, resume_bytes: deltas kept for clients that reconnect, by count and total size (deltas
-        with many open alerts are large: memory stays bounded in bytes, not only in count).
+        with many open alerts are large: memory stays bounded in bytes, not only in count); 1024 deltas are
+        about a minute at the service's 20 a second.
         monotonic: real time for pacing (tests)."""
         if client_queue < 1:
             raise ValueError(f"client_queue must be at least 1, got {client_queue}")

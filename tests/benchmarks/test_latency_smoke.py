@@ -1,5 +1,5 @@
-"""Smoke test of benchmarks/latency.py: the quick run (a real Mosquitto, `crowdflow serve` with a short tick,
-a paced publisher and a /ws client) sees every reading reflected in a pushed zone state, the surge's alert
+"""Smoke test of benchmarks/latency.py: the quick run (a real Mosquitto, `crowdflow serve` as configured, a
+paced publisher and a /ws client) sees every reading reflected in a pushed zone state, the surge's alert
 pushed, and ends with its key=value line. No timed assertion: latencies are only checked to be there."""
 
 from __future__ import annotations
@@ -13,4 +13,4 @@ def test_quick_run_reflects_every_reading_and_ends_with_key_values() -> None:
     for key in ("p50_ms", "p95_ms", "p99_ms", "p99_5x_ms", "p99_10x_ms", "alert_p50_ms"):
         assert float(pairs[key]) >= 0, key
     assert float(pairs["p50_ms"]) <= float(pairs["p99_ms"])
-    assert pairs["tick_s"] == "0.1"  # the quick run is the fast-tick one, and says so
+    assert "ticks_only_p99_ms" not in pairs  # the quick run is the configured one only
