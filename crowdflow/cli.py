@@ -1,4 +1,4 @@
-"""`crowdflow` command line: demo, serve, sim, replay, check-site."""
+"""`crowdflow` command line: demo, serve, sim, replay, check-site, mqtt-credentials."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ import threading
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from crowdflow.broker import BrokerError, CredentialsError
 from crowdflow.config import Config, ConfigError, load_config
 from domain.loader import SiteError, load_site
+
+if TYPE_CHECKING:
+    from sim.mqtt import MqttAuth
 
 BOLD, RED, GREEN, YELLOW, RESET = "\033[1m", "\033[31m", "\033[32m", "\033[33m", "\033[0m"
 
@@ -87,23 +91,40 @@ def _run_sim(
     duration_s: float | None,
     stop: threading.Event | None = None,
     progress: bool = True,
+    auth: MqttAuth | None = None,
 ) -> Any:
+    from sim.mqtt import using_auth
     from sim.publisher import run_scenario
     from sim.scenario import load_scenario
 
     site = load_site(site_path)
-    return run_scenario(
-        site,
-        load_scenario(scenario),
-        host=host,
-        port=port,
-        speed=speed,
-        out_dir=out,
-        start=start,
-        duration_s=duration_s,
-        progress=progress,
-        stop=stop,
-    )
+    with using_auth(auth):  # run_scenario makes its own sink; this is how it gets the credentials
+        return run_scenario(
+            site,
+            load_scenario(scenario),
+            host=host,
+            port=port,
+            speed=speed,
+            out_dir=out,
+            start=start,
+            duration_s=duration_s,
+            progress=progress,
+            stop=stop,
+        )
+
+
+def _publisher_auth(args: argparse.Namespace) -> MqttAuth:
+    from sim.mqtt import MqttAuth
+
+    try:
+        return MqttAuth.from_options(
+            username=args.mqtt_username,
+            password_file=args.mqtt_password_file,
+            tls=args.mqtt_tls,
+            ca_file=args.mqtt_ca_file,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -116,18 +137,60 @@ def cmd_sim(args: argparse.Namespace) -> int:
         out=Path(args.out) if args.out else None,
         start=args.start,
         duration_s=args.duration * 60 if args.duration else None,
+        auth=_publisher_auth(args),
     )
     print(f"\n{summary}")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from sim.mqtt import using_auth
     from sim.replay import replay_csv
 
-    summary = replay_csv(
-        Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port, speed=args.speed
-    )
+    with using_auth(_publisher_auth(args)):
+        summary = replay_csv(
+            Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port, speed=args.speed
+        )
     print(f"\n{summary}")
+    return 0
+
+
+def cmd_mqtt_credentials(args: argparse.Namespace) -> int:
+    """Users, ACL, password file and TLS test certificates for a site's broker (docs/mqtt-security.md)."""
+    from crowdflow.broker import SIMULATOR_USER, write_credentials
+
+    site = load_site(args.site)
+    out = Path(args.out)
+    creds = write_credentials(
+        site,
+        out,
+        service=args.service_user,
+        readers=args.reader or ["alerts-reader"],
+        simulator=SIMULATOR_USER if args.simulator else None,
+        rotate=args.rotate or (),
+        tls_hosts=args.tls_host or ["localhost", "127.0.0.1"],
+        tls=not args.no_tls,
+    )
+    roles: dict[str, int] = {}
+    for u in creds.users:
+        roles[u.role] = roles.get(u.role, 0) + 1
+    print(_c(GREEN, f"{out}: MQTT credentials for {site.path}"))
+    print("  users        " + ", ".join(f"{n} {role}" for role, n in roles.items()))
+    rotated = [u for u in creds.created if u in set(args.rotate or ())]
+    new = [u for u in creds.created if u not in rotated]
+    for what, names in (("new", new), ("rotated", rotated), ("removed", creds.removed)):
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            print(f"  {what:<12} {len(names)}: {shown}")
+    print(f"  passwords    {out / 'secrets'}/<user>.password (owner-only; give each device its own)")
+    print(f"  broker files {creds.passwd} (hashed), {creds.acl}")
+    if creds.tls:
+        print(f"  TLS          {creds.tls.ca_file} (give it to clients), {creds.tls.cert_file}, {creds.tls.key_file}")
+    print(f"  queue        max_queued_messages {creds.queue_size} for this site (6 h of readings x1.5)")
+    print(
+        "  install      copy passwd, acl and certs/ to /etc/mosquitto/crowdflow/ (readable by the mosquitto "
+        "user), then `systemctl reload mosquitto`"
+    )
     return 0
 
 
@@ -172,16 +235,24 @@ def demo_roster(path: Path, people: tuple[str, ...]) -> list[tuple[str, str, str
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from crowdflow.broker import EmbeddedBroker, free_port
+    from crowdflow.broker import SecureBroker, free_port
     from crowdflow.service import Service
+    from sim.mqtt import MqttAuth
 
     cfg = _config(args)
     data_dir = Path(cfg.service.data_dir) / "demo"
     broker = None
+    sim_auth = None
     if args.mqtt_host is None:
-        broker = EmbeddedBroker(data_dir / "broker")
-        broker.start()
-        cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", broker.port
+        # The shipped broker configuration, with this site's users and ACL: the demo runs what a deployment runs.
+        broker = SecureBroker(data_dir / "broker", load_site(cfg.service.site or None), fresh=True)
+        creds = broker.start()
+        service_user, sim_user = creds.user("service"), creds.user("simulator")
+        ca = str(creds.tls.ca_file) if creds.tls else ""
+        cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", broker.tls_port or broker.port
+        cfg.mqtt.username, cfg.mqtt.password = service_user, creds.password(service_user)
+        cfg.mqtt.tls, cfg.mqtt.ca_file = bool(ca), ca
+        sim_auth = MqttAuth(username=sim_user, password=creds.password(sim_user), tls=bool(ca), ca_file=ca)
     cfg.service.clock = "sim"
     cfg.service.data_dir = str(data_dir)
     for name in ("state.json", "alerts.sqlite", "alerts.sqlite-wal", "alerts.sqlite-shm"):
@@ -201,7 +272,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(_c(BOLD, "crowdflow demo: New Year's Eve on the Lujiazui riverside"))
     print(f"  live wall    {_c(GREEN, url)}")
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
-    print(f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({'embedded Mosquitto' if broker else 'yours'})")
+    if broker and broker.creds:
+        how = f"TLS, CA {broker.creds.tls.ca_file}" if broker.creds.tls else "no TLS (openssl not installed)"
+        print(
+            f"  MQTT broker  127.0.0.1:{cfg.mqtt.port} ({how}), embedded Mosquitto with deploy/mosquitto's "
+            f"config: no anonymous clients, one user per sensor, ACL; passwords in {broker.workdir / 'secrets'}"
+        )
+    else:
+        print(f"  MQTT broker  {cfg.mqtt.host}:{cfg.mqtt.port} (yours)")
     sent = "sent to the roster's channels" if cfg.alerts.deliver else "recorded, not sent (placeholder roster)"
     print(f"  alerts       notifications {sent}; {url}api/alerts/<id>/deliveries shows them (operator token)")
     print(f"  operator     Authorization: Bearer {cfg.dashboard.api_token}  (ack, resolve, silences, emergency mode)")
@@ -228,6 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 start=args.start,
                 duration_s=None,
                 stop=stop,
+                auth=sim_auth,
             )
             print(f"\nsimulation finished; the wall stays up at {url} until Ctrl-C", flush=True)
         except Exception as e:  # the demo keeps serving what it has; say what broke
@@ -276,8 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=None)
     s.set_defaults(func=cmd_serve)
 
+    def publisher_auth(sp: argparse.ArgumentParser) -> None:
+        # The password from a file or $CROWDFLOW_SIM_PASSWORD, never the command line (ps shows it).
+        sp.add_argument("--mqtt-username", help="MQTT user (the site's simulator or gateway user)")
+        sp.add_argument("--mqtt-password-file", help="file holding the password (default: $CROWDFLOW_SIM_PASSWORD)")
+        sp.add_argument("--mqtt-tls", action="store_true", help="connect with TLS (the broker's TLS port)")
+        sp.add_argument("--mqtt-ca-file", help="CA certificate that signed the broker's (implies --mqtt-tls)")
+
     m = sub.add_parser("sim", help="publish a simulated scenario over MQTT")
     common(m, "127.0.0.1", 1883)
+    publisher_auth(m)
     m.add_argument("scenario", help="weekday, holiday, nye, faults, or a scenario TOML file")
     m.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second; 0 = max")
     m.add_argument("--out", help="directory for ground truth")
@@ -287,11 +374,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("replay", help="publish a recorded CSV over MQTT, accelerated")
     common(r, "127.0.0.1", 1883)
+    publisher_auth(r)
     r.add_argument("file")
     r.add_argument("--speed", type=float, default=60.0)
     r.set_defaults(func=cmd_replay)
 
     sub.add_parser("backtest", help="run the detectors offline over a recorded CSV (crowdflow backtest --help)")
+
+    q = sub.add_parser(
+        "mqtt-credentials",
+        help="users, ACL, password file and TLS test certificates for the site's broker (docs/mqtt-security.md)",
+    )
+    q.add_argument("--out", required=True, help="directory to write passwd, acl, certs/ and secrets/ to")
+    q.add_argument("--site", help="site file (default: the shipped Lujiazui site)")
+    q.add_argument("--service-user", default="crowdflow", help="the service's MQTT user")
+    q.add_argument("--reader", action="append", help="a user that reads the alerts (repeat; default alerts-reader)")
+    q.add_argument("--simulator", action="store_true", help="add the simulator user (publishes for every sensor)")
+    q.add_argument("--rotate", action="append", help="give this user a new password (repeat)")
+    q.add_argument("--tls-host", action="append", help="name or IP clients use for the broker (repeat)")
+    q.add_argument("--no-tls", action="store_true", help="no TLS test certificates")
+    q.set_defaults(func=cmd_mqtt_credentials)
 
     c = sub.add_parser("check-site", help="validate a site file and print its summary")
     c.add_argument("file", nargs="?", default=None)
@@ -309,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, SiteError) as e:
+    except (ConfigError, SiteError, BrokerError, CredentialsError, ConnectionError) as e:
+        # BrokerError: a missing binary or a broker that would not start; ConnectionError: the broker refused
+        # the publisher or did not answer (sim.mqtt.BrokerUnavailable).
         print(_c(RED, f"crowdflow: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,9 @@
 """Command line: `python -m sim run nye --speed 60 --out runs/nye`, `python -m sim replay rec.csv`,
-`python -m sim dry nye` (simulate without a broker, print the truth summary), `python -m sim list`."""
+`python -m sim dry nye` (simulate without a broker, print the truth summary), `python -m sim list`.
+
+On a broker with authentication (deploy/mosquitto, docs/mqtt-security.md): `--username crowdflow-sim
+--password-file secrets/crowdflow-sim.password --port 8883 --ca-file certs/ca.crt`; the password can come from
+the CROWDFLOW_SIM_PASSWORD environment variable instead, never from the command line."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from types import FrameType
 import msgspec
 
 from domain.loader import SiteError, load_site
-from sim.mqtt import BrokerUnavailable
+from sim.mqtt import BrokerUnavailable, MqttAuth, using_auth
 from sim.publisher import run_scenario
 from sim.replay import ReplayError, replay_csv
 from sim.scenario import ScenarioError, load_scenario, shipped_scenarios
@@ -45,6 +49,23 @@ def _mqtt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second; 0 = max")
     p.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--username", help="MQTT user (the site's simulator or gateway user)")
+    p.add_argument("--password-file", help="file holding the MQTT password (default: $CROWDFLOW_SIM_PASSWORD)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (the broker's TLS port, e.g. 8883)")
+    p.add_argument("--ca-file", help="CA certificate that signed the broker's (implies --tls)")
+    p.add_argument("--cert-file", help="client certificate, if the broker requires one")
+    p.add_argument("--key-file", help="the client certificate's key")
+
+
+def _auth(args: argparse.Namespace) -> MqttAuth:
+    return MqttAuth.from_options(
+        username=args.username,
+        password_file=args.password_file,
+        tls=args.tls,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,16 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site = load_site(args.site)
         if args.cmd == "replay":
-            r = replay_csv(
-                args.csv,
-                site,
-                host=args.host,
-                port=args.port,
-                speed=args.speed,
-                qos=args.qos,
-                progress=True,
-                stop=stop,
-            )
+            with using_auth(_auth(args)):
+                r = replay_csv(
+                    args.csv,
+                    site,
+                    host=args.host,
+                    port=args.port,
+                    speed=args.speed,
+                    qos=args.qos,
+                    progress=True,
+                    stop=stop,
+                )
             print(json.dumps(msgspec.to_builtins(r), indent=2, ensure_ascii=False))
             return 0
         sc = load_scenario(args.scenario)
@@ -83,18 +105,19 @@ def main(argv: list[str] | None = None) -> int:
             summary = sim.write_truth(args.out) if args.out else sim.summary()
             print(json.dumps(summary, indent=2, ensure_ascii=False))
             return 0
-        s = run_scenario(
-            site,
-            sc,
-            host=args.host,
-            port=args.port,
-            speed=args.speed,
-            out_dir=args.out,
-            start=args.start,
-            duration_s=args.duration,
-            qos=args.qos,
-            stop=stop,
-        )
+        with using_auth(_auth(args)):
+            s = run_scenario(
+                site,
+                sc,
+                host=args.host,
+                port=args.port,
+                speed=args.speed,
+                out_dir=args.out,
+                start=args.start,
+                duration_s=args.duration,
+                qos=args.qos,
+                stop=stop,
+            )
         out = msgspec.to_builtins(s)
         out.pop("truth", None)
         print(json.dumps(out, indent=2, ensure_ascii=False))

@@ -4,16 +4,24 @@
 At most `window` messages are unacknowledged at once (QoS 1 PUBACKs, or written to the socket at QoS 0);
 beyond that the producer waits, so memory stays bounded. If the broker goes away, paho reconnects by itself
 and re-sends what it holds; the producer waits when the window is full, so nothing is lost, only delayed.
+
+Authentication and TLS (`MqttAuth`): given to the sink, or set for a block of code with `using_auth(...)`,
+which the simulator's command line and `crowdflow demo` use because run_scenario and replay_csv create their
+sink themselves. A broker that refuses the credentials fails the start at once, with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import msgspec
@@ -25,8 +33,83 @@ from domain.messages import SIM_CLOCK_TOPIC
 _ids = itertools.count(1)
 
 
+# The simulator's own variable: CROWDFLOW_MQTT_* belong to the service's config, which rejects unknown keys.
+PASSWORD_ENV = "CROWDFLOW_SIM_PASSWORD"
+
+
 class BrokerUnavailable(ConnectionError):
     pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class MqttAuth:
+    """Who the simulator is at the broker, and how it checks the broker. Empty: anonymous, plain TCP."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)  # never in a repr, a log line or an error message
+    tls: bool = False
+    ca_file: str = ""  # PEM CA bundle that signed the broker's certificate; empty: the system's CAs
+    cert_file: str = ""  # client certificate, for a broker with require_certificate true
+    key_file: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.password and not self.username:
+            problems.append("a password without a username; give the username too")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            problems.append("a CA or client certificate is set but TLS is off; add --tls")
+        if bool(self.cert_file) != bool(self.key_file):
+            problems.append("a client certificate needs both the certificate and its key file")
+        for what, path in (("CA file", self.ca_file), ("certificate", self.cert_file), ("key", self.key_file)):
+            if path and not Path(path).is_file():
+                problems.append(f"{what} {path} does not exist")
+        if problems:
+            raise ValueError("MQTT credentials: " + "; ".join(problems))
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        username: str | None,
+        password_file: str | None,
+        tls: bool,
+        ca_file: str | None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> MqttAuth:
+        """From command-line options: the password from `password_file` (first line), else from the
+        CROWDFLOW_SIM_PASSWORD environment variable; never from the command line, where `ps` shows it."""
+        env = os.environ if env is None else env
+        password = ""
+        if password_file:
+            try:
+                password = Path(password_file).read_text(encoding="utf-8").splitlines()[0].strip()
+            except (OSError, IndexError) as e:
+                raise ValueError(f"cannot read the MQTT password from {password_file}: {e}") from e
+        elif username:
+            password = env.get(PASSWORD_ENV, "")
+        return cls(
+            username=username or "",
+            password=password,
+            tls=tls or bool(ca_file),
+            ca_file=ca_file or "",
+            cert_file=cert_file or "",
+            key_file=key_file or "",
+        )
+
+
+_auth: contextvars.ContextVar[MqttAuth | None] = contextvars.ContextVar("sim_mqtt_auth", default=None)
+
+
+@contextlib.contextmanager
+def using_auth(auth: MqttAuth | None) -> Iterator[None]:
+    """Sinks created in this block (in this thread) without their own `auth` use this one."""
+    token = _auth.set(auth)
+    try:
+        yield
+    finally:
+        _auth.reset(token)
 
 
 class MqttSink:
@@ -41,10 +124,13 @@ class MqttSink:
         window: int = 2000,
         client_id: str | None = None,
         connect_timeout_s: float = 10.0,
+        auth: MqttAuth | None = None,
     ) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
         self.host, self.port, self.qos, self.window = host, port, qos, window
+        self.auth = auth or _auth.get() or MqttAuth()
+        self.refused = ""  # the broker's reason when it refused our CONNECT (credentials, ACL)
         self.sent = 0
         self.acked = 0
         self.connects = 0
@@ -59,20 +145,48 @@ class MqttSink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        if self.auth.username:
+            self.client.username_pw_set(self.auth.username, self.auth.password or None)
+        if self.auth.tls:
+            # Verifies the broker's certificate and its name against `host` (paho's defaults).
+            self.client.tls_set(
+                ca_certs=self.auth.ca_file or None,
+                certfile=self.auth.cert_file or None,
+                keyfile=self.auth.key_file or None,
+            )
         self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
-        if not self.wait_connected(connect_timeout_s):
+        if not self.wait_connected(connect_timeout_s) or self.refused:
             self.close(drain_s=0)
-            raise BrokerUnavailable(
-                f"no MQTT broker answered at {host}:{port} within {connect_timeout_s:.0f}s; "
-                "start one (e.g. `mosquitto -p 1883`) or pass the right --host/--port"
+            raise BrokerUnavailable(self._unavailable(connect_timeout_s))
+
+    def _unavailable(self, timeout_s: float) -> str:
+        where = f"{self.host}:{self.port}"
+        who = f"user '{self.auth.username}'" if self.auth.username else "an anonymous client"
+        if self.refused:
+            return (
+                f"the MQTT broker at {where} refused {who}: {self.refused}; check the username and the "
+                f"password (--password-file or {PASSWORD_ENV}) and the broker's ACL"
             )
+        tls = (
+            " or the TLS handshake failed (is this the broker's TLS port, and does --ca-file hold the CA that "
+            "signed its certificate, for this host name?)"
+            if self.auth.tls
+            else ""
+        )
+        return (
+            f"no MQTT broker answered at {where} within {timeout_s:.0f}s{tls}; "
+            "start one (e.g. `mosquitto -p 1883`) or pass the right --host/--port"
+        )
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         with self._cond:
             if not rc.is_failure:
                 self._connected = True
                 self.connects += 1
+                self.refused = ""
+            else:
+                self.refused = str(rc)  # e.g. "Not authorized"; paho would retry it forever
             self._cond.notify_all()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -94,8 +208,9 @@ class MqttSink:
         return self.sent - self.acked
 
     def wait_connected(self, timeout_s: float) -> bool:
+        """True once connected; False on timeout or when the broker refused us (see `refused`)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._connected, timeout_s)
+            return self._cond.wait_for(lambda: self._connected or bool(self.refused), timeout_s) and self._connected
 
     def publish(self, topic: str, payload: bytes, stop: threading.Event | None = None) -> bool:
         """Queue one message, first waiting while the window is full. False if `stop` was set meanwhile."""
