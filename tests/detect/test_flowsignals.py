@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from detect.flowsignals import FlowSignals
+from detect.flowsignals import _HEAD, FlowSignals, _add, _new_ring, _slots, _totals
 from domain.levels import Level
 from domain.site import Site
 from domain.values import Detection, Reading
@@ -136,7 +138,7 @@ def test_ignored_readings_are_counted_and_memory_is_bounded(mini_site: Site) -> 
     for i in range(2000):
         fs.apply(reading("seg2-gate", "seg-2", T0 + 10 * i, 5, 5, 10))
     ring = fs._rings["seg2-gate"]
-    assert len(ring._ids) == ring.n <= 80
+    assert len(ring) == _HEAD + 2 * _slots(ring) and _slots(ring) <= 80
 
 
 def test_no_counterflow_after_a_dropout_of_the_counter() -> None:
@@ -158,3 +160,76 @@ def test_no_counterflow_after_a_dropout_of_the_counter() -> None:
         fs.apply(Reading(sensor=sensor.id, zone=sensor.zone, kind="flow", ts=ts, seq=seq, interval_s=60.0,
                          inflow=80, outflow=70))  # fmt: skip
         assert not [d for d in fs.detect(ts) if d.cause == "counterflow"], f"false counter-flow at minute {m}"
+
+
+class _IdRing:
+    """The ring as first written (a bucket number stored per slot, lists of floats): the reference the typed
+    array ring must agree with to the bit."""
+
+    def __init__(self, keep_s: float, bucket_s: float) -> None:
+        self.bucket_s = bucket_s
+        self.n = max(1, math.ceil(keep_s / bucket_s)) + 1
+        self.ids, self.ins, self.outs = [-1] * self.n, [0.0] * self.n, [0.0] * self.n
+        self.first_ts = math.inf
+        self.last_ts = -math.inf
+
+    def add(self, ts: float, interval_s: float, inflow: float, outflow: float) -> None:
+        start = ts - max(interval_s, 0.0)
+        self.first_ts, self.last_ts = min(self.first_ts, start), max(self.last_ts, ts)
+        b_end = math.ceil(ts / self.bucket_s) - 1
+        if interval_s <= 0:
+            self._put(b_end, inflow, outflow)
+            return
+        for b in range(max(math.floor(start / self.bucket_s), b_end - self.n + 1), b_end + 1):
+            lo, hi = max(start, b * self.bucket_s), min(ts, (b + 1) * self.bucket_s)
+            if hi > lo:
+                f = (hi - lo) / interval_s
+                self._put(b, inflow * f, outflow * f)
+
+    def _put(self, b: int, inflow: float, outflow: float) -> None:
+        slot = b % self.n
+        if self.ids[slot] != b:
+            if self.ids[slot] > b:
+                return
+            self.ids[slot], self.ins[slot], self.outs[slot] = b, 0.0, 0.0
+        self.ins[slot] += inflow
+        self.outs[slot] += outflow
+
+    def totals(self, lo: float, mid: float, hi: float) -> tuple[tuple[float, float, float], ...]:
+        b_lo, b_mid, b_hi = (math.floor(x / self.bucket_s) for x in (lo, mid, hi))
+        a, b = [0.0, 0.0, 0], [0.0, 0.0, 0]
+        for i, fin, fout in zip(self.ids, self.ins, self.outs, strict=True):
+            for span, (s, e) in ((a, (b_lo, b_mid)), (b, (b_mid, b_hi))):
+                if s <= i < e:
+                    span[0] += fin
+                    span[1] += fout
+                    span[2] += 1
+        return (a[0], a[1], a[2] * self.bucket_s), (b[0], b[1], b[2] * self.bucket_s)
+
+
+def test_ring_agrees_with_the_per_slot_bucket_numbers_to_the_bit() -> None:
+    """Random readings (late, repeated, far ahead, zero and negative intervals, odd bucket widths): whatever the
+    rates read (the recent span and the baseline before it, as FlowSignals.rates asks) is the same sum, to the
+    bit, as the ring that stored a bucket number per slot."""
+    rng = np.random.default_rng(11)
+    compared = 0
+    for _ in range(400):
+        bucket_s = float(rng.choice([10.0, 7.0, 0.1, 3.3]))
+        recent_s = float(rng.choice([6, 1, 2.5])) * bucket_s
+        baseline_s = recent_s * float(rng.choice([1, 10, 4.3]))
+        keep_s = baseline_s + recent_s + bucket_s
+        ref, ring = _IdRing(keep_s, bucket_s), _new_ring(keep_s, bucket_s)
+        t = 1.8e9 + float(rng.random()) * 1000
+        for _ in range(int(rng.integers(1, 60))):
+            ts = t + float(rng.choice([0, 1, 10, 60, 60, 300, 1000, -30, -120, -900])) + float(rng.random())
+            t = max(t, ts)
+            interval = float(rng.choice([60.0, 30.0, 0.0, -5.0, 1.0, 5.5, 900.0]))
+            fin, fout = float(rng.integers(0, 50)), float(rng.integers(0, 50))
+            ref.add(ts, interval, fin, fout)
+            _add(ring, bucket_s, ts, interval, fin, fout)
+            end = math.ceil(ref.last_ts / bucket_s) * bucket_s
+            mid = end - recent_s
+            lo = max(mid - baseline_s, math.floor(ref.first_ts / bucket_s) * bucket_s)
+            assert _totals(ring, bucket_s, lo, mid, end) == ref.totals(lo, mid, end)
+            compared += 1
+    assert compared > 5000
