@@ -35,7 +35,9 @@ HISTORY_MEAN_FIELDS: tuple[str, ...] = tuple(f for f in HISTORY_FIELDS if f not 
 @dataclass
 class StoreStats:
     """Counters a store keeps; every point handed to a store ends up in exactly one of them
-    (written, failed, invalid, dropped from the queue, or ignored by design) once `close()` has returned.
+    (written, failed, invalid, dropped from the queue, dropped from the disk spool, still pending in the disk
+    spool, or ignored by design) once `close()` has returned; the lines of a torn spool record (a crash
+    mid-write) are the one exception, counted as records in `spool_torn`.
 
     Each counter is written by one thread only, so reads from another thread are a consistent-enough snapshot.
     """
@@ -49,8 +51,19 @@ class StoreStats:
     points_invalid: int = 0  # points that could not be formatted at all (no finite field left)
     points_ignored: int = 0  # accepted but not kept by design (the embedded store keeps no readings)
     last_error: str = ""
+    # The InfluxDB stores' disk spool (store/spool.py, docs/storage.md); zero without one. spooled and replayed
+    # count lines passing through it; spool_pending lines are on disk awaiting replay (kept across restarts).
+    spooled: int = 0  # lines written to the spool: server unreachable, or the memory buffer past high water
+    replayed: int = 0  # spooled lines written to the server on recovery (also counted in points_written)
+    spool_dropped: int = 0  # spooled lines deleted unreplayed: the byte bound was reached, oldest first
+    spool_dropped_from_ts: float = 0.0  # event-time range (epoch s) of everything spool_dropped so far
+    spool_dropped_until_ts: float = 0.0
+    spool_torn: int = 0  # spool records found torn or corrupt (a crash mid-write) and skipped
+    spool_pending: int = 0  # lines on disk not yet replayed
+    spool_bytes: int = 0  # the spool's size on disk
+    spool_oldest_ts: float = 0.0  # event time (epoch s) of the oldest line waiting in the spool; 0 when empty
 
-    def as_dict(self) -> dict[str, int | str]:
+    def as_dict(self) -> dict[str, int | float | str]:
         return asdict(self)
 
 
@@ -66,9 +79,7 @@ class Store(Protocol):
         """Enqueue sensor readings; never blocks on I/O."""
         ...
 
-    def history(
-        self, zone: str, since: float, until: float, *, every_s: float = 60.0
-    ) -> list[dict[str, float]]:
+    def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[dict[str, float]]:
         """zone_state rows in [since, until), one per `every_s` bucket that has data, oldest first.
 
         Each row has "ts" (bucket start) and HISTORY_FIELDS that have a value in the bucket: means over it,

@@ -10,6 +10,20 @@ when the failure is transient and counted when it is not.
 - `close()` sends everything still buffered, bounded by `close_timeout_s`; what cannot be sent by then is
   counted as failed, never lost silently.
 
+With a disk `Spool` (store/spool.py, docs/storage.md) the outage path changes; the rest stays:
+
+- A batch that fails transiently is appended to the spool instead of being retried in memory, and so is
+  everything that arrives while the spool holds anything, so points reach the server in the order they came.
+  The memory buffer also spills to the spool when it passes `high_water` lines (a server slower than ingest).
+- While the server is down, the oldest spooled record is tried again after a backoff (`retries`); once it
+  goes through, the spool is replayed oldest first, one record per request, at most `replay_rate` lines a
+  second, so a server that has just come back is not flattened. Then writing goes direct again.
+- `close()` spools what is still in memory if the server is down or the spool is not empty, replays what it
+  can within `close_timeout_s`, and leaves the rest on disk for the next start: nothing is counted as failed
+  for want of a server.
+- If the disk refuses a write, the lines stay in memory (bounded by `max_queue`, drops counted) and the
+  spool is tried again after `retry_initial_s`.
+
 Flush timing uses the monotonic clock: it schedules I/O and never enters the data.
 """
 
@@ -22,6 +36,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from store.base import StoreStats
+from store.spool import Dropped, Spool
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +71,21 @@ class Batcher:
         retry_max_s: float = 30.0,
         close_timeout_s: float = 10.0,
         name: str = "store-writer",
+        spool: Spool | None = None,
+        high_water: int | None = None,
+        replay_rate: float = 25_000.0,
     ) -> None:
         if batch_size < 1 or max_queue < batch_size:
             raise ValueError(f"need 1 <= batch_size ({batch_size}) <= max_queue ({max_queue})")
+        if replay_rate <= 0:
+            raise ValueError(f"replay_rate must be positive (lines per second), not {replay_rate}")
+        self._spool = spool
+        # Past this many lines in memory the writer spills to the spool rather than wait for the server.
+        self.high_water = max(batch_size, max_queue // 2) if high_water is None else high_water
+        self.replay_rate = replay_rate
+        self._down = False  # the last request failed transiently; the spool is retried after a backoff
+        self._outage_logged = False  # one warning per outage, not per batch
+        self._drop_logged = False
         self._send = send
         self.stats = stats
         self.batch_size = batch_size
@@ -123,6 +150,12 @@ class Batcher:
             return [self._buf.popleft() for _ in range(n)]
 
     def _run(self) -> None:
+        if self._spool is not None:
+            try:
+                self._run_spooled(self._spool)
+            finally:
+                self._spool.close()
+            return
         while True:
             batch = self._take()
             if batch is None:
@@ -178,3 +211,175 @@ class Batcher:
         self.stats.batches += 1
         self.stats.last_error = reason
         log.error("store gave up on %d points: %s", failed, reason)
+
+    # -- with a disk spool ----------------------------------------------------------------------------------
+
+    def _run_spooled(self, spool: Spool) -> None:
+        delay = self.retry_initial_s
+        next_try = 0.0  # monotonic: when the spool may be tried again after a transient failure
+        next_send = 0.0  # monotonic: when the replay rate allows the next record
+        spool_retry_at = 0.0  # monotonic: when to try the disk again after it refused a write
+        while True:
+            if spool.empty and not self._down and len(self._buf) < self.high_water:
+                if self._outage_logged or self._drop_logged:
+                    self._log_drained()
+                batch = self._take()
+                if batch is None:
+                    return
+                if not batch:
+                    continue
+                if len(self._buf) >= self.high_water:  # the server is slower than ingest
+                    if not self._spool_lines(spool, batch):
+                        self._write(batch)
+                    continue
+                if not self._send_direct(spool, batch):
+                    self._down = True
+                    next_try = time.monotonic() + delay
+                continue
+            # Backlog: whatever waits in memory goes behind the spool, then the spool's oldest record is tried.
+            now = time.monotonic()
+            if now >= spool_retry_at and not self._spool_memory(spool):
+                spool_retry_at = now + self.retry_initial_s
+            closing = self._close_requested.is_set()
+            if closing and (self._down or now >= self._deadline):
+                self._spool_memory(spool)
+                return
+            if spool.empty:  # the disk refused the lines: they wait in memory for the server itself
+                if self._down and now < next_try:
+                    self._pause(next_try - now)
+                    continue
+                self._down = False
+                continue
+            due = max(next_send, next_try if self._down else 0.0)
+            if now < due:
+                self._pause(due - now)
+                continue
+            rec = spool.peek()
+            if rec is None:
+                continue
+            outcome = self._attempt(rec.lines)
+            if outcome == "transient":
+                if not self._down:
+                    self._down = True
+                    delay = self.retry_initial_s
+                next_try = time.monotonic() + delay
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            if self._down:
+                log.warning("InfluxDB answers again: replaying %d spooled points", spool.pending_lines)
+                self._down = False
+            delay = self.retry_initial_s
+            spool.consume(rec)
+            if outcome == "written":
+                self.stats.replayed += len(rec.lines)
+            next_send = time.monotonic() + len(rec.lines) / self.replay_rate
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep up to `seconds` (and at most the flush interval), waking early when a batch is waiting."""
+        with self._cond:
+            if self._closing or len(self._buf) < self.batch_size:
+                self._cond.wait(max(0.0, min(seconds, self.flush_interval_s)))
+
+    def _attempt(self, batch: list[str]) -> str:
+        """Send once: "written", "refused" (counted as failed, not to be retried) or "transient"."""
+        try:
+            self._send("\n".join(batch).encode())
+        except Transient as err:
+            self.stats.retries += 1
+            self.stats.last_error = str(err)
+            return "transient"
+        except Permanent as err:
+            failed = len(batch) if err.failed is None else min(err.failed, len(batch))
+            self.stats.points_failed += failed
+            self.stats.points_written += len(batch) - failed
+            self.stats.batches += 1
+            self.stats.last_error = str(err)
+            log.error("store refused %d of %d points: %s", failed, len(batch), err)
+            return "refused"
+        except Exception as err:  # a bug in a sender must not kill the writer thread
+            log.exception("store sender failed")
+            self._give_up(batch, f"unexpected {type(err).__name__}: {err}")
+            return "refused"
+        self.stats.points_written += len(batch)
+        self.stats.batches += 1
+        return "written"
+
+    def _send_direct(self, spool: Spool, batch: list[str]) -> bool:
+        """Send a batch with an empty spool; False when the server failed and the batch went to the spool."""
+        if self._attempt(batch) != "transient":
+            return True
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.warning(
+                "InfluxDB unreachable (%s): spooling points to %s (bound %d bytes) until it answers",
+                self.stats.last_error,
+                spool.directory,
+                spool.max_bytes,
+            )
+        if not self._spool_lines(spool, batch):
+            with self._cond:  # the disk failed too: keep them in memory, first in line
+                self._buf.extendleft(reversed(batch))
+        return False
+
+    def _spool_memory(self, spool: Spool) -> bool:
+        """Move everything buffered in memory to the spool, in batch_size records; False if the disk failed
+        (the lines not written stay in memory, in order)."""
+        while True:
+            with self._cond:
+                if not self._buf:
+                    return True
+                n = min(self.batch_size, len(self._buf))
+                chunk = [self._buf.popleft() for _ in range(n)]
+            if not self._spool_lines(spool, chunk):
+                with self._cond:
+                    self._buf.extendleft(reversed(chunk))
+                return False
+
+    def _spool_lines(self, spool: Spool, lines: list[str]) -> bool:
+        try:
+            dropped = spool.append(lines)
+        except OSError as err:
+            self.stats.last_error = (
+                f"cannot write the InfluxDB spool in {spool.directory} ({err}); free disk space or fix its "
+                "permissions; points wait in memory meanwhile"
+            )
+            log.error("%s", self.stats.last_error)
+            return False
+        if dropped is not None:
+            self._note_drop(spool, dropped)
+        return True
+
+    def _note_drop(self, spool: Spool, dropped: Dropped) -> None:
+        st = self.stats
+        if not self._drop_logged:
+            self._drop_logged = True
+            log.error(
+                "InfluxDB spool %s reached its bound of %d bytes: deleting the oldest spooled points "
+                "(first %d, event times %s to %s); further drops in this outage are counted in "
+                "spool_dropped, not logged",
+                spool.directory,
+                spool.max_bytes,
+                dropped.lines,
+                _iso(dropped.min_ts / 1e9),
+                _iso(dropped.max_ts / 1e9),
+            )
+        st.last_error = (
+            f"InfluxDB spool full: {st.spool_dropped} oldest points dropped so far, event times "
+            f"{_iso(st.spool_dropped_from_ts)} to {_iso(st.spool_dropped_until_ts)}"
+        )
+
+    def _log_drained(self) -> None:
+        st = self.stats
+        lost = (
+            f"; {st.spool_dropped} dropped in all (event times {_iso(st.spool_dropped_from_ts)} to "
+            f"{_iso(st.spool_dropped_until_ts)})"
+            if st.spool_dropped
+            else ""
+        )
+        log.warning("InfluxDB spool drained: %d points replayed in all%s", st.replayed, lost)
+        self._outage_logged = False
+        self._drop_logged = False
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -20,9 +20,11 @@ from store.base import Store, StoreConfigError, StoreUnreachableError
 from store.embedded import EmbeddedStore
 from store.influx_v1 import InfluxV1Store
 from store.influx_v2 import InfluxV2Store
+from store.spool import DEFAULT_MAX_BYTES
 
 Api = Literal["auto", "v1", "v2"]
 _MAJOR = re.compile(r"^\s*v?(\d+)\.")
+SPOOL_DIR = "influx-spool"  # beside the embedded store's file, in the service's data directory
 
 
 def detect_api(url: str, *, timeout_s: float = 5.0) -> Literal["v1", "v2"]:
@@ -58,10 +60,14 @@ def open_store(
     password: str | None = None,
     site: Site | None = None,
     timeout_s: float = 5.0,
+    spool_max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Store:
     """None → EmbeddedStore(embedded_path); an http(s) URL → InfluxV1Store or InfluxV2Store.
 
     `site` gives the grid and kind tags of each zone (InfluxDB stores); `database` is the 1.x database.
+    The InfluxDB stores spool to disk while the server is unreachable, in `influx-spool/` beside
+    `embedded_path` (the service's data directory: no setting of its own), at most `spool_max_bytes`
+    (docs/storage.md); without an `embedded_path` they buffer in memory only.
     """
     if not url:
         return EmbeddedStore(embedded_path)
@@ -73,9 +79,17 @@ def open_store(
     if api not in ("auto", "v1", "v2"):
         raise StoreConfigError(f"api must be 'auto', 'v1' or 'v2', not {api!r}")
     chosen = detect_api(url, timeout_s=timeout_s) if api == "auto" else api
+    spool_dir = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
     if chosen == "v1":
         return InfluxV1Store(
-            url, database, username=username, password=password, site=site, timeout_s=timeout_s
+            url,
+            database,
+            username=username,
+            password=password,
+            site=site,
+            timeout_s=timeout_s,
+            spool_dir=spool_dir,
+            spool_max_bytes=spool_max_bytes,
         )
     missing = [name for name, value in (("token", token), ("org", org), ("bucket", bucket)) if not value]
     if missing or token is None or org is None or bucket is None:
@@ -83,4 +97,13 @@ def open_store(
             f"InfluxDB at {url} speaks the 2.x/3.x API, which needs an API token, an organisation and a "
             f"bucket; missing: {', '.join(missing)}. Set them (token=, org=, bucket=), or use a 1.x server."
         )
-    return InfluxV2Store(url, token, org, bucket, site=site, timeout_s=timeout_s)
+    return InfluxV2Store(
+        url,
+        token,
+        org,
+        bucket,
+        site=site,
+        timeout_s=timeout_s,
+        spool_dir=spool_dir,
+        spool_max_bytes=spool_max_bytes,
+    )

@@ -2,7 +2,8 @@
 
 Tested against a real influxd 1.6 (tests/store/test_influx_v1.py): every point arrives with its tags and
 fields, close() writes what was buffered, a server restart mid-run loses nothing, a field type conflict is
-counted, history() buckets.
+counted, history() buckets; with a disk spool, an outage of the server (killed, restarted on the same port and
+data) loses nothing and writes everything in order, exactly once (tests/store/test_spool_influx_v1.py).
 Credentials go in a basic-auth header, never in the query string (query strings land in logs).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from domain.values import Reading, ZoneState
 from store.base import HISTORY_MAX_FIELDS, HISTORY_MEAN_FIELDS, StoreError, StoreStats, StoreUnreachableError
 from store.batcher import Batcher, Permanent, Transient
 from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
+from store.spool import DEFAULT_MAX_BYTES, Spool
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 
@@ -50,7 +53,14 @@ class InfluxV1Store:
         close_timeout_s: float = 10.0,
         timeout_s: float = 10.0,
         site: Site | None = None,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        spool_segment_bytes: int | None = None,
+        high_water: int | None = None,
+        replay_rate: float = 25_000.0,
     ) -> None:
+        """`spool_dir`: where points wait on disk while the server is unreachable (see store/batcher.py and
+        docs/storage.md); None keeps them in memory only (`max_queue`, oldest dropped)."""
         self.url = url.rstrip("/")
         self.database = database
         self.stats = StoreStats()
@@ -63,6 +73,11 @@ class InfluxV1Store:
         self._closed = False
         if create_database:
             self._create_db()
+        spool = (
+            Spool(spool_dir, self.stats, max_bytes=spool_max_bytes, segment_bytes=spool_segment_bytes)
+            if spool_dir is not None
+            else None
+        )
         self._batcher = Batcher(
             self._send,
             self.stats,
@@ -73,6 +88,9 @@ class InfluxV1Store:
             retry_max_s=retry_max_s,
             close_timeout_s=close_timeout_s,
             name=f"influx-v1-writer:{database}",
+            spool=spool,
+            high_water=high_water,
+            replay_rate=replay_rate,
         )
 
     # -- Store ----------------------------------------------------------------------------------------------
@@ -83,9 +101,7 @@ class InfluxV1Store:
     def write_readings(self, readings: Sequence[Reading]) -> None:
         self._batcher.put(self._encoder.readings(readings))
 
-    def history(
-        self, zone: str, since: float, until: float, *, every_s: float = 60.0
-    ) -> list[dict[str, float]]:
+    def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[dict[str, float]]:
         every_ms = max(1, round(every_s * 1000))
         means = ", ".join(f"mean({f}) AS {f}" for f in HISTORY_MEAN_FIELDS)
         maxes = ", ".join(f"max({f}) AS {f}" for f in HISTORY_MAX_FIELDS)
@@ -174,11 +190,7 @@ class InfluxV1Store:
             try:
                 self._create_db()
             except (StoreError, httpx.HTTPError) as err:
-                raise Transient(
-                    f"InfluxDB database {self.database!r} missing and not creatable: {err}"
-                ) from err
+                raise Transient(f"InfluxDB database {self.database!r} missing and not creatable: {err}") from err
             raise Transient(f"InfluxDB database {self.database!r} was missing; created it")
         m = _DROPPED.search(text)
-        raise Permanent(
-            f"InfluxDB refused the write ({r.status_code}): {text}", failed=int(m.group(1)) if m else None
-        )
+        raise Permanent(f"InfluxDB refused the write ({r.status_code}): {text}", failed=int(m.group(1)) if m else None)

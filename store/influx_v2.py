@@ -11,12 +11,22 @@ Semantics that differ from the 1.x store, because they are the library's: a batc
 unbounded, so this store counts points handed over but not yet answered for, and drops (and counts) new ones
 beyond `max_queue` — the newest, not the oldest, since the library's buffer cannot be trimmed.
 
+With `spool_dir` set (as open_store does), points that cannot be written wait on disk instead: the library's
+batching WriteApi cannot hand a failed batch back in order (its retries run beside later batches, and a batch
+it gives up on is gone), so this store then writes through the library's SYNCHRONOUS WriteApi from our own
+`Batcher`, which spools, replays in order at a bounded rate and keeps the 1.x store's semantics
+(store/batcher.py, docs/storage.md). The library's own retries stay off (the client's default) so that a
+failure reaches the Batcher at once.
+
 What is tested, and how (tests/store/test_influx_v2.py): only InfluxDB 1.6 exists on the build machines,
 so the writer is tested against a small local HTTP server implementing `POST /api/v2/write` — the points
 arrive there with org, bucket, precision=ns and `Authorization: Token ...`; close() flushes everything; a 5xx
 is retried and then written, a 4xx is counted as failed with its message. history() is tested against canned
 annotated-CSV answers on `POST /api/v2/query`, which checks the Flux we send and how we read the answer, not
 that a real 2.x/3.x server computes it as intended. NOT tested against a real InfluxDB 2.x or 3.x server.
+The spool path (tests/store/test_spool_influx_v2.py) is tested the same way: the fake answering 503, then
+stopped (connection refused) and started again on the same port, and the lines arriving there in order, once
+each; how a real 2.x/3.x server answers while it starts up, or after losing its own unflushed data, is not.
 """
 
 from __future__ import annotations
@@ -25,10 +35,11 @@ import logging
 import re
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import WriteOptions
+from influxdb_client.client.write_api import SYNCHRONOUS, WriteOptions
 from influxdb_client.domain.write_precision import WritePrecision
 from reactivex.scheduler import ThreadPoolScheduler
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -43,7 +54,9 @@ from store.base import (
     StoreStats,
     StoreUnreachableError,
 )
+from store.batcher import Batcher, Permanent, Transient
 from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
+from store.spool import DEFAULT_MAX_BYTES, Spool
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +118,15 @@ class InfluxV2Store:
         close_timeout_s: float = 10.0,
         timeout_s: float = 10.0,
         site: Site | None = None,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = DEFAULT_MAX_BYTES,
+        spool_segment_bytes: int | None = None,
+        high_water: int | None = None,
+        replay_rate: float = 25_000.0,
     ) -> None:
+        """Without `spool_dir`, the library's batching WriteApi (its retries: `retry_interval_s`,
+        `max_retries`, ...); with it, our Batcher and disk spool (`retry_interval_s` is the first backoff,
+        `max_retry_delay_s` the longest, `close_timeout_s` as documented there)."""
         self.url = url.rstrip("/")
         self.org = org
         self.bucket = bucket
@@ -116,6 +137,25 @@ class InfluxV2Store:
         self._pending = 0  # points handed to the library and not yet reported written or failed
         self._closed = False
         self._client = InfluxDBClient(url=self.url, token=token, org=org, timeout=round(timeout_s * 1000))
+        self._batcher: Batcher | None = None
+        if spool_dir is not None:
+            self._sync_api = self._client.write_api(write_options=SYNCHRONOUS)
+            spool = Spool(spool_dir, self.stats, max_bytes=spool_max_bytes, segment_bytes=spool_segment_bytes)
+            self._batcher = Batcher(
+                self._send_sync,
+                self.stats,
+                batch_size=batch_size,
+                flush_interval_s=flush_interval_s,
+                max_queue=max_queue,
+                retry_initial_s=retry_interval_s,
+                retry_max_s=max_retry_delay_s,
+                close_timeout_s=close_timeout_s,
+                name=f"influx-v2-writer:{bucket}",
+                spool=spool,
+                high_water=high_water,
+                replay_rate=replay_rate,
+            )
+            return
         # Our own scheduler: WriteOptions' default one is a single instance shared by every WriteOptions.
         self._scheduler = ThreadPoolScheduler(max_workers=1)
         options = WriteOptions(
@@ -144,9 +184,7 @@ class InfluxV2Store:
     def write_readings(self, readings: Sequence[Reading]) -> None:
         self._submit(self._encoder.readings(readings))
 
-    def history(
-        self, zone: str, since: float, until: float, *, every_s: float = 60.0
-    ) -> list[dict[str, float]]:
+    def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[dict[str, float]]:
         flux = history_flux(self.bucket, zone, since, until, every_s)
         try:
             tables = self._client.query_api().query(flux, org=self.org)
@@ -171,6 +209,10 @@ class InfluxV2Store:
             if self._closed:
                 return
             self._closed = True
+        if self._batcher is not None:
+            self._batcher.close()
+            self._client.close()  # type: ignore[no-untyped-call]
+            return
         # The library leaves these two unannotated.
         self._write_api.close()  # type: ignore[no-untyped-call]  # flushes; waits at most max_close_wait
         self._client.close()  # type: ignore[no-untyped-call]
@@ -183,12 +225,15 @@ class InfluxV2Store:
 
     @property
     def pending(self) -> int:
-        return self._pending
+        return self._pending if self._batcher is None else self._batcher.pending
 
     # -- writing; the library's thread calls the callbacks ----------------------------------------------
 
     def _submit(self, lines: list[str]) -> None:
         if not lines:
+            return
+        if self._batcher is not None:
+            self._batcher.put(lines)
             return
         with self._lock:
             if self._closed:
@@ -209,6 +254,25 @@ class InfluxV2Store:
                 # annotated as the class, though its constants are plain str
                 write_precision=WritePrecision.NS,  # type: ignore[arg-type]
             )
+
+    def _send_sync(self, body: bytes) -> None:
+        """One request through the SYNCHRONOUS WriteApi, its failure sorted into Transient or Permanent."""
+        try:
+            self._sync_api.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=body,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]
+            )
+        except InfluxDBError as err:
+            status = getattr(err, "status", None) or 0
+            text = f"InfluxDB write failed ({status}): {err}"
+            if status == 429 or status >= 500 or status == 0:
+                raise Transient(text) from err
+            m = _DROPPED.search(str(err))
+            raise Permanent(text, failed=int(m.group(1)) if m else None) from err
+        except (Urllib3Error, OSError) as err:
+            raise Transient(f"InfluxDB at {self.url} unreachable: {type(err).__name__}: {err}") from err
 
     def _on_success(self, conf: tuple[str, str, str], data: str | bytes) -> None:
         n = _lines_in(data)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +48,22 @@ def state(
 
 
 def flow(sensor: str, zone: str, ts: float, inflow: int = 5, outflow: int = 3, seq: int = 0) -> Reading:
-    return Reading(
-        sensor=sensor, zone=zone, kind="flow", ts=ts, seq=seq, interval_s=60, inflow=inflow, outflow=outflow
-    )
+    return Reading(sensor=sensor, zone=zone, kind="flow", ts=ts, seq=seq, interval_s=60, inflow=inflow, outflow=outflow)
+
+
+def kill_server(srv: Server) -> None:
+    """SIGKILL, as a crash or an OOM kill would: no shutdown, no flush."""
+    srv.proc.kill()
+    srv.proc.wait(10)
+
+
+def restart_influxdb(srv: Server, timeout_s: float = 30.0) -> None:
+    """Start a stopped influxd again on the same port and data directory, and wait until /ping answers."""
+    srv.start()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{srv.url}/ping", timeout=1) as r:
+            if r.status == 204:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"influxd did not answer /ping on {srv.url} after a restart")

@@ -27,6 +27,7 @@ class FakeInflux2:
     query_answer: str = ""
     version: str = "v2.7.11"  # X-Influxdb-Version on GET /ping
     requests: list[Request] = field(default_factory=list)
+    port: int = 0  # 0: any free port; kept after start(), so stop() and start() again reuse it
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -98,7 +99,8 @@ class FakeInflux2:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = int(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
         return self
 

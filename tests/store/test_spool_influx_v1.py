@@ -1,0 +1,199 @@
+"""The disk spool through InfluxV1Store against a real influxd 1.6, killed (SIGKILL) and restarted on the same
+port and data directory by the tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from store.influx_v1 import InfluxV1Store
+from store.spool import encode_record, line_ts
+from tests.servers import Server, influx_query
+from tests.store.conftest import T0, kill_server, restart_influxdb, state
+
+
+class SpiedV1(InfluxV1Store):
+    """The real store, noting the point indices of every batch the server accepted, in the order sent."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.sent: list[list[int]] = []
+        super().__init__(*args, **kw)
+
+    def _send(self, body: bytes) -> None:
+        super()._send(body)
+        self.sent.append([index(ln) for ln in body.decode().split("\n")])
+
+    def indices(self) -> list[int]:
+        return [i for batch in self.sent for i in batch]
+
+
+def index(line: str) -> int:
+    ts = line_ts(line)
+    assert ts is not None
+    return round(ts / 1e9 - T0)
+
+
+def points(start: int, n: int) -> list[Any]:
+    """Zone states one second apart from T0 + start s; occupancy repeats the index, to check identity."""
+    return [state("z", T0 + i, float(i)) for i in range(start, start + n)]
+
+
+def stored(url: str, db: str) -> list[int]:
+    """The indices of the points in the database, by time (each time at most once, as InfluxDB keeps it)."""
+    res = influx_query(url, db, "SELECT occupancy FROM zone_state WHERE zone = 'z'")
+    out: list[int] = []
+    for r in res["results"]:  # type: ignore[attr-defined]
+        assert "error" not in r, r
+        for s in r.get("series", []):
+            for t, occ in s["values"]:
+                i = round(_epoch(t) - T0)
+                assert occ == float(i), (t, occ)  # the point at that time is the point written for it
+                out.append(i)
+    return out
+
+
+def _epoch(rfc3339: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def open_v1(url: str, db: str, spool: Path, **kw: Any) -> SpiedV1:
+    args: dict[str, Any] = {
+        "batch_size": 200,
+        "flush_interval_s": 0.05,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.5,
+        "timeout_s": 2.0,
+        "spool_dir": spool,
+        "replay_rate": 20_000.0,
+    }
+    args.update(kw)
+    return SpiedV1(url, db, **args)
+
+
+def test_influxd_killed_during_continuous_writes_every_point_arrives_in_order_once(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    store = open_v1(influxdb.url, "outage", tmp_path / "spool")
+    written = [0]  # points handed to the store so far
+    slowest = [0.0]
+    stop = threading.Event()
+
+    def ingest() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            store.write_states(points(written[0], 5))
+            slowest[0] = max(slowest[0], time.perf_counter() - t)
+            written[0] += 5
+            time.sleep(0.002)
+
+    feeder = threading.Thread(target=ingest)
+    feeder.start()
+    try:
+        wait_for(lambda: store.stats.points_written >= 1000)
+        kill_server(influxdb)
+        at_kill = written[0]
+        wait_for(lambda: written[0] - at_kill >= 5000)  # ingest carries on while the server is dead
+        during = written[0] - at_kill
+        wait_for(lambda: store.stats.spooled >= during and store.stats.retries >= 3)  # all of it on disk
+        assert store.stats.spool_pending > 0 and store.stats.spool_oldest_ts > 0
+        restart_influxdb(influxdb)
+        at_restart = written[0]
+        wait_for(lambda: store.stats.spool_pending == 0 and store.stats.points_written >= at_restart)
+        wait_for(lambda: store.stats.points_written >= at_restart + 1000)  # back to direct writes
+    finally:
+        stop.set()
+        feeder.join()
+    store.close()
+    total = written[0]
+    s = store.stats
+    print(
+        f"outage: {total} points, {during} written by ingest while influxd was down, spooled {s.spooled}, "
+        f"replayed {s.replayed}, retries {s.retries}, slowest put {slowest[0] * 1000:.2f} ms"
+    )
+    assert s.points_written == total and s.points_failed == 0
+    assert s.queue_dropped == 0 and s.spool_dropped == 0 and s.spool_torn == 0
+    assert s.spool_pending == 0 and s.spool_bytes == 0 and s.replayed == s.spooled
+    assert store.indices() == list(range(total))  # sent in order, each point once
+    assert stored(influxdb.url, "outage") == list(range(total))  # all of them in the database
+
+
+def test_a_tiny_spool_drops_the_oldest_and_counts_exactly_what_it_dropped(influxdb: Server, tmp_path: Path) -> None:
+    store = open_v1(
+        influxdb.url, "bounded", tmp_path / "spool", batch_size=20, spool_max_bytes=40_000, spool_segment_bytes=8192
+    )
+    kill_server(influxdb)
+    for i in range(0, 3000, 20):
+        store.write_states(points(i, 20))
+    wait_for(lambda: store.stats.spooled == 3000)
+    s = store.stats
+    dropped = s.spool_dropped
+    assert 0 < dropped < 3000 and s.spool_pending == 3000 - dropped and s.spool_bytes <= 40_000
+    assert (s.spool_dropped_from_ts, s.spool_dropped_until_ts) == (T0, T0 + dropped - 1)
+    assert "spool full" in s.last_error
+    restart_influxdb(influxdb)
+    wait_for(lambda: store.stats.spool_pending == 0)
+    store.close()
+    print(f"bound: 40,000 bytes kept {3000 - dropped} of 3000 points, dropped the oldest {dropped}")
+    assert s.points_written == 3000 - dropped and s.points_failed == 0 and s.queue_dropped == 0
+    assert stored(influxdb.url, "bounded") == list(range(dropped, 3000))  # the newest survived, in full
+
+
+def test_the_spool_survives_a_store_restart_and_is_replayed_before_newer_points(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    store = open_v1(influxdb.url, "restart", spool)
+    store.write_states(points(0, 50))
+    wait_for(lambda: store.stats.points_written == 50)
+    kill_server(influxdb)
+    store.write_states(points(50, 200))
+    wait_for(lambda: store.stats.spooled == 200)
+    store.close()  # no server: the points stay on disk, nothing counted as failed
+    assert store.stats.points_failed == 0 and store.stats.spool_pending == 200
+    assert list(spool.glob("*.seg"))
+
+    restart_influxdb(influxdb)
+    again = open_v1(influxdb.url, "restart", spool)
+    assert again.stats.spool_pending == 200  # found on disk at start
+    again.write_states(points(250, 50))
+    wait_for(lambda: again.stats.points_written == 250)
+    again.close()
+    # what was on disk, plus whatever new arrived while it was being replayed (which queues behind it)
+    assert again.stats.replayed == 200 + again.stats.spooled and again.stats.spool_pending == 0
+    assert again.indices() == list(range(50, 300))  # the spooled ones first, in order, then the new ones
+    assert stored(influxdb.url, "restart") == list(range(300))
+
+
+def test_a_torn_record_left_by_a_crash_is_skipped_and_counted_the_rest_replayed(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    store = open_v1(influxdb.url, "torn", spool, batch_size=10)
+    kill_server(influxdb)
+    store.write_states(points(0, 100))
+    wait_for(lambda: store.stats.spooled == 100)
+    store.close()
+    newest = sorted(spool.glob("*.seg"))[-1]
+    half = encode_record([f"zone_state,zone=z occupancy={i}.0 {int(T0 + i) * 10**9}" for i in range(100, 110)])
+    with newest.open("ab") as f:  # what SIGKILL in the middle of an append would leave
+        f.write(half[: len(half) // 2])
+
+    restart_influxdb(influxdb)
+    again = open_v1(influxdb.url, "torn", spool)
+    assert again.stats.spool_torn == 1 and again.stats.spool_pending == 100
+    wait_for(lambda: again.stats.spool_pending == 0)
+    again.close()
+    assert again.stats.replayed == 100 and again.stats.points_failed == 0
+    assert stored(influxdb.url, "torn") == list(range(100))
