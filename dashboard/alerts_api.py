@@ -1,16 +1,18 @@
 """The duty API: alerts, silences, planned events, emergency mode, response metrics and the audit trail.
 
-`alerts_router(actions, principal, hub)` builds the routes over an `alerts.actions.AlertActions` (the alert
-manager) and an auth dependency (`dashboard.auth.principal_dependency`). Who may do what:
+`alerts_router(actions, access, hub)` builds the routes over an `alerts.actions.AlertActions` (the alert
+manager) and `dashboard.access.Access`. Who may do what is dashboard/policy.py's table (docs/api-security.md);
+each route names its permission, and the zone-scoped ones are checked here:
 
-- reads (GET) are open like the rest of the wall's API (a closed network), except /api/audit and /api/me;
-- GET /api/alerts?mine=true needs a token and lists only alerts of zones the caller may act on (the officer
-  page): filtered here, so another grid's officer never receives them;
+- every route needs a token; GET /api/alerts lists only alerts of zones the caller may read (an officer's
+  duty zones, a grid leader's grids, every zone for the wall, operator, command and admin), filtered here, so
+  another grid's officer never receives them (mine=true is kept for the officer page, and means the same);
+- one alert, its CAP and its deliveries: only for a zone the caller may read;
 - acknowledge, comment, resolve: whoever may act on the alert's zone (`Principal.can_act`);
 - silences: matchers confined to zones the caller may act on (officers their zones, grid leaders their
-  grids, command and operator anything);
-- planned events: command and operator; grid leaders for zones of their grids;
-- emergency mode: command and operator; a grid leader for their own grid.
+  grids, operator, command and admin anything);
+- planned events: command and admin; grid leaders for zones of their grids;
+- emergency mode: command and admin (the district or any grid); a grid leader for their own grid.
 
 The manager raises KeyError for an unknown id (404) and ValueError with a message saying what to do, for an
 action that does not fit the state (409) or for bad input (422). Errors are {"detail": ...}.
@@ -20,7 +22,7 @@ too (each call is a few SQLite statements); any change is then pushed to every w
 """
 
 # No `from __future__ import annotations` here: FastAPI must evaluate the route signatures, and the auth
-# dependency they name (`Caller`) is local to alerts_router.
+# dependencies they name (`Reader`, `Actor`, ...) are local to alerts_router.
 import datetime as dt
 import math
 from collections.abc import Callable, Collection, Mapping
@@ -30,12 +32,14 @@ from zoneinfo import ZoneInfo
 import msgspec
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from alerts.actions import AlertActions, AlertFilter, AlertStateFilter
-from dashboard.auth import ALL_ZONES_ROLES, AuthDependency, Principal, grids_led, not_on_duty, role_words
+from dashboard.access import Access
+from dashboard.auth import Principal, grids_led, not_on_duty
 from dashboard.hub import Hub
+from dashboard.policy import DISTRICT_EMERGENCY, all_zones, may_read_zone
+from dashboard.policy import who as who_is
 from domain.levels import GRADED, Level
 from domain.site import Site, ZoneKind
 
@@ -189,10 +193,10 @@ def check_matchers(matchers: Mapping[str, str], site: Site) -> None:
 
 
 def may_silence(principal: Principal, matchers: Mapping[str, str], site: Site) -> None:
-    """403 unless every zone the matchers can reach is one the caller may act on."""
-    if principal.role in ALL_ZONES_ROLES or principal.zones is None:
+    """403 unless every zone the matchers can reach is one the caller may act on (the role is checked before)."""
+    if all_zones(principal):
         return
-    who = f"{role_words(principal.role)} {principal.person}"
+    who = who_is(principal)
     zones = matched_zones(matchers, site)
     if zones is None:
         raise HTTPException(
@@ -209,32 +213,31 @@ def may_silence(principal: Principal, matchers: Mapping[str, str], site: Site) -
 
 
 def may_plan(principal: Principal, zones: list[str] | tuple[str, ...]) -> None:
-    """403 unless the caller is command/operator, or a grid leader for every zone of the event."""
-    who = f"{role_words(principal.role)} {principal.person}"
-    if principal.role in ALL_ZONES_ROLES:
-        return
-    if principal.role != "grid_leader":
-        raise HTTPException(
-            403, f"{who} may not register or end planned events: ask the grid leader or the command centre"
-        )
+    """403 unless every zone of the event is the caller's (a grid leader's grids; command and admin: all)."""
     outside = sorted(z for z in zones if not principal.can_act(z))
     if outside:
         raise HTTPException(
-            403, f"{who} leads no grid with {', '.join(outside)}; ask the command centre or that grid's leader"
-        )
+            403, f"{who_is(principal)} leads no grid with {', '.join(outside)}; ask the command centre or that "
+            "grid's leader",
+        )  # fmt: skip
 
 
 def may_switch(principal: Principal, scope: str, site: Site) -> None:
-    """403 unless the caller is command/operator, or the grid leader of the grid `scope`."""
-    who = f"{role_words(principal.role)} {principal.person}"
-    if principal.role in ALL_ZONES_ROLES:
+    """403 unless the caller may switch `scope`: the district for command and admin, a grid for its leader."""
+    if principal.role in DISTRICT_EMERGENCY:
         return
-    if principal.role != "grid_leader":
-        raise HTTPException(403, f"{who} may not switch emergency mode: ask the command centre")
     if scope == "district" or scope not in grids_led(principal, site):
         raise HTTPException(
-            403, f"{who} may switch only their own grid's emergency mode, not {scope}; ask the command centre"
-        )
+            403, f"{who_is(principal)} may switch only their own grid's emergency mode, not {scope}; "
+            "ask the command centre",
+        )  # fmt: skip
+
+
+def not_theirs(principal: Principal, zone_id: str) -> HTTPException:
+    """403 for reading an alert of a zone the caller does not cover."""
+    return HTTPException(
+        403, f"{who_is(principal)} does not cover {zone_id}: you see the alerts of your own zones only"
+    )
 
 
 def _check_scope(scope: str, site: Site) -> None:
@@ -255,8 +258,6 @@ def _call(fn: Callable[[], T], *, missing: str, invalid: int = 409) -> T:
 
 UNWIRED = "alert actions are not available: the service runs without the alert manager"
 
-_bearer = HTTPBearer(auto_error=False, description="needed for mine=true: an officer's or the operator's API token")
-
 
 def _severity(a: Mapping[str, Any]) -> int:
     level = a.get("level")
@@ -275,9 +276,10 @@ def alerts_of(act: AlertActions, f: AlertFilter, who: Principal) -> list[dict[st
     One query per zone of theirs (an officer has a few, a grid leader a few dozen), so `limit` counts only
     their alerts; command and operator see every zone's.
     """
-    if who.role in ALL_ZONES_ROLES or who.zones is None:
+    if all_zones(who):
         return act.list_alerts(f)
-    zones = sorted(who.zones if f.zone is None else who.zones & {f.zone})
+    own = who.zones or frozenset()
+    zones = sorted(own if f.zone is None else own & {f.zone})
     found: dict[str, dict[str, Any]] = {}
     for z in zones:
         for a in act.list_alerts(msgspec.structs.replace(f, zone=z)):
@@ -288,19 +290,17 @@ def alerts_of(act: AlertActions, f: AlertFilter, who: Principal) -> list[dict[st
 # ---- the router -----------------------------------------------------------------------------------
 
 
-def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: Hub) -> APIRouter:
+def alerts_router(actions: AlertActions | None, access: Access, hub: Hub) -> APIRouter:
     """Routes under /api for the duty system. With `actions` None every route answers 503 (no manager)."""
     router = APIRouter(prefix="/api")
     site = hub.site
     tz = ZoneInfo(site.info.timezone)
-    Caller = Annotated[Principal, Depends(principal)]
-
-    def scope(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        mine: Annotated[bool, Query(description="only alerts of zones the caller may act on (needs a token)")] = False,
-    ) -> Principal | None:
-        # Authenticated only when asked: the wall's plain listing stays open like every other read.
-        return principal(credentials) if mine else None
+    Reader = Annotated[Principal, Depends(access.require("live.read"))]
+    DutyReader = Annotated[Principal, Depends(access.require("duty.read"))]
+    Actor = Annotated[Principal, Depends(access.require("alert.act"))]
+    Silencer = Annotated[Principal, Depends(access.require("silence.write"))]
+    Planner = Annotated[Principal, Depends(access.require("event.write"))]
+    Switcher = Annotated[Principal, Depends(access.require("emergency.write"))]
 
     def need() -> AlertActions:
         if actions is None:
@@ -323,7 +323,9 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         since: Annotated[str | None, Query(max_length=64, description="opened at or after")] = None,
         until: Annotated[str | None, Query(max_length=64, description="opened before")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-        who: Annotated[Principal | None, Depends(scope)] = None,
+        mine: Annotated[bool, Query(description="kept for the officer page: every listing is the caller's")] = False,
+        *,
+        who: Reader,
     ) -> Response:
         try:
             level = Level.NORMAL if min_level is None else Level.parse(min_level)
@@ -335,14 +337,20 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         )  # fmt: skip
         _window(f.since, f.until)
         act = need()
-        return _json(act.list_alerts(f) if who is None else alerts_of(act, f, who))
+        return _json(alerts_of(act, f, who))
 
-    @router.get("/alerts/{alert_id}")
-    async def get_alert(alert_id: str) -> Response:
-        found = need().get_alert(alert_id)
+    def readable(act: AlertActions, alert_id: str, who: Principal) -> dict[str, Any]:
+        found = act.get_alert(alert_id)
         if found is None:
             raise HTTPException(404, f"unknown alert {alert_id!r}")
-        return _json(found)
+        zone = str(found.get("zone"))
+        if not may_read_zone(who, zone):
+            raise not_theirs(who, zone)
+        return found
+
+    @router.get("/alerts/{alert_id}")
+    async def get_alert(alert_id: str, who: Reader) -> Response:
+        return _json(readable(need(), alert_id, who))
 
     def act_on(alert_id: str, who: Principal, do: Callable[[AlertActions], dict[str, Any]]) -> Response:
         act = need()
@@ -357,36 +365,40 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         return _json(updated)
 
     @router.post("/alerts/{alert_id}/ack")
-    async def acknowledge(alert_id: str, body: AckBody, who: Caller) -> Response:
+    async def acknowledge(alert_id: str, body: AckBody, who: Actor) -> Response:
         return act_on(alert_id, who, lambda a: a.acknowledge(alert_id, who.person, body.comment.strip()))
 
     @router.post("/alerts/{alert_id}/comment")
-    async def comment(alert_id: str, body: CommentBody, who: Caller) -> Response:
+    async def comment(alert_id: str, body: CommentBody, who: Actor) -> Response:
         return act_on(alert_id, who, lambda a: a.comment(alert_id, who.person, body.text))
 
     @router.post("/alerts/{alert_id}/resolve")
-    async def resolve(alert_id: str, body: ResolveBody, who: Caller) -> Response:
+    async def resolve(alert_id: str, body: ResolveBody, who: Actor) -> Response:
         return act_on(alert_id, who, lambda a: a.resolve(alert_id, who.person, body.comment))
 
     @router.get("/alerts/{alert_id}/cap")
-    async def cap(alert_id: str) -> Response:
+    async def cap(alert_id: str, who: Reader) -> Response:
         act = need()
+        readable(act, alert_id, who)
         xml = _call(lambda: act.cap(alert_id), missing=f"unknown alert {alert_id!r}")
         return Response(xml, media_type=CAP_MEDIA_TYPE)
 
     @router.get("/alerts/{alert_id}/deliveries")
-    async def deliveries(alert_id: str, who: Caller) -> Response:  # who was told, and how: duty staff only
+    async def deliveries(  # who was told, and how: duty staff only
+        alert_id: str, who: Annotated[Principal, Depends(access.require("deliveries.read"))]
+    ) -> Response:
         act = need()
+        readable(act, alert_id, who)
         return _json(_call(lambda: act.deliveries(alert_id), missing=f"unknown alert {alert_id!r}"))
 
     # -- silences --
 
     @router.get("/silences")
-    async def silences(active: bool = True) -> Response:
+    async def silences(who: DutyReader, active: bool = True) -> Response:
         return _json(need().silences(active))
 
     @router.post("/silences", status_code=201)
-    async def add_silence(body: SilenceBody, who: Caller) -> Response:
+    async def add_silence(body: SilenceBody, who: Silencer) -> Response:
         act = need()
         matchers = {str(k): v for k, v in body.matchers.items()}
         check_matchers(matchers, site)
@@ -400,7 +412,7 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         return _json(created, 201)
 
     @router.delete("/silences/{silence_id}")
-    async def end_silence(silence_id: str, who: Caller) -> Response:
+    async def end_silence(silence_id: str, who: Silencer) -> Response:
         act = need()
         found = _find(act.silences(False), silence_id, "silence")
         raw = found.get("matchers")
@@ -410,11 +422,11 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
     # -- planned events --
 
     @router.get("/events")
-    async def events(active: bool = True) -> Response:
+    async def events(who: DutyReader, active: bool = True) -> Response:
         return _json(need().events(active))
 
     @router.post("/events", status_code=201)
-    async def add_event(body: EventBody, who: Caller) -> Response:
+    async def add_event(body: EventBody, who: Planner) -> Response:
         act = need()
         unknown = sorted({z for z in body.zones if z not in site.zones})
         if unknown:
@@ -432,7 +444,7 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
         return _json(created, 201)
 
     @router.delete("/events/{event_id}")
-    async def end_event(event_id: str, who: Caller) -> Response:
+    async def end_event(event_id: str, who: Planner) -> Response:
         act = need()
         found = _find(act.events(False), event_id, "event")
         zones = found.get("zones")
@@ -442,11 +454,11 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
     # -- emergency mode --
 
     @router.get("/emergency")
-    async def emergency() -> Response:
+    async def emergency(who: Reader) -> Response:
         return _json(need().emergency())
 
     @router.post("/emergency")
-    async def set_emergency(body: EmergencyBody, who: Caller) -> Response:
+    async def set_emergency(body: EmergencyBody, who: Switcher) -> Response:
         act = need()
         _check_scope(body.scope, site)
         may_switch(who, body.scope, site)
@@ -461,6 +473,7 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
 
     @router.get("/metrics/response")
     async def response_metrics(
+        who: DutyReader,
         since: Annotated[str | None, Query(max_length=64)] = None,
         until: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Response:
@@ -470,14 +483,14 @@ def alerts_router(actions: AlertActions | None, principal: AuthDependency, hub: 
 
     @router.get("/audit")
     async def audit(
-        who: Caller,
+        who: Annotated[Principal, Depends(access.require("audit.read"))],
         subject: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Response:
         return _json(need().audit(subject, limit))
 
     @router.get("/me")
-    async def me(who: Caller) -> Response:
+    async def me(who: Reader) -> Response:
         return _json(who.as_json())
 
     return router

@@ -3,10 +3,12 @@
 The app holds no state of its own: everything lives in the Hub the service passes in (app.state.hub).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI must evaluate the route signatures, and the auth
+# dependency they name (`Reader`) is local to create_app.
 import functools
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,21 +16,27 @@ from typing import Annotated, Literal
 
 import anyio.to_thread
 import msgspec
-from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from alerts.actions import AlertActions
-from dashboard.alerts_api import alerts_router
-from dashboard.auth import Authenticator, first_of, operator_token, principal_dependency
+from dashboard import auth, logredact
+from dashboard.access import Access
+from dashboard.alerts_api import alerts_router, not_theirs
+from dashboard.auth import Authenticator, Principal, first_of, operator_token
+from dashboard.guard import LOOPBACK_HOSTS, RequestGuard
 from dashboard.hub import Hub
+from dashboard.limits import MAX_BODY_BYTES, PER_ADDRESS, PER_PRINCIPAL, BodyLimit, RateLimit, RateLimiter, retry_after
+from dashboard.policy import may_read_zone
 from dashboard.push_api import PushRegistry, push_router
 from dashboard.report_api import report_router
-from dashboard.stream import serve_stream
+from dashboard.stream import AUTH_TIMEOUT_S, serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_MAX_POINTS = 240
 HISTORY_MIN_STEP_S = 10.0
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 log = logging.getLogger(__name__)
 
 _encoder = msgspec.json.Encoder()
@@ -43,13 +51,21 @@ def create_app(
     *,
     store: object | None = None,
     allowed_origins: list[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     actions: AlertActions | None = None,
     authenticate: Authenticator | None = None,
     api_token: str | None = None,
+    wall_tokens: Sequence[str] = (),
+    admin_token: str | None = None,
     ping_interval_s: float = 15.0,
     push: PushRegistry | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    principal_limit: RateLimit = PER_PRINCIPAL,
+    address_limit: RateLimit = PER_ADDRESS,
+    rate_clock: Callable[[], float] = time.monotonic,
+    ws_auth_timeout_s: float = AUTH_TIMEOUT_S,
 ) -> FastAPI:
-    """Build the app around a Hub.
+    """Build the app around a Hub. Every /api route and the /ws stream need a token (docs/api-security.md).
 
     store: anything with `history(zone, since, until, *, every_s) -> Sequence[dict | ZoneState]`, as
         store.base.Store (blocking; run in a thread).
@@ -57,18 +73,41 @@ def create_app(
         mode, response metrics and audit (dashboard/alerts_api.py). Without it, GET /api/alerts lists what
         the hub holds and every other duty route answers 503.
     authenticate: token -> Principal (e.g. from the duty roster). api_token: a single operator token, for a
-        deployment without a roster; both may be set. Tokens come only in `Authorization: Bearer <token>`,
-        never in the URL. With neither, actions answer 503: nobody could be held to account for them.
-    allowed_origins: Origins allowed to open /ws; None means the page's own host only.
+        deployment without a roster. wall_tokens: read-only display tokens (the command-centre wall).
+        admin_token: the administrator's token. Any may be combined. Tokens come only in
+        `Authorization: Bearer <token>` (the push stream: its first message), never in the URL. With none,
+        every /api route answers 503: nobody could be held to account.
+    allowed_hosts: host names the app answers to (Host header; "*.example.cn" for subdomains); default: this
+        machine's loopback names only, so a DNS-rebinding page is refused. A deployment lists its names.
+    allowed_origins: Origins allowed to open /ws; None: pages served by an allowed host.
     push: where officers' Web Push subscriptions are kept (dashboard/push_api.py); None: push is off.
+    max_body_bytes: larger request bodies get 413 before they are read whole.
+    principal_limit, address_limit: token buckets for the write endpoints (POST, PUT, PATCH, DELETE under
+        /api), per principal and per client address; over either, 429 with Retry-After. rate_clock: their
+        clock (tests).
+    ws_auth_timeout_s: how long a new /ws connection may take to send its token before it is closed.
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
     if store is not None and not callable(history_of):
         raise TypeError(f"store {type(store).__name__} has no history(zone, since, until, *, every_s) method")
 
+    hosts = tuple(allowed_hosts) if allowed_hosts else LOOPBACK_HOSTS
+    sources = [
+        authenticate,
+        operator_token(api_token) if api_token else None,
+        auth.wall_tokens(tuple(wall_tokens)) if wall_tokens else None,
+        auth.admin_token(admin_token) if admin_token else None,
+    ]
+    chain = [a for a in sources if a is not None]
+    access = Access(first_of(*chain) if chain else None, RateLimiter(principal_limit, now=rate_clock))
+    by_address = RateLimiter(address_limit, now=rate_clock)
+    refused: Counter[str] = Counter()
+    logredact.install()  # uvicorn's access log prints request targets as sent: keep credentials out of it
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hub = hub
+        logredact.install()  # again: uvicorn configures its loggers after the app is built
         if actions is not None:
             try:
                 hub.set_emergency(actions.emergency())  # a wall connecting after a restart shows the mode
@@ -79,9 +118,18 @@ def create_app(
 
     app = FastAPI(title="crowdflow dashboard", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.hub = hub
+    app.state.access = access
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method in WRITE_METHODS and request.url.path.startswith("/api/"):
+            # Per client address, before authentication: slows a script guessing tokens as much as a flood.
+            wait = by_address.take(request.client.host if request.client else "unknown")
+            if wait > 0:
+                refused["rate limited (address)"] += 1
+                detail = f"too many changes from your address: wait {retry_after(wait)} s, then try again"
+                return Response(_encoder.encode({"detail": detail}), status_code=429, media_type="application/json",
+                                headers={"Retry-After": retry_after(wait)})  # fmt: skip
         response = await call_next(request)
         # Only local assets, ever: the wall must work with no internet and leak nothing to third parties.
         host = request.headers.get("host", "")
@@ -91,35 +139,56 @@ def create_app(
             "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
         if not request.url.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-cache")  # a redeploy reaches walls at reload
+        else:
+            response.headers.setdefault("Cache-Control", "no-store")  # per-person answers stay out of caches
         return response
+
+    # Outermost last: the Host and URL checks run first, then the body bound, then the routes.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestGuard, allowed_hosts=hosts, refused=refused)
+
+    Reader = Annotated[Principal, Depends(access.require("live.read"))]
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json(hub.health())
+        # Open (monitoring probes have no token): service health and counters only, no zone or alert data.
+        body = hub.health()
+        body["access"] = {
+            "refused": dict(refused),
+            "unknown_tokens": access.failed,
+            "rate_limited_principal": access.limiter.refused if access.limiter else 0,
+            "rate_limited_address": by_address.refused,
+        }
+        return _json(body)
 
     @app.get("/api/zones")
-    async def zones() -> Response:
-        return _json(hub.zones())
+    async def zones(who: Reader) -> Response:
+        return _json([z for z in hub.zones() if may_read_zone(who, str(z["id"]))])
 
     @app.get("/api/zones/{zone_id}")
-    async def zone(zone_id: str) -> Response:
+    async def zone(zone_id: str, who: Reader) -> Response:
         view = hub.zone(zone_id)
         if view is None:
             raise HTTPException(404, f"unknown zone {zone_id!r}")
+        if not may_read_zone(who, zone_id):
+            raise not_theirs(who, zone_id)
         return _json(view)
 
     @app.get("/api/district")
-    async def district() -> Response:
+    async def district(who: Reader) -> Response:
         if hub.district is None:
             raise HTTPException(503, "no district state yet: the service has not completed a tick")
         return _json(hub.district)
 
     @app.get("/api/zones/{zone_id}/history")
-    async def history(zone_id: str, minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Response:
+    async def history(zone_id: str, who: Reader, minutes: Annotated[int, Query(ge=1, le=1440)] = 60) -> Response:
         if hub.zone(zone_id) is None:
             raise HTTPException(404, f"unknown zone {zone_id!r}")
+        if not may_read_zone(who, zone_id):
+            raise not_theirs(who, zone_id)
         if history_of is None:
             raise HTTPException(503, "no history store configured")
         # Relative to the newest data's event time, so a replayed day shows its own last hour.
@@ -137,18 +206,14 @@ def create_app(
         )  # fmt: skip
 
     if actions is None:
-        # No manager (a bare wall, a demo): the alerts the hub holds are still listed, as before.
+        # No manager (a bare wall, a demo): the alerts the hub holds are still listed, for the caller's zones.
         @app.get("/api/alerts")
-        async def alerts(state: Literal["open", "all"] = "open", mine: bool = False) -> Response:
-            if mine:  # without the duty system nobody's zones are known: never fall back to listing all
-                raise HTTPException(503, "no alert manager: 'my alerts' needs the duty roster (run crowdflow serve)")
-            return _json(hub.alerts(state))
+        async def alerts(who: Reader, state: Literal["open", "all"] = "open", mine: bool = False) -> Response:
+            return _json([a for a in hub.alerts(state) if may_read_zone(who, str(a.get("zone")))])
 
-    tokens = [a for a in (authenticate, operator_token(api_token) if api_token else None) if a is not None]
-    principal = principal_dependency(first_of(*tokens) if tokens else None)
-    app.include_router(alerts_router(actions, principal, hub))
-    app.include_router(report_router(hub, history_of, actions))
-    app.include_router(push_router(principal, push))
+    app.include_router(alerts_router(actions, access, hub))
+    app.include_router(report_router(hub, history_of, actions, access))
+    app.include_router(push_router(access, push))
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
@@ -164,7 +229,10 @@ def create_app(
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        await serve_stream(websocket, hub, allowed_origins=allowed_origins, ping_interval_s=ping_interval_s)
+        await serve_stream(
+            websocket, hub, access, allowed_origins=allowed_origins, allowed_hosts=hosts,
+            ping_interval_s=ping_interval_s, auth_timeout_s=ws_auth_timeout_s,
+        )  # fmt: skip
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

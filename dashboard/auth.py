@@ -20,38 +20,38 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
-from typing import Annotated, Protocol
+from typing import Protocol
 
 import msgspec
-from fastapi import Depends, HTTPException
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException
 
 from alerts.model import Role
+from dashboard.policy import ALL_ZONES_ROLES, DashboardRole, may_act_on, role_words
 from domain.site import Site
 
-ALL_ZONES_ROLES: frozenset[str] = frozenset({"command", "operator"})
 OPERATOR = "operator"
+WALL = "wall"
+ADMIN = "admin"
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 INVALID_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # RFC 6750 §3.1
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """A person acting through the API. `zones` None means every zone (command centre, operator).
+    """A person (or the wall display) using the API. `zones` None means every zone.
 
     For a grid leader, `zones` is every zone of their grids; for an officer, the zones of their duties.
+    What each role may read and do is dashboard/policy.py's table.
     """
 
     person: str  # roster id, recorded as `by` in the audit trail
     name: str
-    role: Role
+    role: DashboardRole
     zones: frozenset[str] | None = None
 
     def can_act(self, zone_id: str) -> bool:
         """True if this person may acknowledge, comment on, resolve or silence alerts of `zone_id`."""
-        if self.role in ALL_ZONES_ROLES or self.zones is None:
-            return True
-        return zone_id in self.zones
+        return may_act_on(self, zone_id)
 
     def as_json(self) -> dict[str, object]:
         """As /api/me shows it: zones sorted, or null for all."""
@@ -65,9 +65,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
 Authenticator = Callable[[str], Principal | None]
 """Token -> the principal it belongs to, or None for an unknown token. Must not raise for a bad token."""
-
-AuthDependency = Callable[..., Principal]
-"""A FastAPI dependency giving the authenticated principal, or raising 401 (see `principal_dependency`)."""
 
 
 def _digest(token: str) -> bytes:
@@ -136,6 +133,21 @@ def operator_token(token: str) -> Authenticator:
     return token_table({token: Principal(person=OPERATOR, name=OPERATOR, role="operator", zones=None)})
 
 
+def wall_tokens(tokens: list[str] | tuple[str, ...]) -> Authenticator:
+    """Read-only display tokens (the command-centre wall): every zone, no action (see dashboard/policy.py)."""
+    if any(not t for t in tokens):
+        raise ValueError("an empty wall token would let anybody read the wall: remove it from dashboard.wall_tokens")
+    wall = Principal(person=WALL, name="wall display", role="wall", zones=None)
+    return token_table(dict.fromkeys(tokens, wall))
+
+
+def admin_token(token: str) -> Authenticator:
+    """The deployment administrator's token: every permission on every zone, audited as 'admin'."""
+    if not token:
+        raise ValueError("an empty admin_token would let anybody in: set dashboard.admin_token or leave it unset")
+    return token_table({token: Principal(person=ADMIN, name="administrator", role="admin", zones=None)})
+
+
 def first_of(*authenticators: Authenticator | None) -> Authenticator:
     """Try each configured authenticator in turn; the first that knows the token wins."""
     chain = [a for a in authenticators if a is not None]
@@ -148,45 +160,6 @@ def first_of(*authenticators: Authenticator | None) -> Authenticator:
         return None
 
     return authenticate
-
-
-_bearer = HTTPBearer(auto_error=False, description="an officer's or the operator's API token")
-
-NO_TOKEN = (
-    "missing bearer token: send the header 'Authorization: Bearer <token>' "
-    "(a token in the URL is not accepted: URLs end up in logs)"
-)
-BAD_TOKEN = "unknown or expired token: ask the command centre for your current API token"
-NO_AUTH = (
-    "actions are disabled: no duty roster and no api_token are configured, so nobody can be authenticated "
-    "(set dashboard.api_token or load a roster)"
-)
-
-
-def principal_dependency(authenticate: Authenticator | None) -> AuthDependency:
-    """A FastAPI dependency: the caller's Principal from the Authorization header, or 401.
-
-    Without any authenticator configured it answers 503: acting anonymously would leave no audit trail.
-    """
-
-    def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if authenticate is None:
-            raise HTTPException(503, NO_AUTH)
-        if credentials is None or not credentials.credentials.strip():
-            raise HTTPException(401, NO_TOKEN, headers=CHALLENGE)
-        found = authenticate(credentials.credentials.strip())
-        if found is None:
-            raise HTTPException(401, BAD_TOKEN, headers=INVALID_CHALLENGE)
-        return found
-
-    return principal
-
-
-def role_words(role: str) -> str:
-    """'grid_leader' -> 'grid leader'."""
-    return role.replace("_", " ")
 
 
 def not_on_duty(principal: Principal, zone_id: str, site: Site | None = None) -> HTTPException:

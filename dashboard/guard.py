@@ -1,10 +1,35 @@
-"""Request guards: the WebSocket Origin check (CORS middleware skips WebSockets) and bearer tokens."""
+"""Request guards in front of every route: trusted hosts, no tokens in URLs, and the WebSocket Origin check.
+
+- Host: a request must name one of the deployment's host names (`allowed_hosts`; default: this machine's
+  loopback names only). A DNS-rebinding page makes the browser send its own host name (evil.example) to our
+  address: refused with 400 before any route runs.
+- Tokens in the query string (?token=, ?access_token=, ...): refused with 400 saying to use the
+  Authorization header. URLs end up in access logs, browser history and proxies (DESIGN.md §5).
+- Origin (WebSocket only: CORS middleware does not cover WebSockets): a browser's handshake must come from
+  one of `allowed_origins`; with none configured, from a page served by one of the allowed hosts. Never
+  compared with the Host header: a rebinding page controls both.
+"""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections import Counter
+from collections.abc import Collection, Mapping
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+TOKEN_PARAMS = frozenset(
+    {"token", "access_token", "api_token", "id_token", "auth", "authorization", "bearer", "api_key", "apikey",
+     "key", "password", "secret", "jwt"}
+)  # fmt: skip
+POLICY_VIOLATION = 1008
+TOKEN_IN_URL = (
+    "a token in the URL is refused: URLs end up in logs. Send 'Authorization: Bearer <token>' instead "
+    '(the push stream: the first message {{"type": "auth", "token": ...}}); query parameter {name!r}'
+)
 
 
 def normalise_origin(origin: str) -> str:
@@ -16,17 +41,45 @@ def normalise_origin(origin: str) -> str:
         port = parts.port
     except ValueError:
         return ""  # a malformed port never matches
+    if ":" in host:
+        host = f"[{host}]"
     if port is None or (scheme, port) in (("http", 80), ("https", 443)):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
 
 
-def origin_allowed(headers: Mapping[str, str], allowed: list[str] | None) -> bool:
+def host_name(host_header: str) -> str:
+    """'Wall.Local:8000' -> 'wall.local'; '[::1]:8000' -> '::1'; '' for a malformed header."""
+    h = host_header.strip().lower()
+    if h.startswith("["):
+        end = h.find("]")
+        return h[1:end] if end > 0 else ""
+    name, _, port = h.partition(":")
+    if port and not port.isdigit():
+        return ""
+    return name.rstrip(".")
+
+
+def host_allowed(host_header: str, allowed_hosts: Collection[str]) -> bool:
+    """True if the Host header names an allowed host ("*.example.cn" allows its subdomains; "*" anything)."""
+    name = host_name(host_header)
+    if not name:
+        return False
+    for pattern in allowed_hosts:
+        p = pattern.strip().lower().strip("[]")
+        if p == "*" or p == name or (p.startswith("*.") and name.endswith(p[1:])):
+            return True
+    return False
+
+
+def origin_allowed(
+    headers: Mapping[str, str], allowed_origins: Collection[str] | None, allowed_hosts: Collection[str]
+) -> bool:
     """True if a WebSocket handshake may proceed.
 
-    Browsers always send Origin on a WebSocket handshake, so a missing Origin is a non-browser client
-    (a CLI, a test, the service itself) and cannot be a cross-site page: allowed. With `allowed` None,
-    the Origin must name the host the request was sent to (same host); otherwise it must be in `allowed`.
+    Browsers always send Origin on a WebSocket handshake, so a missing Origin is a non-browser client (a CLI,
+    a test, the service itself) and cannot be a cross-site page: allowed (it still needs a token). With
+    `allowed_origins` given, the Origin must be one of them; otherwise an http(s) page on an allowed host.
     """
     origin = headers.get("origin")
     if origin is None:
@@ -34,15 +87,19 @@ def origin_allowed(headers: Mapping[str, str], allowed: list[str] | None) -> boo
     got = normalise_origin(origin)
     if not got or got.endswith("://"):
         return False
-    if allowed is None:
-        host = headers.get("host", "").lower()
-        return bool(host) and urlsplit(got).netloc == _strip_default_port(host, urlsplit(got).scheme)
-    return got in {normalise_origin(a) for a in allowed}
+    if allowed_origins is not None:
+        return got in {normalise_origin(a) for a in allowed_origins}
+    parts = urlsplit(got)
+    return parts.scheme in ("http", "https") and host_allowed(parts.netloc, allowed_hosts)
 
 
-def _strip_default_port(host: str, scheme: str) -> str:
-    default = {"http": ":80", "https": ":443"}.get(scheme)
-    return host[: -len(default)] if default and host.endswith(default) else host
+def token_in_query(query_string: bytes | str) -> str | None:
+    """The name of a query parameter that looks like a credential, or None."""
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    for name, _ in parse_qsl(text, keep_blank_values=True):
+        if name.strip().lower() in TOKEN_PARAMS:
+            return name
+    return None
 
 
 def bearer_ok(authorization: str | None, token: str | None) -> bool:
@@ -55,3 +112,51 @@ def bearer_ok(authorization: str | None, token: str | None) -> bool:
     if scheme.lower() != "bearer" or not given:
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+class RequestGuard:
+    """ASGI middleware: Host allow-list and no credentials in the query string, for HTTP and WebSocket."""
+
+    def __init__(
+        self, app: ASGIApp, *, allowed_hosts: Collection[str] = LOOPBACK_HOSTS, refused: Counter[str] | None = None
+    ) -> None:
+        if not allowed_hosts:
+            raise ValueError("allowed_hosts is empty: no request could reach the app; list the host names")
+        self.app = app
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.refused: Counter[str] = Counter() if refused is None else refused  # shown in /healthz
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        if not host_allowed(host, self.allowed_hosts):
+            self.refused["unknown host"] += 1
+            shown = host_name(host) or "(none)"
+            await _refuse(scope, send, f"host {shown!r} is not served here: open the dashboard by one of its "
+                          "configured names ([dashboard] allowed_hosts)")  # fmt: skip
+            return
+        param = token_in_query(scope.get("query_string", b""))
+        if param is not None:
+            self.refused["token in the URL"] += 1
+            await _refuse(scope, send, TOKEN_IN_URL.format(name=param))
+            return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, send: Send, detail: str) -> None:
+    if scope["type"] == "websocket":
+        # Before accepting: the handshake is answered with 403; the reason is for non-browser clients.
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": detail[:120]})
+        return
+    body = msgspec.json.encode({"detail": detail})
+    await send(
+        {"type": "http.response.start", "status": 400,
+         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    )  # fmt: skip
+    await send({"type": "http.response.body", "body": body})

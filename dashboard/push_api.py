@@ -9,7 +9,7 @@ which extra channels a person has: "webpush:<id>" for each subscription (alerts.
 `PushRegistry.gone(id)` when a push service answers 404/410 (the browser unsubscribed).
 
 Routes under /api (`push_router`):
-- GET /api/push/key: the VAPID application server public key (base64url), open like the rest of the reads;
+- GET /api/push/key: the VAPID application server public key (base64url), open: it is public by design;
   404 saying so when Web Push is not configured.
 - POST /api/push/subscriptions (token): store the caller's subscription, answer its id; the same endpoint again
   gives the same id (a page re-registering at each load), and an endpoint moves to whoever registers it last
@@ -35,7 +35,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dashboard.auth import AuthDependency, Principal
+from dashboard.access import Access
+from dashboard.auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -323,10 +324,10 @@ def _json(body: object, status_code: int = 200) -> Response:
     return Response(msgspec.json.encode(body), status_code=status_code, media_type="application/json")
 
 
-def push_router(principal: AuthDependency, push: PushRegistry | None) -> APIRouter:
+def push_router(access: Access, push: PushRegistry | None) -> APIRouter:
     """Routes under /api for Web Push. With `push` None (no VAPID key) they answer 404 saying so."""
     router = APIRouter(prefix="/api/push")
-    Caller = Annotated[Principal, Depends(principal)]
+    Caller = Annotated[Principal, Depends(access.require("push.subscribe"))]
 
     def need() -> PushRegistry:
         if push is None:

@@ -1,8 +1,9 @@
 """The street office's daily report: GET /api/report/daily (JSON) and /api/report/daily.csv (a download).
 
 Both take `?date=YYYY-MM-DD` (a day in the site's timezone; default: the day of the data time, i.e. the newest
-event time the service has seen, so a replayed evening reports its own day). Read-only and open like
-/api/zones. The builder is dashboard/report.py; the figures are explained in docs/report.md.
+event time the service has seen, so a replayed evening reports its own day). Read-only; covering every zone,
+it needs the "report.read" permission (wall, operator, command, admin: dashboard/policy.py). The builder
+is dashboard/report.py; the figures are explained in docs/report.md.
 
 The store's `history` blocks (SQLite or HTTP), so the day's rows are read in one worker thread; the alert
 manager is not thread-safe and is driven from the event loop, so it is called here on the loop (two SQLite
@@ -18,10 +19,12 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import msgspec
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from alerts.actions import AlertActions, AlertFilter
+from dashboard.access import Access
+from dashboard.auth import Principal
 from dashboard.hub import Hub
 from dashboard.report import DailyReport, daily_report, day_of, day_window, report_csv
 from domain.site import Site
@@ -40,9 +43,12 @@ _encoder = msgspec.json.Encoder()
 DateParam = Annotated[str | None, Query(max_length=32, description="YYYY-MM-DD in the site's timezone")]
 
 
-def report_router(hub: Hub, history: Callable[..., Sequence[object]] | None, actions: AlertActions | None) -> APIRouter:
+def report_router(
+    hub: Hub, history: Callable[..., Sequence[object]] | None, actions: AlertActions | None, access: Access
+) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["report"])
     site = hub.site
+    Reader = Annotated[Principal, Depends(access.require("report.read"))]
 
     async def build(date: str | None) -> DailyReport:
         now = hub.data_ts if hub.data_ts is not None else hub.clock.now()
@@ -66,11 +72,11 @@ def report_router(hub: Hub, history: Callable[..., Sequence[object]] | None, act
         return daily_report(site, day, rows, alerts, response, now=now)
 
     @router.get("/report/daily")
-    async def report(date: DateParam = None) -> Response:
+    async def report(who: Reader, date: DateParam = None) -> Response:
         return Response(_encoder.encode(await build(date)), media_type="application/json")
 
     @router.get("/report/daily.csv")
-    async def report_csv_file(date: DateParam = None) -> Response:
+    async def report_csv_file(who: Reader, date: DateParam = None) -> Response:
         r = await build(date)
         name = f"crowdflow-report-{_safe(r.site)}-{r.date}.csv"
         # The BOM tells Excel the file is UTF-8; without it Chinese names show as mojibake.

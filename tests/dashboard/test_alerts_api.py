@@ -245,10 +245,15 @@ FAR = Principal(person="lin.yu", name="Lin Yu", role="grid_leader", zones=frozen
 CMD = Principal(person="cmd.duty", name="Command centre", role="command", zones=None)
 TOKENS = {"t-wang": WANG, "t-zhao": ZHAO, "t-chen": CHEN, "t-far": FAR, "t-cmd": CMD}
 OPS = "t-ops"
+WALL_T = "t-wall"  # the read-only wall display
+ADMIN = "t-admin"
 
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+NO_TOKEN = {"Authorization": ""}  # overrides a client's default header: the request goes without a token
 
 
 @pytest.fixture
@@ -262,7 +267,11 @@ def actions(mini_site: Site, clock: ManualClock) -> FakeActions:
 
 @pytest.fixture
 def client(hub: Hub, actions: FakeActions) -> TestClient:
-    return TestClient(create_app(hub, actions=actions, authenticate=token_table(TOKENS), api_token=OPS))
+    """Reads without a token of their own go as the wall (the read-only display); a test sends its own."""
+    app = create_app(
+        hub, actions=actions, authenticate=token_table(TOKENS), api_token=OPS, wall_tokens=[WALL_T], admin_token=ADMIN
+    )
+    return TestClient(app, headers=auth(WALL_T))
 
 
 def ids(r: Any) -> list[str]:
@@ -335,7 +344,12 @@ def test_cap_is_served_as_cap_xml(client: TestClient) -> None:
 
 
 def test_deliveries(client: TestClient) -> None:
-    assert client.get("/api/alerts/a-seg1/deliveries").status_code == 401  # who was told how: staff only
+    assert client.get("/api/alerts/a-seg1/deliveries", headers=NO_TOKEN).status_code == 401
+    r = client.get("/api/alerts/a-seg1/deliveries")  # who was told how: duty staff only, not the wall display
+    assert r.status_code == 403 and "the wall's token is read-only" in r.json()["detail"]
+    r = client.get("/api/alerts/a-seg1/deliveries", headers=auth("t-zhao"))  # not their zone
+    assert r.status_code == 403 and "does not cover seg-1" in r.json()["detail"]
+    assert client.get("/api/alerts/a-seg1/deliveries", headers=auth("t-wang")).status_code == 200
     assert client.get("/api/alerts/a-seg1/deliveries", headers=auth(OPS)).json()[0]["notification"] == "n-a-seg1"
     assert client.get("/api/alerts/nope/deliveries", headers=auth(OPS)).status_code == 404
 
@@ -358,15 +372,27 @@ def test_mine_lists_only_alerts_the_caller_may_act_on(client: TestClient, token:
     assert ids(client.get("/api/alerts?mine=true", headers=auth(token))) == expected
 
 
-def test_mine_needs_a_token_and_plain_listing_does_not(client: TestClient) -> None:
-    r = client.get("/api/alerts?mine=true")
-    assert r.status_code == 401 and "missing bearer token" in r.json()["detail"]
+def test_every_listing_needs_a_token_and_is_the_callers(client: TestClient) -> None:
+    for query in ("?mine=true", "", "?mine=false"):
+        r = client.get("/api/alerts" + query, headers=NO_TOKEN)
+        assert r.status_code == 401 and "missing bearer token" in r.json()["detail"]
     r = client.get("/api/alerts?mine=true", headers=auth("not-a-token"))
     assert r.status_code == 401 and "unknown or expired token" in r.json()["detail"]
     assert client.get("/api/alerts?mine=not-a-bool", headers=auth("t-wang")).status_code == 422
-    # mine=false (or absent) is the wall's open listing, whatever the header says
+    # the wall (read-only) lists every zone's; an officer only their own, with or without mine=true
     assert ids(client.get("/api/alerts?mine=false")) == ["a-seg2", "a-seg1", "a-plaza"]
-    assert ids(client.get("/api/alerts", headers=auth("t-zhao"))) == ["a-seg2", "a-seg1", "a-plaza"]
+    assert ids(client.get("/api/alerts", headers=auth("t-zhao"))) == ["a-plaza"]
+    assert ids(client.get("/api/alerts?mine=false", headers=auth("t-zhao"))) == ["a-plaza"]
+
+
+def test_one_alert_and_its_cap_only_for_a_zone_the_caller_covers(client: TestClient) -> None:
+    for path in ("/api/alerts/a-seg1", "/api/alerts/a-seg1/cap"):
+        r = client.get(path, headers=auth("t-zhao"))
+        assert r.status_code == 403 and r.json()["detail"] == (
+            "officer zhao.min does not cover seg-1: you see the alerts of your own zones only"
+        )
+        assert client.get(path, headers=auth("t-wang")).status_code == 200
+        assert client.get(path, headers=NO_TOKEN).status_code == 401
 
 
 def test_mine_combines_with_the_other_filters(client: TestClient, actions: FakeActions) -> None:
@@ -388,7 +414,7 @@ def test_mine_combines_with_the_other_filters(client: TestClient, actions: FakeA
 def test_mine_without_any_authenticator_is_refused(hub: Hub, actions: FakeActions) -> None:
     client = TestClient(create_app(hub, actions=actions))
     r = client.get("/api/alerts?mine=true")
-    assert r.status_code == 503 and "no duty roster and no api_token" in r.json()["detail"]
+    assert r.status_code == 503 and "no duty roster and no dashboard token" in r.json()["detail"]
 
 
 # ---- acting on alerts ---------------------------------------------------------------------------------
@@ -513,6 +539,8 @@ def test_silence_is_created_listed_and_ended(client: TestClient, actions: FakeAc
         "add_silence", ("wang.li", {"zone": "seg-1"}, 2700.0, "counter under repair", T0 + 300, Level.II)
     )  # fmt: skip
     assert client.get("/api/silences").json() == []  # starts in 5 minutes
+    r = client.get("/api/silences", headers=auth("t-wang"))  # officers act on silences, the list is the desk's
+    assert r.status_code == 403 and "ask your grid leader or the command centre" in r.json()["detail"]
     assert [s["id"] for s in client.get("/api/silences?active=false").json()] == [sid]
     clock.advance(600)
     assert [s["id"] for s in client.get("/api/silences?active=true").json()] == [sid]
@@ -522,7 +550,9 @@ def test_silence_is_created_listed_and_ended(client: TestClient, actions: FakeAc
     r = client.delete(f"/api/silences/{sid}", headers=auth("t-wang"))
     assert r.status_code == 409 and "already ended" in r.json()["detail"]
     assert client.delete("/api/silences/nope", headers=auth(OPS)).status_code == 404
-    assert client.delete(f"/api/silences/{sid}").status_code == 401
+    assert client.delete(f"/api/silences/{sid}", headers=NO_TOKEN).status_code == 401
+    r = client.delete(f"/api/silences/{sid}")  # the wall display's token
+    assert r.status_code == 403 and "the wall's token is read-only" in r.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -557,7 +587,7 @@ EVENT = {"name": "跨年烟花 NYE fireworks", "zones": ["seg-1", "seg-2"], "sta
 @pytest.mark.parametrize(
     ("token", "zones", "status"),
     [("t-wang", ["seg-1"], 403), ("t-chen", ["seg-1", "plaza"], 201), ("t-far", ["seg-1"], 403),
-     ("t-cmd", ["plaza"], 201), (OPS, ["seg-2"], 201)],
+     ("t-cmd", ["plaza"], 201), (ADMIN, ["seg-2"], 201), (OPS, ["seg-2"], 403), (WALL_T, ["seg-2"], 403)],
 )  # fmt: skip
 def test_event_permission_matrix(client: TestClient, token: str, zones: list[str], status: int) -> None:
     r = client.post("/api/events", json=EVENT | {"zones": zones}, headers=auth(token))
@@ -608,7 +638,7 @@ def test_event_is_created_listed_and_ended(client: TestClient, actions: FakeActi
     ],
 )
 def test_event_bad_input(client: TestClient, change: dict[str, Any], needle: str) -> None:
-    r = client.post("/api/events", json=EVENT | change, headers=auth(OPS))
+    r = client.post("/api/events", json=EVENT | change, headers=auth(ADMIN))
     assert r.status_code == 422 and needle in json.dumps(r.json()["detail"]), r.text
 
 
@@ -618,7 +648,8 @@ def test_event_bad_input(client: TestClient, change: dict[str, Any], needle: str
 @pytest.mark.parametrize(
     ("token", "scope", "status"),
     [("t-wang", "riverside", 403), ("t-chen", "riverside", 200), ("t-chen", "district", 403),
-     ("t-far", "riverside", 403), ("t-cmd", "district", 200), (OPS, "riverside", 200)],
+     ("t-far", "riverside", 403), ("t-cmd", "district", 200), (ADMIN, "district", 200), (ADMIN, "riverside", 200),
+     (OPS, "riverside", 403), (WALL_T, "riverside", 403)],
 )  # fmt: skip
 def test_emergency_permission_matrix(client: TestClient, token: str, scope: str, status: int) -> None:
     r = client.post("/api/emergency", json={"scope": scope, "on": True, "reason": "crowd"}, headers=auth(token))
@@ -633,18 +664,20 @@ def test_emergency_messages_and_bad_input(client: TestClient) -> None:
     assert r.json()["detail"] == (
         "grid leader chen.jie may switch only their own grid's emergency mode, not district; ask the command centre"
     )
-    r = client.post("/api/emergency", json=body | {"scope": "moon"}, headers=auth(OPS))
+    r = client.post("/api/emergency", json=body, headers=auth(OPS))
+    assert r.json()["detail"] == "operator operator may not switch emergency mode: ask the command centre"
+    r = client.post("/api/emergency", json=body | {"scope": "moon"}, headers=auth(ADMIN))
     assert r.status_code == 422
     assert r.json()["detail"] == "scope: 'moon' is neither 'district' nor a grid id (riverside)"
     for bad in ({"reason": ""}, {"on": "yes"}, {"on": None}, {"why": "x"}):
-        assert client.post("/api/emergency", json=body | bad, headers=auth(OPS)).status_code == 422, bad
-    r = client.post("/api/emergency", json=body | {"on": False}, headers=auth(OPS))
+        assert client.post("/api/emergency", json=body | bad, headers=auth(ADMIN)).status_code == 422, bad
+    r = client.post("/api/emergency", json=body | {"on": False}, headers=auth(ADMIN))
     assert r.status_code == 409 and r.json()["detail"] == "district is not in emergency mode"
 
 
 def test_emergency_switch_reaches_a_connected_wall(hub: Hub, actions: FakeActions) -> None:
     app = create_app(hub, actions=actions, authenticate=token_table(TOKENS))
-    with TestClient(app) as client, client.websocket_connect("/ws") as ws:
+    with TestClient(app, headers=auth("t-cmd")) as client, client.websocket_connect("/ws") as ws:
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and snap["emergency"] == []
         body = {"scope": "district", "on": True, "reason": "crowd building on the promenade"}
@@ -670,7 +703,8 @@ def test_emergency_switch_reaches_a_connected_wall(hub: Hub, actions: FakeAction
 
 def test_a_wall_connecting_after_a_restart_sees_the_mode(hub: Hub, actions: FakeActions) -> None:
     actions.set_emergency("chen.jie", "riverside", True, "fireworks crowd")
-    with TestClient(create_app(hub, actions=actions)) as client, client.websocket_connect("/ws") as ws:
+    app = create_app(hub, actions=actions, wall_tokens=[WALL_T])
+    with TestClient(app, headers=auth(WALL_T)) as client, client.websocket_connect("/ws") as ws:
         snap = ws.receive_json()
         assert [(m["scope"], m["by"], m["scope_name_en"]) for m in snap["emergency"]] == [
             ("riverside", "chen.jie", "Riverside")
@@ -708,11 +742,13 @@ def test_response_metrics(client: TestClient, actions: FakeActions, clock: Manua
     assert client.get(f"/api/metrics/response?since={T0}&until={T0}").status_code == 422
 
 
-def test_audit_needs_a_token(client: TestClient) -> None:
+def test_audit_is_for_the_command_centre(client: TestClient) -> None:
     client.post("/api/alerts/a-seg1/comment", json={"text": "stewards sent"}, headers=auth("t-wang"))
     client.post("/api/alerts/a-plaza/comment", json={"text": "camera 3 dark"}, headers=auth("t-zhao"))
-    assert client.get("/api/audit").status_code == 401
-    rows = client.get("/api/audit?subject=a-seg1", headers=auth("t-zhao")).json()
+    assert client.get("/api/audit", headers=NO_TOKEN).status_code == 401
+    for token in (WALL_T, "t-zhao", "t-chen"):
+        assert client.get("/api/audit", headers=auth(token)).status_code == 403, token
+    rows = client.get("/api/audit?subject=a-seg1", headers=auth("t-cmd")).json()
     assert [(e["actor"], e["action"], e["detail"]) for e in rows] == [
         ("wang.li", "alert.commented", {"comment": "stewards sent"})
     ]
@@ -721,7 +757,8 @@ def test_audit_needs_a_token(client: TestClient) -> None:
 
 
 def test_me(client: TestClient) -> None:
-    assert client.get("/api/me").status_code == 401
+    assert client.get("/api/me", headers=NO_TOKEN).status_code == 401
+    assert client.get("/api/me").json() == {"person": "wall", "name": "wall display", "role": "wall", "zones": None}
     assert client.get("/api/me", headers=auth("t-wang")).json() == {
         "person": "wang.li", "name": "Wang Li", "role": "officer", "zones": ["seg-1", "seg-2"]
     }  # fmt: skip
@@ -734,11 +771,14 @@ def test_me(client: TestClient) -> None:
 
 
 def test_without_a_manager_the_hub_lists_alerts_and_actions_answer_503(hub: Hub) -> None:
-    client = TestClient(create_app(hub, api_token=OPS))
-    hub.update([], None, [alert("a1")])
-    assert ids(client.get("/api/alerts")) == ["a1"]
+    client = TestClient(create_app(hub, api_token=OPS, authenticate=token_table(TOKENS)))
+    hub.update([], None, [alert("a1"), alert("a2", zone="plaza")])
+    assert ids(client.get("/api/alerts", headers=auth(OPS))) == ["a1", "a2"]
+    assert ids(client.get("/api/alerts", headers=auth("t-zhao"))) == ["a2"]  # the officer's zones only
+    assert client.get("/api/alerts", headers=NO_TOKEN).status_code == 401
     for method, path, body in (("POST", "/api/alerts/a1/ack", {}), ("GET", "/api/silences", None),
-                               ("POST", "/api/emergency", {"scope": "district", "on": True, "reason": "x"}),
+                               ("POST", "/api/silences", {"matchers": {"zone": "seg-1"}, "duration_min": 5,
+                                                          "reason": "x"}),
                                ("GET", "/api/metrics/response", None)):  # fmt: skip
         r = client.request(method, path, json=body, headers=auth(OPS))
         assert r.status_code == 503 and "without the alert manager" in r.json()["detail"], path
@@ -748,8 +788,8 @@ def test_without_a_manager_the_hub_lists_alerts_and_actions_answer_503(hub: Hub)
 def test_without_any_token_configured_actions_are_refused_not_anonymous(hub: Hub, actions: FakeActions) -> None:
     client = TestClient(create_app(hub, actions=actions))
     r = client.post("/api/alerts/a-seg1/ack", json={})
-    assert r.status_code == 503 and "no duty roster and no api_token" in r.json()["detail"]
-    assert client.get("/api/alerts/a-seg1").status_code == 200  # reads stay open
+    assert r.status_code == 503 and "no duty roster and no dashboard token" in r.json()["detail"]
+    assert client.get("/api/alerts/a-seg1").status_code == 503  # reads too: nobody could be let in
     assert actions.alerts["a-seg1"].state == "raised"
 
 

@@ -17,6 +17,7 @@ from tests.dashboard.client import TestClient
 from tests.dashboard.conftest import T0, alert, district_state, zone_state
 
 TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class FakeStore:
@@ -35,7 +36,11 @@ class BrokenStore:
 
 @pytest.fixture
 def client(hub: Hub) -> TestClient:
-    return TestClient(create_app(hub, store=FakeStore(), api_token=TOKEN))
+    return TestClient(create_app(hub, store=FakeStore(), api_token=TOKEN), headers=AUTH)
+
+
+def reader(hub: Hub, store: object | None = None) -> TestClient:
+    return TestClient(create_app(hub, store=store, api_token=TOKEN), headers=AUTH)
 
 
 def test_healthz_reports_status_broker_and_ingest(hub: Hub, client: TestClient, clock: ManualClock) -> None:
@@ -85,7 +90,7 @@ def test_alerts_filter(hub: Hub, client: TestClient) -> None:
 
 def test_history_goes_through_the_store(hub: Hub) -> None:
     store = FakeStore()
-    client = TestClient(create_app(hub, store=store))
+    client = reader(hub, store)
     hub.update([zone_state("seg-1", 10, ts=T0 + 3600)], None, [], data_ts=T0 + 3600)
     r = client.get("/api/zones/seg-1/history?minutes=30")
     assert store.calls == [("seg-1", T0 + 1800, T0 + 3600, 10.0)]  # ending at the newest data's event time
@@ -101,8 +106,9 @@ def test_history_goes_through_the_store(hub: Hub) -> None:
 
 
 def test_history_without_or_with_failing_store(hub: Hub) -> None:
-    assert TestClient(create_app(hub)).get("/api/zones/seg-1/history").status_code == 503
-    r = TestClient(create_app(hub, store=BrokenStore())).get("/api/zones/seg-1/history")
+    r = reader(hub).get("/api/zones/seg-1/history")
+    assert r.status_code == 503 and "no history store" in r.json()["detail"]
+    r = reader(hub, BrokenStore()).get("/api/zones/seg-1/history")
     assert r.status_code == 503 and "influxdb unreachable" in r.json()["detail"]
     with pytest.raises(TypeError, match="history"):
         create_app(hub, store=object())
@@ -122,9 +128,10 @@ def test_unhealthy_calm_zone_is_shown_unknown_not_green(mini_site) -> None:  # t
     assert v["level_label"] == "II orange" and v["colour"] == Level.II.colour  # a known danger stays shown
 
 
-def test_my_alerts_without_a_duty_system_is_refused_not_everything(hub: Hub) -> None:
+def test_without_any_token_source_reads_are_refused_not_open(hub: Hub) -> None:
     hub.update([], None, [alert("a1")])
     client = TestClient(create_app(hub))
-    assert [a["id"] for a in client.get("/api/alerts").json()] == ["a1"]  # the wall's listing stays open
-    r = client.get("/api/alerts", params={"mine": "true"})
-    assert r.status_code == 503 and "duty roster" in r.json()["detail"]
+    for path in ("/api/alerts", "/api/zones", "/api/district", "/api/me"):
+        r = client.get(path)
+        assert r.status_code == 503 and "no duty roster and no dashboard token" in r.json()["detail"], path
+    assert client.get("/healthz").status_code == 200  # monitoring probes carry no token

@@ -25,6 +25,7 @@ from alerts.actions import AlertFilter
 from alerts.encode import alert_json
 from alerts.metrics import response_metrics
 from dashboard.app import STATIC_DIR, create_app
+from dashboard.auth import Principal, token_table
 from dashboard.hub import Hub
 from dashboard.report import CSV_SECTIONS, DailyReport, daily_report, day_window, report_csv
 from domain.clock import ManualClock
@@ -39,6 +40,10 @@ from tests.dashboard.test_static import ABSOLUTE_URL
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = dt.date(2026, 12, 2)
+
+
+WALL = "t-wall"
+WALL_AUTH = {"Authorization": f"Bearer {WALL}"}
 
 
 def at(h: int, m: int = 0, s: int = 0, day: dt.date = DAY) -> float:
@@ -355,7 +360,7 @@ class Api:
 
     async def get(self, path: str, **params: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=self.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", headers=WALL_AUTH) as c:
             return await c.get(path, params=params)
 
 
@@ -373,7 +378,7 @@ def api(mini_site: Site, rig: Rig, store: EmbeddedStore) -> Api:
             history_threads.append(threading.get_ident())
             return store.history(zone, since, until, every_s=every_s)
 
-    app = create_app(Hub(mini_site, clock=rig.clock), store=Store(), actions=actions)
+    app = create_app(Hub(mini_site, clock=rig.clock), store=Store(), actions=actions, wall_tokens=[WALL])
     return Api(app, actions, history_threads)
 
 
@@ -415,6 +420,23 @@ async def test_a_past_day_is_whole_and_has_no_alerts(api: Api) -> None:
     assert r["headline"]["response"]["alerts"] == 0
 
 
+async def test_the_report_is_for_the_desk_not_for_officers(mini_site: Site) -> None:
+    """The report covers every zone: the wall, operator, command and admin read it; officers and grid
+    leaders get 403 saying whom to ask; no token, 401."""
+    officer = Principal(person="ann", name="Ann", role="officer", zones=frozenset({"seg-1"}))
+    leader = Principal(person="lee", name="Lee", role="grid_leader", zones=frozenset({"seg-1", "seg-2", "plaza"}))
+    app = create_app(Hub(mini_site, clock=ManualClock(T0)), authenticate=token_table({"t-ann": officer,
+                     "t-lee": leader}), api_token="t-ops", wall_tokens=[WALL], admin_token="t-admin")  # fmt: skip
+    c = TestClient(app)
+    for path in ("/api/report/daily", "/api/report/daily.csv"):
+        assert c.get(path).status_code == 401
+        for token in ("t-ann", "t-lee"):
+            r = c.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 403 and "ask the command centre for the report" in r.json()["detail"]
+        for token in (WALL, "t-ops", "t-admin"):  # allowed: here 503 only for the missing store
+            assert c.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 503
+
+
 async def test_csv_download(api: Api) -> None:
     res = await api.get("/api/report/daily.csv", date="2026-12-02")
     assert res.status_code == 200
@@ -438,7 +460,7 @@ async def test_a_bad_date_is_422_saying_what_to_type(api: Api, bad: str) -> None
 
 
 def test_no_store_is_503_saying_what_to_configure(mini_site: Site) -> None:
-    c = TestClient(create_app(Hub(mini_site, clock=ManualClock(T0))))
+    c = TestClient(create_app(Hub(mini_site, clock=ManualClock(T0)), wall_tokens=[WALL]), headers=WALL_AUTH)
     res = c.get("/api/report/daily")
     assert res.status_code == 503 and "[influx] url" in res.json()["detail"]
     assert c.get("/api/report/daily", params={"date": "nope"}).status_code == 422  # the date is checked first
@@ -449,7 +471,8 @@ def test_a_failing_store_is_503(mini_site: Site) -> None:
         def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[Any]:
             raise ConnectionError("influx down")
 
-    c = TestClient(create_app(Hub(mini_site, clock=ManualClock(T0)), store=Broken()))
+    c = TestClient(create_app(Hub(mini_site, clock=ManualClock(T0)), store=Broken(), wall_tokens=[WALL]),
+                   headers=WALL_AUTH)  # fmt: skip
     res = c.get("/api/report/daily")
     assert res.status_code == 503 and "influx down" in res.json()["detail"]
 

@@ -156,5 +156,5 @@ def test_emergency_layout_and_response_section_are_wired() -> None:
 
 def test_pages_forbid_third_party_loads(client: TestClient) -> None:
     csp = client.get("/").headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "ws://testserver" in csp
+    assert "default-src 'self'" in csp and "ws://127.0.0.1" in csp
     assert client.get("/nope.js").status_code == 404
