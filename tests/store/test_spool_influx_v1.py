@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from store.factory import SPOOL_DIR, open_store
 from store.influx_v1 import InfluxV1Store
 from store.spool import encode_record, line_ts
 from tests.servers import Server, influx_query
@@ -197,3 +198,13 @@ def test_a_torn_record_left_by_a_crash_is_skipped_and_counted_the_rest_replayed(
     again.close()
     assert again.stats.replayed == 100 and again.stats.points_failed == 0
     assert stored(influxdb.url, "torn") == list(range(100))
+
+
+def test_open_store_spools_a_v1_server_beside_the_embedded_file(influxdb: Server, tmp_path: Path) -> None:
+    store = open_store(influxdb.url, database="factory_spool", embedded_path=tmp_path / "history.sqlite")
+    assert isinstance(store, InfluxV1Store)
+    kill_server(influxdb)
+    store.write_states(points(0, 7))
+    store.close()
+    assert store.stats.spool_pending == 7 and store.stats.points_failed == 0
+    assert list((tmp_path / SPOOL_DIR).glob("*.seg"))
