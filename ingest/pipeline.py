@@ -33,17 +33,18 @@ _KIND_OF: dict[type, str] = {
 _Item = tuple[Message, float]  # the message and its event time, epoch seconds
 
 
-class _Stream:
-    """One sensor's messages of one kind: its sequencer and, for running totals, the previous total."""
+class _Stream(Sequencer[_Item]):
+    """One sensor's messages of one kind: its sequencer (one object with it, not two: there is one stream per
+    sensor and kind) and, for running totals, the previous total."""
 
-    __slots__ = ("kind", "prev_total", "reversed", "sensor", "seq", "zone")
+    __slots__ = ("kind", "prev_total", "reversed", "sensor", "zone")
 
     def __init__(self, sensor: Sensor, kind: str, lateness_s: float) -> None:
+        super().__init__(lateness_s)
         self.sensor = sensor
         self.zone = sensor.zone
         self.kind = kind
         self.reversed = sensor.direction == "reversed"
-        self.seq: Sequencer[_Item] = Sequencer(lateness_s)
         self.prev_total: tuple[int, int, float] | None = None  # in_total, out_total, ts
 
     def reading(self, item: _Item, stats: IngestStats) -> Reading | None:
@@ -53,13 +54,9 @@ class _Stream:
         if isinstance(msg, TotalMsg):
             return self._from_total(msg, ts, stats)
         if isinstance(msg, OccupancyMsg):
-            return Reading(
-                sensor=msg.sensor, zone=self.zone, kind="occupancy", ts=ts, seq=msg.seq, count=msg.count
-            )
+            return Reading(sensor=msg.sensor, zone=self.zone, kind="occupancy", ts=ts, seq=msg.seq, count=msg.count)
         if isinstance(msg, DensityMsg):
-            return Reading(
-                sensor=msg.sensor, zone=self.zone, kind="density", ts=ts, seq=msg.seq, density=msg.density
-            )
+            return Reading(sensor=msg.sensor, zone=self.zone, kind="density", ts=ts, seq=msg.seq, density=msg.density)
         return Reading(
             sensor=msg.sensor,
             zone=self.zone,
@@ -122,7 +119,8 @@ class Ingestor:
         self.on_reject = on_reject
         self.stats = IngestStats()
         self._decoder = Decoder(site, max_bytes=max_bytes)
-        self._streams: dict[tuple[str, str], _Stream] = {}
+        # kind -> sensor -> stream: no key tuple per stream, none built per message
+        self._streams: dict[str, dict[str, _Stream]] = {kind: {} for kind in _KIND_OF.values()}
         self._holding: set[_Stream] = set()  # streams with held messages, so expire() skips the rest
 
     def feed(self, topic: str, payload: bytes, received_at: float) -> list[Reading]:
@@ -145,14 +143,13 @@ class Ingestor:
             )
             return []
         kind = _KIND_OF[type(msg)]
-        key = (msg.sensor, kind)
-        stream = self._streams.get(key)
+        streams = self._streams[kind]
+        stream = streams.get(msg.sensor)
         if stream is None:
-            stream = self._streams[key] = _Stream(self.site.sensors[msg.sensor], kind, self.lateness_s)
-        seq = stream.seq
-        missing_before, held_before = seq.missing, len(seq.held)
+            stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], kind, self.lateness_s)
+        missing_before, held_before = stream.missing, len(stream.held)
         released: list[_Item] = []
-        verdict = seq.offer(msg.seq, ts, received_at, (msg, ts), released)
+        verdict = stream.offer(msg.seq, ts, received_at, (msg, ts), released)
         if verdict == "duplicate":
             stats.duplicates += 1
             self._reject(
@@ -200,12 +197,13 @@ class Ingestor:
         if verdict == "restart":
             stats.restarts += 1
         stats.accepted += 1
-        stats.missing += seq.missing - missing_before
-        stats.held += len(seq.held) - held_before
-        if seq.held:
-            self._holding.add(stream)
-        else:
-            self._holding.discard(stream)
+        stats.missing += stream.missing - missing_before
+        if stream.held or held_before:  # the common stream, in order with nothing held, needs none of this
+            stats.held += len(stream.held) - held_before
+            if stream.held:
+                self._holding.add(stream)
+            else:
+                self._holding.discard(stream)
         return self._readings(stream, released) if released else []
 
     def expire(self, now: float) -> list[Reading]:
@@ -219,16 +217,15 @@ class Ingestor:
     def _release_holding(self, now: float | None) -> list[Reading]:
         out: list[Reading] = []
         for stream in sorted(self._holding, key=lambda s: (s.sensor.id, s.kind)):  # deterministic order
-            seq = stream.seq
-            missing_before, held_before = seq.missing, len(seq.held)
+            missing_before, held_before = stream.missing, len(stream.held)
             released: list[_Item] = []
             if now is None:
-                seq.flush(released)
+                stream.flush(released)
             else:
-                seq.expire(now, released)
-            self.stats.missing += seq.missing - missing_before
-            self.stats.held += len(seq.held) - held_before
-            if not seq.held:
+                stream.expire(now, released)
+            self.stats.missing += stream.missing - missing_before
+            self.stats.held += len(stream.held) - held_before
+            if not stream.held:
                 self._holding.discard(stream)
             out.extend(self._readings(stream, released))
         return out

@@ -7,7 +7,7 @@ latency; only messages after a gap wait, until the gap fills or the lateness win
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -18,6 +18,10 @@ T = TypeVar("T")
 Verdict = Literal["in_order", "held", "duplicate", "late", "untracked", "restart"]
 
 MAX_GAP_RANGES = 32  # remembered given-up gaps per stream; older ones are forgotten (memory stays bounded)
+# What a stream with nothing held points to, instead of a dict of its own (64 bytes or more each, and a dict
+# once used keeps its table): offer() gives the stream a dict before holding anything, and a stream whose
+# held messages are all released points back here. Never written to.
+_NOTHING_HELD: dict[int, Any] = {}
 
 
 @dataclass(slots=True)
@@ -29,6 +33,9 @@ class Held(Generic[T]):
 
 
 class Sequencer(Generic[T]):
+    """One stream's ordering state. Small, since there is one per (sensor, kind): the common stream, in order,
+    holds a few numbers; a held-message dict and the given-up gaps exist only while there are some."""
+
     __slots__ = ("first_seq", "gaps", "held", "lateness_s", "missing", "newest_ts", "next_seq")
 
     def __init__(self, lateness_s: float) -> None:
@@ -36,8 +43,8 @@ class Sequencer(Generic[T]):
         self.next_seq: int | None = None  # None: nothing seen yet
         self.first_seq = 0
         self.newest_ts = float("-inf")
-        self.held: dict[int, Held[T]] = {}
-        self.gaps: list[tuple[int, int]] = []  # given-up seq ranges [lo, hi)
+        self.held: dict[int, Held[T]] = _NOTHING_HELD
+        self.gaps: tuple[tuple[int, int], ...] = ()  # given-up seq ranges [lo, hi), oldest first
         self.missing = 0  # seqs given up on, cumulative
 
     def offer(self, seq: int, ts: float, received_at: float, item: T, out: list[T]) -> Verdict:
@@ -61,7 +68,7 @@ class Sequencer(Generic[T]):
                 self.next_seq = seq + 1
                 self.first_seq = seq
                 self.newest_ts = ts
-                self.gaps.clear()
+                self.gaps = ()
                 out.append(item)
                 return "restart"
             if self._take_gap(seq):
@@ -69,6 +76,8 @@ class Sequencer(Generic[T]):
             return "untracked" if seq < self.first_seq else "duplicate"
         if seq in self.held:
             return "duplicate"
+        if self.held is _NOTHING_HELD:
+            self.held = {}
         self.held[seq] = Held(seq, ts, received_at, item)
         if ts > self.newest_ts:
             self.newest_ts = ts
@@ -90,10 +99,7 @@ class Sequencer(Generic[T]):
     def _expire_event_time(self, received_at: float, out: list[T]) -> None:
         while self.held:
             first = self.held[min(self.held)]
-            if (
-                self.newest_ts - first.ts <= self.lateness_s
-                and received_at - first.received_at <= self.lateness_s
-            ):
+            if self.newest_ts - first.ts <= self.lateness_s and received_at - first.received_at <= self.lateness_s:
                 return
             self._give_up_until(first.seq, out)
 
@@ -101,9 +107,7 @@ class Sequencer(Generic[T]):
         nxt = self.next_seq
         assert nxt is not None and seq > nxt
         self.missing += seq - nxt
-        self.gaps.append((nxt, seq))
-        if len(self.gaps) > MAX_GAP_RANGES:
-            del self.gaps[0]
+        self.gaps = (*self.gaps, (nxt, seq))[-MAX_GAP_RANGES:]  # a give-up is rare: a new tuple is fine
         self.next_seq = seq
         self._drain(out)
 
@@ -115,12 +119,14 @@ class Sequencer(Generic[T]):
             out.append(held.pop(nxt).item)
             nxt += 1
         self.next_seq = nxt
+        if not held:
+            self.held = _NOTHING_HELD
 
     def _take_gap(self, seq: int) -> bool:
         """If seq lies in a given-up gap, remove it from the gap (a second copy is then a duplicate)."""
         for i, (lo, hi) in enumerate(self.gaps):
             if lo <= seq < hi:
-                parts = [(a, b) for a, b in ((lo, seq), (seq + 1, hi)) if a < b]
-                self.gaps[i : i + 1] = parts
+                parts = tuple((a, b) for a, b in ((lo, seq), (seq + 1, hi)) if a < b)
+                self.gaps = (*self.gaps[:i], *parts, *self.gaps[i + 1 :])
                 return True
         return False
