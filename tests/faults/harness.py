@@ -184,12 +184,12 @@ def service_config(
     client_id: str,
     http_port: int | None = None,
     max_attempts: int = 3,
-    snapshot_s: float = 0.0,
+    snapshot_s: float | None = None,
     tick_s: float = 1.0,
 ) -> FaultService:
     """A wall-clock service on this site and roster, its own data dir, client id and port; deliveries on."""
     port = http_port or free_port()
-    snapshot = f"snapshot_s = {snapshot_s}\n" if snapshot_s else ""
+    snapshot = f"snapshot_s = {snapshot_s}\n" if snapshot_s is not None else ""
     path.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nclient_id = "{client_id}"\nqos = 1\n'
         f'[service]\nsite = {json.dumps(str(site))}\ndata_dir = {json.dumps(str(data_dir))}\nclock = "wall"\n'
@@ -216,6 +216,7 @@ class Sensors:
         self.zones = zones
         self.sink = MqttSink("127.0.0.1", port, qos=1, window=window)
         self.seq: Counter[str] = Counter()
+        self.arrivals: Counter[str] = Counter()  # zone -> people counted in by its gate, all messages sent
         self.sent = 0
         self.lock = threading.Lock()
 
@@ -242,6 +243,8 @@ class Sensors:
         ts = dt.datetime.fromtimestamp((time.time() if at is None else at) + skew_s, TZ)
         msg = CountMsg(sensor=s, ts=ts, seq=self._next(s), interval_s=5.0, in_=cin, out=cout)
         self._publish(f"dt/crowdflow/g/{zone}/{s}/count", msg)
+        with self.lock:
+            self.arrivals[zone] += cin
 
     def raw(self, topic: str, payload: bytes) -> None:
         """A message outside the contract (a flood of garbage): counted in `sent`."""
@@ -249,11 +252,12 @@ class Sensors:
             self.sink.publish(topic, payload)
             self.sent += 1
 
-    def round(self, share: float, *, jitter: int = 0) -> int:
-        """One reading from every camera at `share` of capacity (+ jitter people, so no sensor looks stuck)
-        and one crossing count from every gate; the messages sent."""
+    def round(self, share: float | Callable[[str], float], *, jitter: int = 0) -> int:
+        """One reading from every camera at `share` of capacity (a number, or one per zone) + jitter people,
+        so no sensor looks stuck, and one crossing count from every gate; the messages sent."""
         for i, z in enumerate(self.zones):
-            self.people(z, round(CAPACITY * share) + (jitter + i) % 7)
+            at = share(z) if callable(share) else share
+            self.people(z, round(CAPACITY * at) + (jitter + i) % 7)
             self.crossing(z, 3 + (jitter + i) % 4, 2 + (jitter + i) % 3)
         return 2 * len(self.zones)
 
@@ -267,7 +271,9 @@ class Sensors:
 class Pacer(threading.Thread):
     """Rounds of readings at a steady pace in the background (the surge going on while a fault happens)."""
 
-    def __init__(self, sensors: Sensors, *, share: Callable[[int], float], rounds: int, every_s: float) -> None:
+    def __init__(
+        self, sensors: Sensors, *, share: Callable[[int], float | Callable[[str], float]], rounds: int, every_s: float
+    ) -> None:
         super().__init__(daemon=True, name="pacer")
         self.sensors, self.share, self.rounds, self.every_s = sensors, share, rounds, every_s
         self.done_rounds = 0
@@ -311,6 +317,11 @@ def told(receiver: Receiver) -> list[Told]:
 def raised(items: list[Told], path_prefix: str = "") -> Counter[tuple[str, str]]:
     """(path, alert id) -> how many "NEW" notifications announced it there."""
     return Counter((t.path, t.alert_id) for t in items if t.title.endswith("· NEW") and t.path.startswith(path_prefix))
+
+
+def red_notified(items: list[Told], zones: list[str] | tuple[str, ...], path: str = "/a/") -> int:
+    """How many of `zones` had an I red notification at `path`<zone>."""
+    return sum(1 for z in zones if any(t.path == f"{path}{z}" and t.title.startswith("I red") for t in items))
 
 
 def duplicated(items: list[Told], ok_paths: Callable[[str], bool]) -> int:

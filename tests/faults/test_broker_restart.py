@@ -69,7 +69,7 @@ def run(workdir: Path, *, rounds: int = 60, every_s: float = 0.1, down_s: float 
             while time.monotonic() < with_deadline and len(h.raised(h.told(rx), "/a/")) < ZONES:
                 time.sleep(0.25)
             items = h.told(rx)
-            res.alerts_delivered = len({p for p, _ in h.raised(items, "/a/")})
+            res.alerts_delivered = h.red_notified(items, zones)
             res.notifications_duplicated = h.duplicated(items, lambda p: True)
             sensors.close()
         finally:
