@@ -362,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--mqtt-tls", action="store_true", help="connect with TLS (the broker's TLS port)")
         sp.add_argument("--mqtt-ca-file", help="CA certificate that signed the broker's (implies --mqtt-tls)")
 
-    m = sub.add_parser("sim", help="publish a simulated scenario over MQTT")
+    # No abbreviations: "--mqtt-password SECRET" must be an error, not a password file named SECRET.
+    m = sub.add_parser("sim", help="publish a simulated scenario over MQTT", allow_abbrev=False)
     common(m, "127.0.0.1", 1883)
     publisher_auth(m)
     m.add_argument("scenario", help="weekday, holiday, nye, faults, or a scenario TOML file")
@@ -372,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--duration", type=float, help="minutes of simulated time to publish")
     m.set_defaults(func=cmd_sim)
 
-    r = sub.add_parser("replay", help="publish a recorded CSV over MQTT, accelerated")
+    r = sub.add_parser("replay", help="publish a recorded CSV over MQTT, accelerated", allow_abbrev=False)
     common(r, "127.0.0.1", 1883)
     publisher_auth(r)
     r.add_argument("file")

@@ -26,19 +26,22 @@ from sim.stream import Simulation
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sim", description="crowdflow simulator")
+    # No abbreviations anywhere: "--password SECRET" must be an error, not a password file named SECRET.
+    p = argparse.ArgumentParser(prog="python -m sim", description="crowdflow simulator", allow_abbrev=False)
     p.add_argument("--site", help="site file (default: the shipped Lujiazui site)")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list shipped scenarios")
     for name in ("run", "dry"):
-        r = sub.add_parser(name, help="publish a scenario" if name == "run" else "simulate only, no broker")
+        r = sub.add_parser(
+            name, help="publish a scenario" if name == "run" else "simulate only, no broker", allow_abbrev=False
+        )
         r.add_argument("scenario", help="shipped scenario name or path to a .toml file")
         r.add_argument("--start", help="publish from this local time (e.g. 23:00) or ISO datetime")
         r.add_argument("--duration", type=float, help="publish this many simulated seconds")
         r.add_argument("--out", type=Path, help="directory for the ground truth files")
         if name == "run":
             _mqtt_args(r)
-    rp = sub.add_parser("replay", help="replay a recorded CSV")
+    rp = sub.add_parser("replay", help="replay a recorded CSV", allow_abbrev=False)
     rp.add_argument("csv", type=Path)
     _mqtt_args(rp)
     return p
