@@ -90,10 +90,11 @@ class _Sensor:
         "repeat_since",
         "sid",
         "status",
+        "zone",
     )
 
     def __init__(self, sensor: Sensor, at: int) -> None:
-        self.sid, self.kind, self.interval_s = sensor.id, sensor.kind, sensor.interval_s  # the site's
+        self.sid, self.zone, self.kind, self.interval_s = sensor.id, sensor.zone, sensor.kind, sensor.interval_s
         self.at = at  # position in its zone's neighbourhood (_Hood), to leave itself out of "the others"
         self.last_rx: float | None = None  # arrival time of the newest data reading
         self.last_ts: float | None = None  # event time of the newest data reading
@@ -250,17 +251,17 @@ class SensorHealth:
 
     def apply(self, r: Reading, received_at: float) -> None:
         """Take one reading. Readings of sensors the site does not know are counted in `rejected`."""
-        sensor = self.site.sensors.get(r.sensor)
-        if sensor is None:
+        m = self._sensors.get(r.sensor)
+        if m is None:
             self.rejected["unknown_sensor"] += 1
             return
-        if sensor.zone != r.zone:
+        if m.zone != r.zone:
             self.rejected["zone_mismatch"] += 1
             return
         if self.started is None or received_at < self.started:
             self.started = received_at
-        m = self._sensors[r.sensor]
-        if r.kind == "status":
+        kind = r.kind
+        if kind == "status":
             if r.status == "offline":
                 m.status = (r.ts, r.detail)
             elif r.status == "fault":
@@ -279,40 +280,50 @@ class SensorHealth:
             m.good_after_bad += 1
             if m.good_after_bad >= self.offline_intervals:
                 m.bad = None
-        if m.last_ts is not None and r.ts <= m.last_ts:
+        ts = r.ts
+        if m.last_ts is not None and ts <= m.last_ts:
             return  # late or repeated: counts as data, but says nothing about what the sensor shows now
-        value = _value(r)
-        moved = value != m.last_value if r.kind != "flow" else r.inflow + r.outflow > 0
+        # The value as sent (ints stay ints: small ones are shared objects, so nothing is allocated for them).
+        if kind == "flow":
+            value: tuple[float, ...] = (r.inflow, r.outflow)
+            moved = r.inflow + r.outflow > 0
+        else:
+            value = _value(r)
+            moved = value != m.last_value
         if moved:
-            m.move3, m.move2, m.move1 = m.move2, m.move1, r.ts
+            m.move3, m.move2, m.move1 = m.move2, m.move1, ts
             self._moves += 1
         if value == m.last_value:
             m.repeat_count += 1
         else:
-            m.repeat_count, m.repeat_since = 1, r.ts
-        m.last_value, m.last_ts = value, r.ts
+            m.repeat_count, m.repeat_since = 1, ts
+        m.last_value, m.last_ts = value, ts
 
     def _mark_bad(self, m: _Sensor, ts: float, detail: str) -> None:
         m.bad = (m.bad[0] if m.bad is not None else ts, detail)
         m.good_after_bad = 0
 
     def _implausible(self, r: Reading, m: _Sensor) -> str:
-        zone = self.site.zones[r.zone]
         if r.kind == "flow":
-            for name, v in (("in", r.inflow), ("out", r.outflow)):
-                if v < 0:
-                    return f"negative count ({name} {v})"
-                was = m.last_value[0 if name == "in" else 1] if m.last_value else None
-                if v in self.saturation_values and self._jumped(v, was):
-                    return f"saturated count ({name} {v}, a register's maximum)"
-            interval = r.interval_s if r.interval_s > 0 else self.site.sensors[r.sensor].interval_s
-            rate = max(r.inflow, r.outflow) / max(interval, 1.0)
+            fin, fout = r.inflow, r.outflow
+            sat = self.saturation_values
+            if fin < 0 or fout < 0 or fin in sat or fout in sat:  # rare: then the checks in their order
+                for name, v in (("in", fin), ("out", fout)):
+                    if v < 0:
+                        return f"negative count ({name} {v})"
+                    was = m.last_value[0 if name == "in" else 1] if m.last_value else None
+                    if v in sat and self._jumped(v, was):
+                        return f"saturated count ({name} {v}, a register's maximum)"
+            interval = r.interval_s if r.interval_s > 0 else m.interval_s  # m.interval_s: the site's
+            most = fout if fout > fin else fin
+            rate = most / (interval if interval > 1.0 else 1.0)
             if rate > self.max_rate_per_s:
                 return (
-                    f"{max(r.inflow, r.outflow):,} people in {interval:g} s ({rate:,.0f}/s), more than one "
+                    f"{most:,} people in {interval:g} s ({rate:,.0f}/s), more than one "
                     f"entrance can pass ({self.max_rate_per_s:g}/s)"
                 )
         elif r.kind == "occupancy":
+            zone = self.site.zones[r.zone]
             c = r.count
             if c is None or c < 0:
                 return f"negative or missing count ({c})"
@@ -577,11 +588,12 @@ def _neighbourhoods(site: Site, of_zone: dict[str, list[str]]) -> dict[str, tupl
 
 
 def _value(r: Reading) -> tuple[float, ...]:
+    """What a reading shows, for telling a repeat from a change: numbers as sent (ints stay ints)."""
     if r.kind == "flow":
-        return (float(r.inflow), float(r.outflow))
+        return (r.inflow, r.outflow)
     if r.kind == "occupancy":
-        return (float(r.count if r.count is not None else -1),)
-    return (float(r.density if r.density is not None else -1.0),)
+        return (r.count if r.count is not None else -1,)
+    return (r.density if r.density is not None else -1.0,)
 
 
 def _show(v: tuple[float, ...], kind: str) -> str:
