@@ -143,10 +143,10 @@ class FaultService(ServiceProcess):
         return i if isinstance(i, dict) else {}
 
     def zones(self) -> dict[str, dict[str, Any]]:
-        return {z["id"]: z for z in self.get("/api/zones")}
+        return {z["id"]: z for z in self.get("/api/zones", token=TOKEN)}
 
     def alerts(self, state: str = "all") -> list[dict[str, Any]]:
-        body = self.get(f"/api/alerts?state={state}&limit=1000")
+        body = self.get(f"/api/alerts?state={state}&limit=1000", token=TOKEN)
         return list(body) if isinstance(body, list) else []
 
     def attempts(self, alert_ids: list[str]) -> list[dict[str, Any]]:
