@@ -104,6 +104,7 @@ class Client:
     messages: list[tuple[str, bytes, bool]] = field(default_factory=list)
     subacks: int = 0
     pubacks: dict[int, ReasonCode] = field(default_factory=dict)  # mid -> the broker's answer
+    disconnects: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def wait(self, what: str, pred: Any) -> None:
@@ -171,7 +172,13 @@ def connect(
             rec.pubacks[mid] = rc
             rec.cond.notify_all()
 
+    def on_disconnect(_c: paho.Client, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
+        with rec.cond:
+            rec.disconnects += 1
+            rec.cond.notify_all()
+
     c.on_connect, c.on_message, c.on_subscribe, c.on_publish = on_connect, on_message, on_subscribe, on_publish
+    c.on_disconnect = on_disconnect
     if user is not None:
         c.username_pw_set(user, password)
     if tls:
