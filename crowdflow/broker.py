@@ -21,6 +21,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -209,7 +210,11 @@ class Credentials:
         return self.password_file(user).read_text(encoding="utf-8").strip()
 
     def user(self, role: Role) -> str:
-        return next(u.name for u in self.users if u.role == role)
+        """The first user with this role."""
+        for u in self.users:
+            if u.role == role:
+                return u.name
+        raise CredentialsError(f"no {role} user in {self.dir}")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -419,7 +424,7 @@ class _Child:
     def reload(self) -> None:
         """SIGHUP: Mosquitto reads its password file and ACL again (after a rotation)."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(1)
+            self.proc.send_signal(signal.SIGHUP)
 
 
 class EmbeddedBroker(_Child):

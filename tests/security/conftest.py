@@ -73,12 +73,14 @@ def start_secured_mosquitto(workdir: Path, site: Site) -> SecuredMosquitto:
     conf.write_text(
         render_config(SHIPPED_CONFIG.read_text(), creds, plain_port=plain, tls_port=tls, data_dir=data, log_file=log)
     )
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(workdir / "stderr.log", "wb") as err:  # a config error is printed before the log is set up
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + TIMEOUT_S
     for port in (plain, tls):
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {proc.returncode} on the shipped config:\n{log.read_text()}")
+                said = (workdir / "stderr.log").read_text(errors="replace") + (log.read_text() if log.exists() else "")
+                raise RuntimeError(f"mosquitto exited with {proc.returncode} on the shipped config:\n{said}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             if time.monotonic() > deadline:

@@ -127,3 +127,10 @@ def test_render_refuses_a_template_that_lost_a_security_line(tmp_path: Path, min
         SHIPPED_CONFIG.read_text(), creds, plain_port=1, tls_port=None, data_dir=tmp_path, log_file=tmp_path / "l"
     )
     assert "\ncafile" not in text and "listener 1 127.0.0.1" in text and "allow_anonymous false" in text
+
+
+def test_a_missing_tool_says_which_package_to_install() -> None:
+    from crowdflow.broker import find_binary
+
+    with pytest.raises(BrokerError, match=r"no-such-tool is not installed.*apt-get install -y some-package"):
+        find_binary("no-such-tool", "some-package", "crowdflow needs it")
