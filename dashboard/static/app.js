@@ -21,8 +21,14 @@
   var dirty = fresh();
   var scheduled = false, lastFrame = 0;
   var stream = (W.stream = window.CF.openStream({
-    onSnapshot: applySnapshot, onDelta: applyDelta, onPing: refreshConn, onState: refreshConn, deadMs: SOCKET_DEAD_MS,
+    onSnapshot: applySnapshot, onDelta: applyDelta, onPing: refreshConn, onState: streamState, deadMs: SOCKET_DEAD_MS,
+    token: W.auth.readToken, // the display token, else the signed-in person's (wall-auth.js)
   }));
+
+  function streamState(state, why) {
+    if (state === "unauthorized") W.auth.refused(why);
+    refreshConn();
+  }
   // The stream's resume point (epoch, seq) and data time (dataTs, shown; the modules read it) as fields of S,
   // and its counters with the renders in W.stats: for tests, and a look.
   function mirror(into, from, keys) {
@@ -298,7 +304,7 @@
   W.detail.init();
   W.health.init();
   W.response.init();
-  stream.start();
+  W.auth.follow(); // starts the stream when the wall has a token to read with
   setInterval(tick, 1000);
   tick();
 })();

@@ -55,7 +55,7 @@
   // The live stream (stream.js): it owns the socket, resume point, backoff, resync guard and data time.
   var stream = window.CF.openStream({
     onSnapshot: takeSnapshot, onDelta: takeDelta, onPing: refreshConn, onState: streamState,
-    canConnect: function () { return !!S.token; }, deadMs: STALE_AFTER_MS,
+    token: function () { return S.token; }, deadMs: STALE_AFTER_MS, // the stream carries only my zones
   });
 
   // ---- the server -------------------------------------------------------------------------------
@@ -115,7 +115,7 @@
 
   function roleWords(role) {
     return { officer: "网格员 officer", grid_leader: "网格长 grid leader", command: "指挥 command",
-             operator: "值班员 operator" }[role] || role;
+             operator: "值班员 operator", admin: "管理员 admin", wall: "大屏 wall display" }[role] || role;
   }
 
   function showSignIn(reason) {
@@ -567,8 +567,9 @@
     setConn("live", "实时 live", asOf);
   }
 
-  function streamState(state) {
+  function streamState(state, why) {
     if (state === "connecting") { setConn("reconnecting", "连接中 connecting"); return; }
+    if (state === "unauthorized") { signOut(why || "令牌无效或已过期 token not accepted"); return; }
     if (state === "open") return; // live (or stale) once the stream has said something
     S.streaming = false;
     if (state === "dead") {

@@ -1,5 +1,8 @@
 // crowdflow daily report: GET /api/report/daily?date=YYYY-MM-DD rendered as headline figures and sortable
 // tables, with the CSV download of the same day. Plain JS, no build step, no external assets.
+// The report needs a token (the wall's, the operator's, command's or the admin's): the one this tab signed in
+// with on the wall or the officer page (sessionStorage), else the small sign-in form. It goes only in the
+// Authorization header, so the CSV is fetched and saved from memory rather than linked.
 // Times are shown as the server gives them (site timezone), never converted to the browser's timezone.
 (function () {
   "use strict";
@@ -13,6 +16,22 @@
   };
 
   var $ = function (id) { return document.getElementById(id); };
+  var KEY = "crowdflow.token", WALL_KEY = "crowdflow.wall";
+
+  function token() {
+    try { return sessionStorage.getItem(KEY) || sessionStorage.getItem(WALL_KEY); } catch (e) { return null; }
+  }
+
+  function authHeaders() {
+    var t = token();
+    return t ? { Authorization: "Bearer " + t } : {};
+  }
+
+  function askToken(reason) {
+    $("report-signin").hidden = false;
+    setStatus("error", reason);
+    $("report-token").focus();
+  }
   var fmtInt = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
   function el(tag, cls, text) {
@@ -80,7 +99,7 @@
     var n = ++S.request;
     setStatus("loading", "加载中… Loading…");
     var url = "/api/report/daily" + (date ? "?date=" + encodeURIComponent(date) : "");
-    fetch(url, { cache: "no-store", credentials: "same-origin" })
+    fetch(url, { cache: "no-store", headers: authHeaders() })
       .then(function (res) {
         return res.json().then(function (body) { return { ok: res.ok, status: res.status, body: body }; },
           function () { return { ok: false, status: res.status, body: null }; });
@@ -90,6 +109,10 @@
         if (!a.ok) {
           var detail = a.body && a.body.detail ? a.body.detail : "HTTP " + a.status;
           if (typeof detail !== "string") detail = JSON.stringify(detail);
+          if (a.status === 401 || a.status === 403) {
+            askToken("需要令牌 A token is needed: " + detail);
+            return;
+          }
           setStatus("error", "无法生成报告 Cannot build the report: " + detail);
           return;
         }
@@ -360,6 +383,32 @@
   $("prev-day").addEventListener("click", function () { if (S.report) go(shiftDay(S.report.date, -1)); });
   $("next-day").addEventListener("click", function () { if (S.report) go(shiftDay(S.report.date, 1)); });
   $("print").addEventListener("click", function () { window.print(); });
+  $("report-signin").addEventListener("submit", function (ev) {
+    ev.preventDefault(); // the page's CSP forbids form submission
+    var t = $("report-token").value.trim();
+    if (!t) return;
+    try { sessionStorage.setItem(KEY, t); } catch (e) { /* private mode: the form again next time */ }
+    $("report-token").value = "";
+    $("report-signin").hidden = true;
+    load(S.report ? S.report.date : dateFromUrl());
+  });
+  // The CSV needs the Authorization header too: fetched, then saved from a blob under the link's file name.
+  $("csv-link").addEventListener("click", function (ev) {
+    ev.preventDefault();
+    var link = ev.currentTarget;
+    fetch(link.href, { cache: "no-store", headers: authHeaders() }).then(function (res) {
+      if (!res.ok) { setStatus("error", "下载失败 Download failed: HTTP " + res.status); return null; }
+      return res.blob();
+    }).then(function (blob) {
+      if (!blob) return;
+      var a = document.createElement("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = link.getAttribute("download") || "crowdflow-report.csv";
+      document.body.appendChild(a);
+      a.click();
+      setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    }, function (e) { setStatus("error", "下载失败 Download failed: " + e); });
+  });
   makeSortable("zones-table", renderZones);
   makeSortable("grids-table", renderGrids);
   makeSortable("response-table", renderResponse);

@@ -1,5 +1,6 @@
 // crowdflow push-stream client, shared by the wall (app.js) and the officer page (officer.js): one WebSocket
-// to /ws, a snapshot then deltas in seq order, resumed after a drop (/ws?epoch=..&seq=..). It owns the socket,
+// to /ws, the token as its first message (never in the URL: URLs end up in logs), a snapshot then deltas in
+// seq order, resumed after a drop (/ws?epoch=..&seq=..). It owns the socket,
 // the resume point, the reconnect backoff (with jitter), the one-resync-at-a-time guard, the data time and the
 // counters; the page is handed only what it should apply. Plain JS, no build step.
 //
@@ -7,8 +8,11 @@
 //     onSnapshot: function (msg) {}, // the page's state is replaced by this one (seq, epoch, dataTs already set)
 //     onDelta: function (msg) {},    // the next delta in order: repeats and deltas after a gap never get here
 //     onPing: function (msg) {},     // the stream is idle (dataAt already moved by its last_data_age_s)
-//     onState: function (state) {},  // "connecting", "open", "closed" (by the other end), "dead" (silent for
-//                                    // deadMs: dropped), "stuck" (resync unanswered: dropped, no resume next)
+//     onState: function (state, why) {},  // "connecting", "open", "closed" (by the other end), "dead" (silent for
+//                                    // deadMs: dropped), "stuck" (resync unanswered: dropped, no resume next),
+//                                    // "unauthorized" (the service refused the token, 4401: `why` says why; no
+//                                    // reconnect until start() is called again, e.g. after a new sign-in)
+//     token: function () {},         // the bearer token to send first (null: no connection is made)
 //     canConnect: function () {},    // optional: false, and no connection is made (nor a reconnect scheduled)
 //     deadMs: 40000,                 // optional: no message at all (pings included) for this long: start over
 //   });
@@ -26,6 +30,7 @@
   var BACKOFF_MAX_MS = 15000;
   var DEAD_MS = 40000; // not even a ping (every 15 s when idle): the socket is dead
   var CHECK_MS = 1000;
+  var UNAUTHORIZED = 4401; // the service's close code for a missing, unknown or late token
 
   function nothing() {}
 
@@ -34,7 +39,12 @@
       snapshot: opts.onSnapshot || nothing, delta: opts.onDelta || nothing, ping: opts.onPing || nothing,
       state: opts.onState || nothing,
     };
-    var canConnect = opts.canConnect || function () { return true; };
+    var tokenOf = opts.token || function () { return null; };
+    var refusedToken = null; // the token the service refused: not sent again until it changes
+    var canConnect = function () {
+      var t = tokenOf();
+      return !!t && t !== refusedToken && (!opts.canConnect || opts.canConnect());
+    };
     var deadMs = opts.deadMs || DEAD_MS;
     var reconnectTimer = null;
 
@@ -65,6 +75,7 @@
       s.resyncSince = 0;
       ws.onopen = function () {
         if (ws !== s.ws) return;
+        try { ws.send(JSON.stringify({ type: "auth", token: tokenOf() })); } catch (e) { /* closing already */ }
         s.connected = true;
         s.everConnected = true;
         s.lastMsgAt = Date.now(); // an open socket is not data: the page's own staleness waits for messages
@@ -78,10 +89,15 @@
         s.lastMsgAt = Date.now();
         handle(msg);
       };
-      ws.onclose = function () {
+      ws.onclose = function (ev) {
         if (ws !== s.ws) return;
         s.ws = null;
         s.connected = false;
+        if (ev && ev.code === UNAUTHORIZED) { // a wrong or revoked token: retrying it would only be refused again
+          refusedToken = tokenOf();
+          on.state("unauthorized", ev.reason || "token refused");
+          return;
+        }
         on.state("closed");
         scheduleReconnect();
       };

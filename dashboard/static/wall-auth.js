@@ -1,10 +1,16 @@
-// crowdflow wall: who is acting. The token lives only in sessionStorage ("crowdflow.token", shared with the
-// officer and report pages) and goes only in `Authorization: Bearer`. The sign-in form (#signin) appears
-// when an action needs a token or the server answers 401; a 403 shows the server's reason on the alert.
+// crowdflow wall: who is watching and who is acting. Two tokens, both only in sessionStorage and sent only in
+// `Authorization: Bearer` (and as the push stream's first message), never in a URL:
+// - the display token ("crowdflow.wall"): what the wall shows. A deployment gives its walls a read-only
+//   "wall" token (every zone, no action); without one, the first person to sign in is the display too.
+// - the acting token ("crowdflow.token", shared with the officer and report pages): who acknowledges.
+// The sign-in form (#signin) appears when the wall has no token to show with, when an action needs a
+// person, or when the server answers 401; a 403 shows the server's reason on the alert.
 (function () {
   "use strict";
   var W = window.CF.wall, U = W.util;
   var KEY = "crowdflow.token";
+  var WALL_KEY = "crowdflow.wall";
+  var SHOW_WALL = "大屏需要令牌 Sign in to show the wall: the wall's read-only token, or your own";
   var pending = null; // {run, reject}: the action waiting for a sign-in (one at a time)
   var SIGN_IN_AGAIN = "未执行:请登录后重试 not done: sign in, then try again";
 
@@ -14,6 +20,43 @@
 
   function store(t) {
     try { if (t) sessionStorage.setItem(KEY, t); else sessionStorage.removeItem(KEY); } catch (e) { /* private mode */ }
+  }
+
+  function wallToken() {
+    try { return sessionStorage.getItem(WALL_KEY); } catch (e) { return null; }
+  }
+
+  function storeWall(t) {
+    try { if (t) sessionStorage.setItem(WALL_KEY, t); else sessionStorage.removeItem(WALL_KEY); } catch (e) { /* private mode */ }
+  }
+
+  // What the wall reads with: its display token, else the signed-in person's.
+  function readToken() { return wallToken() || token(); }
+
+  function readHeaders() {
+    var t = readToken();
+    return t ? { Authorization: "Bearer " + t } : {};
+  }
+
+  // The stream follows the read token: started when there is one, restarted when it changes.
+  var streaming = null;
+  function follow() {
+    var t = readToken();
+    if (t === streaming) return;
+    streaming = t;
+    if (!W.stream) return;
+    W.stream.stop();
+    if (t) W.stream.start();
+    else showForm(SHOW_WALL);
+  }
+
+  // The service closed the stream (4401): that token is no good any more; forget it and ask again.
+  function refused(why) {
+    if (wallToken() && wallToken() === streaming) storeWall(null);
+    else { store(null); showWho(null); }
+    streaming = null;
+    if (readToken()) follow();
+    else showForm("令牌无效 Token refused: " + (why || "sign in again"));
   }
 
   function detail(r) {
@@ -58,10 +101,19 @@
     if (!t) { U.setText(U.$("signin-msg"), "请输入令牌 Enter your token"); return; }
     U.setText(U.$("signin-msg"), "…");
     me(t).then(function (p) {
-      store(t);
       U.$("signin-token").value = "";
-      showWho(p);
       hideForm();
+      if (p.role === "wall") { // a display token: the wall shows with it; nobody is acting
+        storeWall(t);
+        follow();
+        var waiting = pending;
+        pending = null;
+        if (waiting) waitForSignIn(waiting, "大屏令牌只读 the wall's token is read-only: sign in with your own");
+        return;
+      }
+      store(t);
+      showWho(p);
+      follow();
       var job = pending;
       pending = null;
       if (job) job.run();
@@ -124,11 +176,15 @@
     U.$("signin").addEventListener("submit", signIn);
     U.$("signin-cancel").addEventListener("click", cancel);
     U.$("signin-open").addEventListener("click", function () { showForm(""); });
-    U.$("signout").addEventListener("click", function () { store(null); showWho(null); });
+    U.$("signout").addEventListener("click", function () { store(null); showWho(null); follow(); });
     var t = token();
     showWho(null);
-    if (t) me(t).then(showWho, function (e) { if (e.status === 401) store(null); });
+    if (t) me(t).then(showWho, function (e) { if (e.status === 401) { store(null); follow(); } });
+    if (!readToken()) showForm(SHOW_WALL);
   }
 
-  W.auth = { init: init, act: act, token: token };
+  W.auth = {
+    init: init, act: act, token: token, readToken: readToken, readHeaders: readHeaders, follow: follow,
+    refused: refused,
+  };
 })();

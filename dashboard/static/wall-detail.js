@@ -36,7 +36,8 @@
     update(S.zones[id]);
     alerts();
     field("zd-history", "加载历史 loading history…");
-    fetch("/api/zones/" + encodeURIComponent(id) + "/history?minutes=" + HISTORY_MIN, { cache: "no-store" })
+    fetch("/api/zones/" + encodeURIComponent(id) + "/history?minutes=" + HISTORY_MIN,
+      { cache: "no-store", headers: W.auth.readHeaders() })
       .then(function (r) {
         if (!r.ok) return r.json().then(function (b) { throw new Error((b && b.detail) || "HTTP " + r.status); },
           function () { throw new Error("HTTP " + r.status); });

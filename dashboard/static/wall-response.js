@@ -91,9 +91,11 @@
     if (!W.S.site) return;
     loaded = true;
     var url = "/api/metrics/response?since=" + encodeURIComponent(todayStart());
-    fetch(url, { cache: "no-store", credentials: "same-origin" })
+    fetch(url, { cache: "no-store", headers: W.auth.readHeaders() })
       .then(function (r) {
-        if (r.status === 503 || r.status === 404) { // no alert manager behind this wall: no section
+        // No alert manager behind this wall (503, 404), or a display token that may not read the desk's figures
+        // (an officer's, 403): no section.
+        if (r.status === 503 || r.status === 404 || r.status === 403) {
           if (!U.$("response").hidden) { U.$("response").hidden = true; W.relayout(); }
           return null;
         }

@@ -9,6 +9,7 @@ Nothing is skipped: without /usr/bin/chromium or Mosquitto the tests fail and sa
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, ViewportSize, sync_playwright
 
 from alerts.roster import default_roster_path, with_tokens
 from tests.servers import Server, ServiceProcess, free_port, start_mosquitto
@@ -114,7 +115,8 @@ class Live:
         return people
 
     def get(self, path: str, token: str | None = None) -> Any:
-        return self.service.get(path, token)
+        """GET with `token`, else the operator's (every read needs a token)."""
+        return self.service.get(path, token or OPERATOR_TOKEN)
 
     def restart(self) -> None:
         """Stop the service and start it again on the same port and data dir (its walls must reconnect)."""
@@ -185,15 +187,37 @@ def live(tmp_path: Path) -> Iterator[Live]:
         broker.stop()
 
 
-def open_page(browser: Browser, url: str, viewport: ViewportSize, errors: list[str] | None = None) -> Page:
-    """A fresh context per page (own sessionStorage), console errors collected into `errors`."""
+def show_with(target: BrowserContext | Page, token: str) -> None:
+    """Give the wall (and the report page) a display token before its scripts run, as a deployment's wall
+    has one in its session (wall-auth.js "crowdflow.wall"); the acting sign-in stays the test's to do."""
+    target.add_init_script(f"sessionStorage.setItem('crowdflow.wall', {json.dumps(token)});")
+
+
+def open_page(
+    browser: Browser,
+    url: str,
+    viewport: ViewportSize,
+    errors: list[str] | None = None,
+    *,
+    wall_token: str | None = None,
+) -> Page:
+    """A fresh context per page (own sessionStorage), console errors collected into `errors`. `wall_token`: the
+    wall's display token, put in the page's session before it loads."""
     context = browser.new_context(viewport=viewport, locale="zh-CN", timezone_id="Europe/London")
+    if wall_token is not None:
+        show_with(context, wall_token)
     page = context.new_page()
     if errors is not None:
         page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
         # A failed resource's console line has no URL: record failed responses by URL instead.
-        page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
-                if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(f"console.{m.type}: {m.text}")
+                if m.type == "error" and not m.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
         page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
     page.goto(url)
     return page

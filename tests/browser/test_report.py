@@ -20,7 +20,7 @@ from domain.loader import load_site
 from domain.values import Alert
 from tests.browser.conftest import Live, open_page, wait_for
 
-DESK = {"width": 1400, "height": 1000}
+DESK: ViewportSize = {"width": 1400, "height": 1000}
 SURGE_DAY = "2026-10-03"
 BRIDGE = "pearl-ring-bridge"
 
@@ -51,7 +51,7 @@ def test_report_page_shows_the_surge_day_and_downloads_its_csv(browser: Browser,
 
     errors: list[str] = []
     # The browser runs in London time: the page must show Shanghai times as the server gives them.
-    page = open_page(browser, live.base + "/report", DESK, errors)
+    page = open_page(browser, live.base + "/report", DESK, errors, wall_token=live.operator_token)
     page.wait_for_selector("body[data-state=ready]", timeout=30_000)
     assert page.input_value("#report-date") == SURGE_DAY
     assert page.get_attribute("body", "data-date") == SURGE_DAY

@@ -13,7 +13,7 @@ def test_live_stack_serves_the_wall_and_moves_with_the_simulator(browser: Browse
     sim = live.publish(start="19:30", duration_min=5, speed=120)
     wait_for("zone states from the simulator", lambda: live.get("/api/district")["people_now"] > 0)
     errors: list[str] = []
-    page = open_page(browser, live.base + "/", WALL, errors)
+    page = open_page(browser, live.base + "/", WALL, errors, wall_token=live.operator_token)
     # A locator, not wait_for_function: the page's CSP (no unsafe-eval) blocks string predicates.
     page.locator("#people-now").filter(has_not_text="—").wait_for(timeout=30_000)
     sim.join(60)

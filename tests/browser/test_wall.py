@@ -18,7 +18,7 @@ from dashboard.app import STATIC_DIR
 from dashboard.views import zone_view
 from domain.levels import Level
 from domain.values import ZoneState
-from tests.browser.conftest import WALL, Live, open_page, wait_for
+from tests.browser.conftest import WALL, Live, open_page, show_with, wait_for
 
 BRIDGE = "pearl-ring-bridge"
 LONG = 90_000  # ms: a bound for failing, not a measured expectation (2 noisy cores)
@@ -78,8 +78,8 @@ def unexpected(errors: list[str]) -> list[str]:
 
 def test_wall_follows_a_surge_and_operators_act_from_it(browser: Browser, live: Live) -> None:
     errors: list[str] = []
-    wall = open_page(browser, live.base + "/", WALL, errors)
-    second = open_page(browser, live.base + "/", WALL, errors)
+    wall = open_page(browser, live.base + "/", WALL, errors, wall_token=live.operator_token)
+    second = open_page(browser, live.base + "/", WALL, errors, wall_token=live.operator_token)
     record(wall, f'#map path[data-zone="{BRIDGE}"]', "data-level", "bridge")
     record(wall, "#people-now", None, "people")
     sim = live.publish(start="19:30", duration_min=40, speed=120)
@@ -210,7 +210,7 @@ def test_zone_detail_from_the_map_and_a_screenshot_that_fits(browser: Browser, l
     sim = live.publish(start="19:40", duration_min=20, speed=120)
     wait_for("the bridge above II", lambda: live.get(f"/api/zones/{BRIDGE}")["level"] >= 3, timeout=120)
     sim.join(120)
-    wall = open_page(browser, live.base + "/", WALL, errors)
+    wall = open_page(browser, live.base + "/", WALL, errors, wall_token=live.operator_token)
     wall.locator('#conn[data-state="live"], #conn[data-state="stale"]').wait_for(timeout=LONG)
     level = live.get(f"/api/zones/{BRIDGE}")["level"]
     wall.locator(f'#map path[data-zone="{BRIDGE}"][data-level="{level}"]').wait_for()
@@ -247,6 +247,7 @@ def test_the_wall_says_data_stale_when_the_stream_stops(browser: Browser, live: 
     """The page's socket runs through Playwright, which stops passing the service's messages on: the stream
     stalls with the connection open. The page's clock is Playwright's too: 20 s pass without waiting for them."""
     context = browser.new_context(viewport={"width": WALL["width"], "height": WALL["height"]})
+    show_with(context, live.operator_token)
     context.clock.install()
     wall = context.new_page()
     passing = [True]
@@ -277,7 +278,7 @@ def test_the_wall_says_data_stale_when_the_stream_stops(browser: Browser, live: 
 def test_unhealthy_sensors_grey_the_zone_and_show_in_the_health_panel(browser: Browser, live: Live) -> None:
     """The faults evening: a counter drops out 17:30-17:50, its zone goes blind, then recovers."""
     errors: list[str] = []
-    wall = open_page(browser, live.base + "/", WALL, errors)
+    wall = open_page(browser, live.base + "/", WALL, errors, wall_token=live.operator_token)
     sim = live.publish(scenario="faults", start="17:20", duration_min=40, speed=120)
 
     def blind() -> dict[str, Any] | None:
@@ -313,6 +314,9 @@ HOST = "http://wall.test"
 CSP = "default-src 'self'; connect-src 'self' ws://wall.test; img-src 'self' data:"  # as dashboard/app.py
 
 
+SCRIPTED_TOKEN = "t-scripted-wall"
+
+
 class Scripted:
     """The wall's files from dashboard/static, /ws answered by the test: every connection's URL and what the
     page sent are kept, and the test sends snapshots and deltas when it chooses."""
@@ -327,6 +331,7 @@ class Scripted:
         self.sockets: list[WebSocketRoute] = []
         self.urls: list[str] = []
         self.received: list[Any] = []
+        show_with(page, SCRIPTED_TOKEN)  # the page's first message on every socket is this token
         page.route(f"{HOST}/**", self.serve)
         page.route_web_socket(re.compile(r"/ws"), self.connect)
 
