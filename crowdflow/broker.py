@@ -467,6 +467,11 @@ class SecureBroker(_Child):
 
     def start(self, timeout: float = 10.0) -> Credentials:
         binary = find_mosquitto()
+        if not self.template.is_file():  # deploy/ is in the source tree, not in the wheel
+            raise BrokerError(
+                f"the broker configuration {self.template} is missing; run crowdflow from a source checkout "
+                "(it ships deploy/mosquitto/mosquitto.conf), or point it at your broker with --mqtt-host"
+            )
         tls = self.tls if self.tls is not None else shutil.which("openssl") is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.creds = write_credentials(
