@@ -48,6 +48,7 @@ _DAY_SPAN_S = 30 * 3600.0  # from a local midnight, always inside the next local
 _KEPT_ANCHORS = 4  # anchors remembered for scaling late flows; beyond 4 the weight is negligible
 _STATUSES = ("online", "offline", "fault")
 _EXACT_BITS = 1074  # every finite float is a whole multiple of 2**-1074
+_NEVER = -math.inf
 
 
 def _exact(v: float) -> int:
@@ -187,6 +188,7 @@ class _ZoneMemory:
         "density_ts",
         "first_ts",
         "last_ts",
+        "newest_anchor_ts",
         "occ_ts",
         "occupancy",
         "recent_anchors",
@@ -201,6 +203,7 @@ class _ZoneMemory:
         self.ring = FlowRing(window_s, bucket_s)
         self.anchors = _Anchors(sensors)
         self.recent_anchors: deque[tuple[float, float]] = deque(maxlen=_KEPT_ANCHORS)  # (ts, gain used)
+        self.newest_anchor_ts = _NEVER  # at least the newest ts in recent_anchors (of every anchor applied)
         self.density: float | None = None  # measured, people / m²
         self.density_ts: float | None = None
         self.arrivals = 0
@@ -211,6 +214,12 @@ class _ZoneMemory:
         self.last_ts: float | None = None  # newest reading of any kind
         self.seen: dict[str, float] = {}  # sensor -> newest reading ts
         self.status: dict[str, tuple[float, str, str]] = {}  # sensor -> (ts, offline|fault, detail)
+
+    def note_anchor(self, ts: float, gain: float) -> None:
+        """An anchor applied at event time ts with this gain: remembered for scaling late flows."""
+        self.recent_anchors.append((ts, gain))
+        if ts > self.newest_anchor_ts:
+            self.newest_anchor_ts = ts
 
 
 class ZoneTracker:
@@ -260,34 +269,48 @@ class ZoneTracker:
 
     def apply(self, r: Reading) -> None:
         """Fold one reading into its zone. Bad readings are counted in `rejected` by reason, never raised."""
-        reason = self._check(r)
-        if reason:
-            self.rejected[reason] += 1
-            return
-        m = self._zones[r.zone]
-        if m.last_ts is None or r.ts > m.last_ts:
-            m.last_ts = r.ts
-        if m.first_ts is None or r.ts < m.first_ts:
-            m.first_ts = r.ts
-        if r.ts > m.seen.get(r.sensor, -math.inf):
-            m.seen[r.sensor] = r.ts
-        if r.kind == "status":
+        m = self._zones.get(r.zone)
+        kind, ts = r.kind, r.ts
+        # The checks of _check for a plain flow reading, inline (most readings are these); anything else there.
+        if not (
+            m is not None
+            and kind == "flow"
+            and r.inflow >= 0
+            and r.outflow >= 0
+            and -math.inf < ts < math.inf
+            and 0 <= r.interval_s < math.inf
+        ):
+            reason = self._check(r)
+            if reason:
+                self.rejected[reason] += 1
+                return
+            assert m is not None
+        if m.last_ts is None or ts > m.last_ts:
+            m.last_ts = ts
+        if m.first_ts is None or ts < m.first_ts:
+            m.first_ts = ts
+        sid = r.sensor
+        seen = m.seen
+        if ts > seen.get(sid, _NEVER):
+            seen[sid] = ts
+        if kind == "status":
             self._apply_status(m, r)
             return
         # A sensor that sends data after saying it was offline is evidently back; a fault needs an "online".
-        st = m.status.get(r.sensor)
-        if st is not None and st[1] == "offline" and r.ts > st[0]:
-            del m.status[r.sensor]
-            m.anchors.hold_out(r.sensor, False)
-        if r.kind == "flow":
+        if m.status:
+            st = m.status.get(sid)
+            if st is not None and st[1] == "offline" and ts > st[0]:
+                del m.status[sid]
+                m.anchors.hold_out(sid, False)
+        if kind == "flow":
             self._apply_flow(m, r)
-        elif r.kind == "occupancy":
+        elif kind == "occupancy":
             assert r.count is not None
             self._apply_anchor(m, r, float(r.count))
         else:  # density
             assert r.density is not None
-            if m.density_ts is None or r.ts >= m.density_ts:
-                m.density, m.density_ts = r.density, r.ts
+            if m.density_ts is None or ts >= m.density_ts:
+                m.density, m.density_ts = r.density, ts
             self._apply_anchor(m, r, r.density * self.site.zones[r.zone].area_m2)
 
     def _check(self, r: Reading) -> str:
@@ -326,18 +349,22 @@ class ZoneTracker:
             m.anchors.hold_out(r.sensor, True)
 
     def _apply_flow(self, m: _ZoneMemory, r: Reading) -> None:
+        ts = r.ts
         net = float(r.inflow - r.outflow)
         weight = 1.0
-        for a_ts, gain in m.recent_anchors:  # see the module docstring: late flows vs anchors
-            if r.ts <= a_ts:
-                weight *= 1.0 - gain
-        m.occupancy = max(0.0, m.occupancy + weight * net)
-        if m.occ_ts is None or r.ts > m.occ_ts:
-            m.occ_ts = r.ts
-        m.ring.add(r.ts, r.interval_s, r.inflow, r.outflow)
-        self._roll_day(m, r.ts)
+        if ts <= m.newest_anchor_ts:  # no anchor is as new (the common case): all weights would be 1
+            for a_ts, gain in m.recent_anchors:  # see the module docstring: late flows vs anchors
+                if ts <= a_ts:
+                    weight *= 1.0 - gain
+        occ = m.occupancy + weight * net
+        m.occupancy = occ if occ > 0.0 else 0.0  # max(0.0, occ), NaN included, without the call
+        if m.occ_ts is None or ts > m.occ_ts:
+            m.occ_ts = ts
+        m.ring.add(ts, r.interval_s, r.inflow, r.outflow)
+        if m.day_start is None or (m.day_end is not None and ts >= m.day_end):
+            self._roll_day(m, ts)
         assert m.day_start is not None
-        if r.ts >= m.day_start:  # a late reading from before midnight belongs to yesterday's count
+        if ts >= m.day_start:  # a late reading from before midnight belongs to yesterday's count
             m.arrivals += r.inflow
 
     def _apply_anchor(self, m: _ZoneMemory, r: Reading, people: float) -> None:
@@ -352,7 +379,7 @@ class ZoneTracker:
             return  # the only anchor is marked offline or faulty: keep integrating counters
         gain = 1.0 if not m.recent_anchors else self.anchor_gain
         m.occupancy = max(0.0, m.occupancy + gain * (measured - m.occupancy))
-        m.recent_anchors.append((r.ts, gain))
+        m.note_anchor(r.ts, gain)
 
     def seed_arrivals(self, zone_id: str, ts: float, arrivals: int) -> bool:
         """Arrivals counted earlier today (at event time `ts`) by a previous run, from the store: a service
@@ -524,6 +551,7 @@ def _load_zone(m: _ZoneMemory, d: dict[str, Any]) -> None:
     m.occ_ts = _opt(d["occ_ts"])
     m.ring.load(d["ring"])
     m.recent_anchors.extend((float(a[0]), float(a[1])) for a in d["recent_anchors"])
+    m.newest_anchor_ts = max((a for a, _ in m.recent_anchors), default=_NEVER)
     m.density, m.density_ts = _opt(d["density"]), _opt(d["density_ts"])
     m.arrivals = int(d["arrivals"])
     m.day_start, m.day_end = _opt(d["day_start"]), _opt(d["day_end"])

@@ -192,7 +192,7 @@ class ScanTracker(ZoneTracker):
         measured = float(sum(values) / len(values))
         gain = 1.0 if not m.recent_anchors else self.anchor_gain
         m.occupancy = max(0.0, m.occupancy + gain * (measured - m.occupancy))
-        m.recent_anchors.append((r.ts, gain))
+        m.note_anchor(r.ts, gain)
 
 
 _SENSORS = ["plaza-cam-0", "plaza-cam-1", "plaza-cam-2", "plaza-cam-3", "cam-x", "cam-y"]
