@@ -354,15 +354,15 @@ def render_config(
     """The shipped mosquitto.conf with its file paths in `creds.dir`, its listeners on loopback ports, its
     persistence in `data_dir`, its log in `log_file` and its queue sized for the site; every other line as
     shipped. tls_port None drops the TLS listener. Fails if the template lost a line this relies on."""
-    replaced: set[str] = set()
+    replaced: set[str] = set()  # the lines rewritten, by name: each must be there
     tls_lines = {"cafile", "certfile", "keyfile", "tls_version", "require_certificate"}
     out = []
     for line in template.splitlines():
         words = line.split()
         key = words[0] if words and not words[0].startswith("#") else ""
+        if key in tls_lines and tls_port is None:
+            continue
         if key in ("password_file", "acl_file", "cafile", "certfile", "keyfile") and words[1].startswith(INSTALL_DIR):
-            if key in tls_lines and tls_port is None:
-                continue
             line = f"{key} {creds.dir / words[1][len(INSTALL_DIR) :]}"
         elif key == "persistence_location":
             line = f"persistence_location {data_dir}/"
@@ -375,10 +375,9 @@ def render_config(
         elif key == "listener" and words[1:] == ["8883"]:
             if tls_port is None:
                 continue
-            line = f"listener {tls_port} 127.0.0.1"
-            key = "listener-tls"
-        elif key in tls_lines and tls_port is None:
-            continue
+            line, key = f"listener {tls_port} 127.0.0.1", "listener-tls"
+        else:
+            key = ""  # kept as shipped
         replaced.add(key)
         out.append(line)
     needed = {"password_file", "acl_file", "persistence_location", "max_queued_messages", "log_dest", "listener"}

@@ -134,3 +134,18 @@ def test_a_missing_tool_says_which_package_to_install() -> None:
 
     with pytest.raises(BrokerError, match=r"no-such-tool is not installed.*apt-get install -y some-package"):
         find_binary("no-such-tool", "some-package", "crowdflow needs it")
+
+
+def test_render_refuses_a_template_whose_files_or_listeners_moved(tmp_path: Path, mini_site: Site) -> None:
+    require_binary("mosquitto_passwd", "mosquitto")
+    creds = write_credentials(mini_site, tmp_path / "c", tls=False)
+    shipped = SHIPPED_CONFIG.read_text()
+    for old, new, named in (
+        ("password_file /etc/mosquitto/crowdflow/passwd", "password_file /srv/passwd", "password_file"),
+        ("listener 1883 127.0.0.1", "listener 1883", "listener"),
+    ):
+        assert old in shipped
+        with pytest.raises(BrokerError, match=named):
+            render_config(
+                shipped.replace(old, new), creds, plain_port=1, tls_port=2, data_dir=tmp_path, log_file=tmp_path / "l"
+            )
