@@ -457,3 +457,47 @@ def test_stream_batches_deltas_resyncs_on_a_gap_resumes_and_says_when_data_time_
     assert bar.locator(".eta").get_attribute("title") == forecast
     assert errors == []
     context.close()
+
+
+def test_a_wall_without_a_token_asks_for_one_and_shows_what_that_token_may_see(browser: Browser, live: Live) -> None:
+    """No token, no stream: the wall asks for one. An officer's token shows the officer's zones only (the
+    service cuts the stream); signing out leaves the wall dark again; a wrong token is refused with the
+    service's reason; the operator's shows every zone."""
+    officer = "lfc-bridge-d"
+    own = set(live.get("/api/me", live.token(officer))["zones"])
+    sim = live.publish(start="19:30", duration_min=5, speed=120)
+    wait_for("zone states from the simulator", lambda: live.get("/api/district")["people_now"] > 0)
+    errors: list[str] = []
+    wall = open_page(browser, live.base + "/", WALL, errors)
+    wall.locator("#signin").wait_for(state="visible")
+    assert "Sign in to show the wall" in (wall.locator("#signin-msg").text_content() or "")
+    assert wall.evaluate("CF.wall.stats.connects") == 0  # no socket without a token
+
+    wall.fill("#signin-token", live.token(officer))
+    wall.click("#signin-submit")
+    wall.locator("#whoami.signed-in").wait_for()
+    wall.locator('#conn[data-state="live"]').wait_for(timeout=LONG)
+    shown = (
+        "Object.values(CF.wall.S.zones).filter(function (z) { return z.occupancy !== null; })"
+        ".map(function (z) { return z.id; })"
+    )
+    seen = wait_for("the officer's zones with data", lambda: wall.evaluate(shown), timeout=60)
+    assert set(seen) <= own, f"zones outside {officer}'s duties reached the page: {set(seen) - own}"
+
+    wall.click("#signout")
+    wall.locator("#signin").wait_for(state="visible")
+    wait_for("the stream closed", lambda: not wall.evaluate("CF.wall.stream.connected"), timeout=30)
+    wall.fill("#signin-token", "token-nobody")
+    wall.click("#signin-submit")
+    msg = wall.locator("#signin-msg")
+    wait_for("the wrong token refused", lambda: "refused" in (msg.text_content() or ""), timeout=30)
+
+    wall.fill("#signin-token", live.operator_token)
+    wall.click("#signin-submit")
+    wall.locator('#conn[data-state="live"]').wait_for(timeout=LONG)
+    every = wait_for("zones beyond the officer's", lambda: (z := wall.evaluate(shown)) and set(z) - own and z, 60)
+    assert len(every) > len(own)
+    sim.join(60)
+    assert not sim.is_alive() and not sim.errors  # type: ignore[attr-defined]
+    # The officer may not read the desk's response figures: the wall asked, was refused, and hid the section.
+    assert [e for e in unexpected(errors) if not re.search(r"HTTP 403 .*/api/metrics/response", e)] == []
