@@ -3,6 +3,7 @@ path with a scripted sender (order, high water, a failing disk, close while down
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -219,7 +220,9 @@ class Server:
 
 def spooled_batcher(send: Server, tmp_path: Path, **kw: object) -> tuple[Batcher, StoreStats]:
     stats = StoreStats()
-    spool = Spool(tmp_path / "spool", stats, max_bytes=int(kw.pop("max_bytes", 1 << 24)))  # type: ignore[call-overload]
+    max_bytes = int(kw.pop("max_bytes", 1 << 24))  # type: ignore[call-overload]
+    segment_bytes = kw.pop("segment_bytes", None)
+    spool = Spool(tmp_path / "spool", stats, max_bytes=max_bytes, segment_bytes=segment_bytes)  # type: ignore[arg-type]
     args: dict[str, object] = {
         "batch_size": 20,
         "flush_interval_s": 0.01,
@@ -298,3 +301,25 @@ def test_close_while_the_server_is_down_leaves_the_points_on_disk(tmp_path: Path
     spool = Spool(tmp_path / "spool", again)
     assert [index(ln) for rec in drain(spool) for ln in rec] == list(range(40))
     spool.close()
+
+
+def test_an_outage_is_logged_once_not_per_batch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="store")
+    send = Server()
+    send.up.clear()
+    b, stats = spooled_batcher(send, tmp_path, max_bytes=20_000, segment_bytes=4096)
+    for i in range(0, 2000, 20):
+        b.put(lines(i, 20))
+    wait_for(lambda: stats.spooled == 2000 and stats.retries >= 5)
+    assert stats.spool_dropped > 100  # many drops, in many appends
+    send.up.set()
+    wait_for(lambda: stats.spool_pending == 0)
+    b.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("spooling points" in m for m in messages) == 1
+    assert sum("reached its bound" in m for m in messages) == 1
+    assert sum("answers again" in m for m in messages) == 1
+    drained = [m for m in messages if "spool drained" in m]
+    assert len(drained) == 1 and f"{stats.spool_dropped} dropped" in drained[0]
+    assert len(messages) == 4, messages
+    assert send.indices() == list(range(stats.spool_dropped, 2000))
