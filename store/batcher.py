@@ -242,7 +242,10 @@ class Batcher:
                 spool_retry_at = now + self.retry_initial_s
             closing = self._close_requested.is_set()
             if closing and (self._down or now >= self._deadline):
-                self._spool_memory(spool)
+                if not self._spool_memory(spool):  # neither server nor disk: count, never lose quietly
+                    self._give_up(
+                        [], f"close(): the spool refused the last points ({self.stats.last_error})", drain=True
+                    )
                 return
             if spool.empty:  # the disk refused the lines: they wait in memory for the server itself
                 if self._down and now < next_try:

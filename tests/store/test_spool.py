@@ -323,3 +323,22 @@ def test_an_outage_is_logged_once_not_per_batch(tmp_path: Path, caplog: pytest.L
     assert len(drained) == 1 and f"{stats.spool_dropped} dropped" in drained[0]
     assert len(messages) == 4, messages
     assert send.indices() == list(range(stats.spool_dropped, 2000))
+
+
+def test_close_with_neither_server_nor_disk_counts_what_is_left_as_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    send = Server()
+    send.up.clear()
+    b, stats = spooled_batcher(send, tmp_path)
+    assert b._spool is not None
+
+    def full(batch: list[str]) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(b._spool, "append", full)
+    b.put(lines(0, 60))
+    wait_for(lambda: stats.retries >= 2)
+    b.close()
+    assert stats.points_failed == 60 and stats.points_written == 0 and stats.spooled == 0
+    assert "No space left on device" in stats.last_error
