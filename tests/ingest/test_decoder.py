@@ -7,7 +7,7 @@ import pytest
 
 from domain.messages import CountMsg, DensityMsg, OccupancyMsg, StatusMsg, TotalMsg
 from domain.site import Site
-from ingest.decoder import Decoder, decode
+from ingest.decoder import MAX_INT, MAX_JSON_DEPTH, Decoder, decode, json_depth
 from ingest.rejection import REASONS, Rejection
 from tests.ingest.helpers import SHANGHAI, T0, iso, payload, site_with_area, topic
 
@@ -30,9 +30,7 @@ def rejected(result: object, reason: str) -> Rejection:
 
 
 def test_count(dec: Decoder) -> None:
-    m = dec.decode(
-        topic("seg1-west", "count"), payload("seg1-west", 7, T0, interval_s=30, **{"in": 5, "out": 2})
-    )
+    m = dec.decode(topic("seg1-west", "count"), payload("seg1-west", 7, T0, interval_s=30, **{"in": 5, "out": 2}))
     assert isinstance(m, CountMsg)
     assert (m.sensor, m.seq, m.in_, m.out, m.interval_s) == ("seg1-west", 7, 5, 2, 30.0)
     assert m.ts.timestamp() == T0
@@ -60,9 +58,7 @@ def test_status_from_any_sensor_kind(dec: Decoder) -> None:
 
 
 def test_numbers_as_strings(dec: Decoder) -> None:
-    raw = json.dumps(
-        {"sensor": "seg1-west", "ts": iso(T0), "seq": "3", "in": "12", "out": "4", "interval_s": "60"}
-    )
+    raw = json.dumps({"sensor": "seg1-west", "ts": iso(T0), "seq": "3", "in": "12", "out": "4", "interval_s": "60"})
     m = dec.decode(topic("seg1-west", "count"), raw.encode())
     assert isinstance(m, CountMsg) and (m.seq, m.in_, m.out, m.interval_s) == (3, 12, 4, 60.0)
     m2 = dec.decode(topic("plaza-cam", "density"), payload("plaza-cam", 1, T0, density="1.75"))
@@ -203,3 +199,95 @@ def test_rejection_payload_excerpt_is_text_even_for_binary(dec: Decoder) -> None
 def test_every_decoder_reason_is_known() -> None:
     for reason in ("oversized", "bad_topic", "malformed_json", "schema", "unknown_sensor", "topic_mismatch"):
         assert reason in REASONS
+
+
+# --- found by fuzzing (scripts/fuzz.py): each with the exact input that failed -------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 2000,  # RecursionError from msgspec's untyped decode on the error path
+        b"[" * 2000 + b"]" * 2000,
+        b'{"sensor":' + b"[" * 2000,
+        b'{"sensor":"seg1-west","ts":"2026-05-01T12:00:00","seq":1,"in":1,"out":0,"x":'
+        + b"[" * 1900
+        + b"]" * 1900
+        + b"}",
+    ],
+)
+def test_deep_json_is_rejected_as_oversized_not_a_recursion_error(dec: Decoder, raw: bytes) -> None:
+    r = rejected(dec.decode(topic("seg1-west", "count"), raw), "oversized")
+    assert "levels deep" in r.detail and f"limit is {MAX_JSON_DEPTH}" in r.detail
+
+
+def test_depth_bound_is_exact_and_brackets_in_strings_do_not_count(dec: Decoder) -> None:
+    def body(depth: int) -> bytes:
+        return payload("seg1-west", 1, T0, **{"in": 1, "out": 0, "x": nested(depth - 1)})
+
+    assert json_depth(body(MAX_JSON_DEPTH)) == MAX_JSON_DEPTH
+    rejected(dec.decode(topic("seg1-west", "count"), body(MAX_JSON_DEPTH)), "schema")  # unknown field x
+    rejected(dec.decode(topic("seg1-west", "count"), body(MAX_JSON_DEPTH + 1)), "oversized")
+    brackets = payload("seg1-west", 1, T0, state="fault", detail="[{" * 100)
+    assert isinstance(dec.decode(topic("seg1-west", "status"), brackets), StatusMsg)
+
+
+def nested(depth: int) -> object:
+    out: object = 1
+    for _ in range(depth):
+        out = [out]
+    return out
+
+
+def test_invalid_utf8_inside_a_key_is_malformed_json_not_a_unicode_error(dec: Decoder) -> None:
+    raw = (
+        b'{"v": 1, "sensor\xda\xa6\x86\x87"plaza-cam", "ts": "2026-05-01T12:00:00+08:00", "seq": 1, "state": '
+        b'"online", "detail": "ok", "\\ud81e\\udd83\\u00b4D": [[[[[[[[[1]]]]]]]]]}'
+    )
+    r = rejected(dec.decode("dt/crowdflow/occupancy/seg-2/seg2-gate/count", raw), "malformed_json")
+    assert "UTF-8" in r.detail
+    raw2 = b'{"sensor": "seg1-west", "\xff": 1}'
+    rejected(dec.decode(topic("seg1-west", "count"), raw2), "malformed_json")
+
+
+def test_control_characters_from_the_payload_are_escaped_in_the_detail(dec: Decoder) -> None:
+    # msgspec quotes an unknown field's name as sent: the detail went into logs with a raw \x0e (and \n).
+    raw = (
+        b'{"v": 1, "sensor": "seg2-gate", "ts": "2026-05-01T12:00:00+08:00", "seq": 1, "in": 3, "out": 1, '
+        b'"interval_s": 60, "\\u00d23\\u00e4\\u00f4\\u0091\\u000e": -5354443}'
+    )
+    r = rejected(dec.decode("dt/crowdflow/riverside/laoshan/seg2-gate/count", raw), "schema")
+    assert r.detail.isprintable() and "\\x0e" in r.detail
+    ghost = payload("gh\nost", 1, T0, **{"in": 1, "out": 0})
+    r2 = rejected(dec.decode("dt/crowdflow/riverside/seg-1/ghost/count", ghost), "unknown_sensor")
+    assert r2.detail.isprintable() and "gh\\nost" in r2.detail and r2.sensor == "gh\nost"
+
+
+@pytest.mark.parametrize(
+    ("kind", "sensor", "fields"),
+    [
+        ("count", "seg1-west", {"in": MAX_INT + 1, "out": 0}),
+        ("count", "seg1-west", {"in": 0, "out": 10**30}),
+        ("total", "seg1-east", {"in_total": 2**64, "out_total": 0}),
+        ("occupancy", "plaza-area", {"count": 2**63}),
+    ],
+)
+def test_integers_beyond_float_precision_are_rejected(
+    dec: Decoder, kind: str, sensor: str, fields: dict[str, object]
+) -> None:
+    # Accepted before: 10**30 people went on to detect/ and overflow numpy's and InfluxDB's int64.
+    r = rejected(dec.decode(topic(sensor, kind), payload(sensor, 1, T0, **fields)), "schema")
+    assert str(MAX_INT) in r.detail
+    big_seq = payload(sensor, 10**23, T0, **{k: 1 for k in fields})
+    assert "seq" in rejected(dec.decode(topic(sensor, kind), big_seq), "schema").detail
+
+
+def test_largest_integers_are_accepted(dec: Decoder) -> None:
+    m = dec.decode(topic("seg1-west", "count"), payload("seg1-west", MAX_INT, T0, **{"in": MAX_INT, "out": 0}))
+    assert isinstance(m, CountMsg) and m.in_ == MAX_INT == m.seq
+
+
+def test_long_topic_detail_is_capped(dec: Decoder) -> None:
+    t = "dt/crowdflow/riverside/seg-1/seg1-west/count" * 300
+    r = rejected(dec.decode(t, b"{}"), "bad_topic")
+    assert len(r.detail) < 300 and r.topic == t
