@@ -27,6 +27,7 @@ import msgspec
 
 from alerts.model import EscalationTarget, Role
 from domain.levels import GRADED, Level
+from domain.loader import name_dict_key
 from domain.site import Site
 
 ALWAYS = "always"  # the shift name of a round-the-clock duty
@@ -37,6 +38,8 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 DEFAULT_DELAY_S: dict[Level, float] = {Level.I: 120.0, Level.II: 300.0, Level.III: 600.0, Level.IV: 1200.0}
 DEFAULT_ACK_TTL_S: dict[Level, float] = {Level.I: 600.0, Level.II: 1200.0, Level.III: 1800.0, Level.IV: 3600.0}
 DEFAULT_STEPS: tuple[EscalationTarget, ...] = ("responsible", "grid_leader", "command")
+# Shortest wait: below a second a "positive" wait (5e-324 s) is zero in practice, even more so once halved.
+MIN_WAIT_S = 1.0
 
 
 def token_hash(token: str) -> str:
@@ -223,12 +226,19 @@ def _policy_checks(
             out.append(f"field steps: '{target}' is listed twice; use repeat_s/max_repeats for reminders")
     out += _check_per_level("delay_s", delay_s)
     out += _check_per_level("ack_ttl_s", ack_ttl_s)
-    if not (math.isfinite(repeat_s) and repeat_s > 0):
-        out.append(f"field repeat_s: must be positive seconds, got {repeat_s}")
+    if not (math.isfinite(repeat_s) and repeat_s >= MIN_WAIT_S):
+        out.append(f"field repeat_s: must be positive seconds (at least {MIN_WAIT_S:g} s), got {repeat_s}")
     if max_repeats < 0:
         out.append(f"field max_repeats: must be 0 or more, got {max_repeats}")
     if not (0 < emergency_factor <= 1):
         out.append(f"field emergency_factor: must be within (0, 1] (0.5 halves every wait), got {emergency_factor}")
+    elif not out:
+        shortest = min([repeat_s, *delay_s.values(), *ack_ttl_s.values()])
+        if shortest * emergency_factor < MIN_WAIT_S:
+            out.append(
+                f"field emergency_factor: {emergency_factor:g} turns the shortest wait ({shortest:g} s) into less "
+                f"than {MIN_WAIT_S:g} s in emergency mode; raise it or the wait"
+            )
     return out
 
 
@@ -240,8 +250,8 @@ def _check_per_level(name: str, table: Mapping[Level, float]) -> list[str]:
     if Level.NORMAL in table:
         out.append(f"field {name}: 'normal' is not escalated; give IV, III, II and I")
     for lv, v in table.items():
-        if not (math.isfinite(v) and v > 0):
-            out.append(f"field {name}.{lv.name}: must be positive seconds, got {v}")
+        if not (math.isfinite(v) and v >= MIN_WAIT_S):
+            out.append(f"field {name}.{lv.name}: must be positive seconds (at least {MIN_WAIT_S:g} s), got {v}")
     present = [lv for lv in GRADED if lv in table]
     for lower, higher in itertools.pairwise(present):
         if table[higher] > table[lower]:
@@ -315,10 +325,14 @@ def parse_roster(raw: bytes | str, site: Site, path: str = "<memory>") -> Roster
         raise RosterError(path, [f"not valid TOML: {e}"]) from e
     except UnicodeDecodeError as e:
         raise RosterError(path, [f"not UTF-8 text: {e}"]) from e
+    except RecursionError as e:  # tomllib recurses once per level of nested arrays and inline tables
+        raise RosterError(
+            path, ["not valid TOML: arrays or inline tables nested too deep; no setting needs more than a few levels"]
+        ) from e
     try:
         spec = msgspec.convert(data, RosterFile, strict=True)
     except msgspec.ValidationError as e:
-        raise RosterError(path, [_explain(str(e), data)]) from e
+        raise RosterError(path, [_explain(name_dict_key(str(e), data, RosterFile), data)]) from e
     problems = check_roster(spec, site)
     if problems:
         raise RosterError(path, problems)
@@ -386,7 +400,7 @@ def check_roster(spec: RosterFile, site: Site) -> list[str]:
         )
     try:
         ZoneInfo(site.info.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "America" is a directory: IsADirectoryError
         problems.append(f"site timezone '{site.info.timezone}' is unknown; shifts cannot be read in it")
     problems += _check_people(spec.people)
     problems += _check_shifts(spec.shifts)

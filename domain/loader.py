@@ -7,6 +7,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -46,10 +47,14 @@ def parse_site(raw: bytes | str, path: str = "<memory>") -> Site:
         raise SiteError(path, [f"not valid TOML: {e}"]) from e
     except UnicodeDecodeError as e:
         raise SiteError(path, [f"not UTF-8 text: {e}"]) from e
+    except RecursionError as e:  # tomllib recurses once per level of nested arrays and inline tables
+        raise SiteError(
+            path, ["not valid TOML: arrays or inline tables nested too deep; no setting needs more than a few levels"]
+        ) from e
     try:
         spec = msgspec.convert(data, SiteFile, strict=True)
     except msgspec.ValidationError as e:
-        raise SiteError(path, [_explain(str(e), data)]) from e
+        raise SiteError(path, [_explain(name_dict_key(str(e), data, SiteFile), data)]) from e
     problems = check_references(spec)
     if problems:
         raise SiteError(path, problems)
@@ -57,6 +62,48 @@ def parse_site(raw: bytes | str, path: str = "<memory>") -> Site:
 
 
 _PATH_RE = re.compile(r"\$\.(\w+)\[(\d+)\](.*)")
+_STEP_RE = re.compile(r"\.(\w+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def name_dict_key(message: str, data: dict[str, object], typ: type) -> str:
+    """msgspec says `$.profile.day_factor[...]` for a bad value in a table of free keys; name the key instead.
+
+    Error path only: each key's value is converted alone until one gives the same error.
+    """
+    m = re.search(r"`(\$[^`]*)\[\.\.\.\]", message)
+    if not m:
+        return message
+    prefix = m.group(1)
+    steps: list[str | int] = [a if a else int(b) for a, b in _STEP_RE.findall(prefix[1:]) if a or b]
+    if "".join(f".{s}" if isinstance(s, str) else f"[{s}]" for s in steps) != prefix[1:]:
+        return message
+    table: object = data
+    for step in steps:
+        try:
+            table = table[step]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return message
+    if not isinstance(table, dict):
+        return message
+    for key, value in table.items():
+        trial = _replace(data, steps, {key: value})
+        try:
+            msgspec.convert(trial, typ, strict=True)
+        except msgspec.ValidationError as e:
+            if f"{prefix}[...]" in str(e):
+                return message.replace(f"{prefix}[...]", f"{prefix}.{key}", 1)
+    return message
+
+
+def _replace(node: object, steps: list[str | int], value: object) -> object:
+    """A copy of `node` with the item at `steps` replaced (only the containers on the way are copied)."""
+    if not steps:
+        return value
+    head, rest = steps[0], steps[1:]
+    if isinstance(node, dict):
+        return {**node, head: _replace(node[head], rest, value)}
+    assert isinstance(node, list) and isinstance(head, int)
+    return [*node[:head], _replace(node[head], rest, value), *node[head + 1 :]]
 
 
 def _explain(message: str, data: dict[str, object]) -> str:
@@ -80,7 +127,7 @@ def _explain(message: str, data: dict[str, object]) -> str:
 
 def check_references(spec: SiteFile) -> list[str]:
     """Cross-checks msgspec cannot do: unique ids, dangling references, physical sense."""
-    problems: list[str] = []
+    problems = _check_info(spec)
     for section in ("grids", "micro_grids", "zones", "sensors"):
         seen: set[str] = set()
         for item in getattr(spec, section):
@@ -108,12 +155,14 @@ def check_references(spec: SiteFile) -> list[str]:
             problems.append(f"{where}, field capacity: must be a positive number of people, got {z.capacity}")
         if not (0 <= z.visit_share <= 1):
             problems.append(f"{where}, field visit_share: must be within 0..1, got {z.visit_share}")
-        if z.dwell_min <= 0:
+        if not (math.isfinite(z.dwell_min) and z.dwell_min > 0):
             problems.append(f"{where}, field dwell_min: must be positive minutes, got {z.dwell_min}")
         if z.shape not in spec.profile.shapes:
             problems.append(f"{where}, field shape: no shape '{z.shape}' in [profile.shapes]")
         if len(z.polygon) < 3:
             problems.append(f"{where}, field polygon: needs at least 3 points")
+        if not all(math.isfinite(c) for point in z.polygon for c in point):
+            problems.append(f"{where}, field polygon: coordinates must be finite metres")
         for n in z.neighbours:
             if n not in zones:
                 problems.append(f"{where}, field neighbours: no zone '{n}'")
@@ -126,7 +175,7 @@ def check_references(spec: SiteFile) -> list[str]:
     for s in spec.sensors:
         if s.zone not in zones:
             problems.append(f"sensors '{s.id}', field zone: no zone '{s.zone}'")
-        if s.interval_s <= 0:
+        if not (math.isfinite(s.interval_s) and s.interval_s > 0):
             problems.append(f"sensors '{s.id}', field interval_s: must be positive seconds")
     problems += _check_thresholds("thresholds", spec.thresholds)
     for z in spec.zones:
@@ -138,15 +187,34 @@ def check_references(spec: SiteFile) -> list[str]:
     for name in ("weekday", "holiday"):
         if name not in spec.profile.day_factor:
             problems.append(f"profile, field day_factor: missing '{name}'")
+    for name, factor in spec.profile.day_factor.items():
+        if not (math.isfinite(factor) and factor >= 0):
+            problems.append(f"profile, field day_factor.{name}: must be a finite number >= 0, got {factor}")
     for name, shape in spec.profile.shapes.items():
         for part in ("weekday", "holiday"):
             knots = getattr(shape, part)
             hours = [h for h, _ in knots]
             if not knots or hours != sorted(hours) or hours[0] < 0 or hours[-1] > 24:
                 problems.append(f"profile.shapes '{name}', field {part}: hours must rise within 0..24")
-            if any(w < 0 for _, w in knots) or not any(w > 0 for _, w in knots):
+            if not all(math.isfinite(h) and math.isfinite(w) for h, w in knots):
+                problems.append(f"profile.shapes '{name}', field {part}: hours and weights must be finite numbers")
+            elif any(w < 0 for _, w in knots) or not any(w > 0 for _, w in knots):
                 problems.append(f"profile.shapes '{name}', field {part}: weights must be >= 0, not all zero")
     return problems
+
+
+def _check_info(spec: SiteFile) -> list[str]:
+    info, out = spec.site, []
+    try:
+        ZoneInfo(info.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        out.append(f"site, field timezone: '{info.timezone}' is not a known IANA timezone; write e.g. Asia/Shanghai")
+    if info.peak_day_visits <= 0:
+        out.append(f"site, field peak_day_visits: must be a positive number of visits, got {info.peak_day_visits}")
+    lat, lon = info.origin
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        out.append(f"site, field origin: must be [latitude, longitude] in degrees, got {list(info.origin)}")
+    return out
 
 
 def _check_thresholds(where: str, t: object) -> list[str]:
@@ -154,10 +222,14 @@ def _check_thresholds(where: str, t: object) -> list[str]:
 
     assert isinstance(t, Thresholds)
     out = []
+    if not all(math.isfinite(v) for v in (*t.share, *t.density, t.hysteresis, t.min_duration_s)):
+        return [f"{where}: every threshold must be a finite number, got {t!r}"]
     if list(t.share) != sorted(t.share) or t.share[0] <= 0:
         out.append(f"{where}, field share: must rise from IV to I and be positive, got {list(t.share)}")
     if list(t.density) != sorted(t.density) or t.density[0] <= 0:
         out.append(f"{where}, field density: must rise from IV to I and be positive, got {list(t.density)}")
     if not (0 <= t.hysteresis < 0.5):
         out.append(f"{where}, field hysteresis: must be within 0..0.5, got {t.hysteresis}")
+    if t.min_duration_s < 0:
+        out.append(f"{where}, field min_duration_s: must be 0 or more seconds, got {t.min_duration_s}")
     return out

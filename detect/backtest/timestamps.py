@@ -24,6 +24,9 @@ NAT = np.iinfo(np.int64).min  # pandas' NaT as int64 nanoseconds
 _OFFSET_RE = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 _NUMBER_RE = r"^[+-]?\d+(?:\.\d*)?$"
 EPOCH_MS_ABOVE = 1e11  # epoch seconds reach 1e11 in the year 5138; bigger numbers are milliseconds
+# Times are held as int64 nanoseconds: pandas' range, 1677-09-21 to 2262-04-11. Outside it a cast would wrap.
+_MIN_NS_TS, _MAX_NS_TS = pd.Timestamp.min, pd.Timestamp.max
+_MAX_EPOCH_S = 9.2e9
 
 
 def parse_timestamps(text: pd.Series, tz: str) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
@@ -49,31 +52,40 @@ def _parse_unique(text: pd.Series, tz: str) -> tuple[npt.NDArray[np.int64], dict
     has_off = s.str.contains(_OFFSET_RE, regex=True).to_numpy(dtype=bool) & ~is_num
     naive = ~(empty | is_num | has_off)
 
+    outside = np.zeros(n, dtype=bool)  # read, but not within the years 1677-2262
     if is_num.any():
         secs = pd.to_numeric(s[is_num], errors="coerce").to_numpy(dtype=np.float64)
         secs = np.where(np.abs(secs) > EPOCH_MS_ABOVE, secs / 1000.0, secs)
-        out[is_num] = np.round(secs * 1e6).astype(np.int64) * 1000  # µs: exact in a float64
+        fits = np.abs(secs) <= _MAX_EPOCH_S  # also False for NaN: the int64 cast below is defined
+        out[np.flatnonzero(is_num)[fits]] = np.round(secs[fits] * 1e6).astype(np.int64) * 1000  # µs: exact
+        outside[np.flatnonzero(is_num)[~fits]] = True
     if has_off.any():
-        out[has_off] = _to_ns(s[has_off], utc=True, tz=None)[0]
+        out[has_off], _, outside[has_off] = _to_ns(s[has_off], utc=True, tz=None)
     clock_change = np.zeros(n, dtype=bool)
     if naive.any():
-        out[naive], clock_change[naive] = _to_ns(s[naive], utc=False, tz=tz)
+        out[naive], clock_change[naive], outside[naive] = _to_ns(s[naive], utc=False, tz=tz)
 
     for i in np.flatnonzero(empty).tolist():
         problems[i] = "empty timestamp"
     for i in np.flatnonzero((out == NAT) & ~empty).tolist():
-        problems[i] = (
-            f"local time {s.iat[i]!r} does not exist or is ambiguous in {tz} (clock change); add an offset"
-            if clock_change[i]
-            else f"cannot read timestamp {s.iat[i]!r}"
-        )
+        if clock_change[i]:
+            problems[i] = (
+                f"local time {s.iat[i]!r} does not exist or is ambiguous in {tz} (clock change); add an offset"
+            )
+        elif outside[i]:
+            problems[i] = f"timestamp {s.iat[i]!r} is outside the years 1677 to 2262"
+        else:
+            problems[i] = f"cannot read timestamp {s.iat[i]!r}"
     return out, problems
 
 
-def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+def _to_ns(
+    s: pd.Series, *, utc: bool, tz: str | None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """ISO 8601 first (fast path); rows it cannot read are retried with the format guessed from the first
     of them (e.g. 01/02/2024 08:00), so a whole file in another format stays vectorised. Returns the
-    nanoseconds and which rows were read but fall in a clock change of `tz`."""
+    nanoseconds, which rows were read but fall in a clock change of `tz`, and which were read but lie outside
+    the nanosecond range (years 1677 to 2262)."""
     parsed = pd.to_datetime(s, format="ISO8601", utc=utc, errors="coerce")
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -86,6 +98,9 @@ def _to_ns(s: pd.Series, *, utc: bool, tz: str | None) -> tuple[npt.NDArray[np.i
         assert tz is not None
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
     # Resolution may be s/ms/us/ns depending on the strings: normalise to ns; NaT views as NAT.
-    naive_utc = parsed.dt.tz_convert(None).dt.as_unit("ns")
+    naive_utc = parsed.dt.tz_convert(None)
+    fits = ((naive_utc >= _MIN_NS_TS) & (naive_utc <= _MAX_NS_TS)).to_numpy(dtype=bool)
+    outside = naive_utc.notna().to_numpy(dtype=bool) & ~fits
+    naive_utc = naive_utc.where(fits).dt.as_unit("ns")
     ns = np.asarray(naive_utc.to_numpy(), dtype="datetime64[ns]").view(np.int64)
-    return ns, read & (ns == NAT)
+    return ns, read & (ns == NAT) & ~outside, outside
