@@ -150,13 +150,16 @@ class RequestGuard:
 
 
 async def _refuse(scope: Scope, send: Send, detail: str) -> None:
-    if scope["type"] == "websocket":
-        # Before accepting: the handshake is answered with 403; the reason is for non-browser clients.
-        await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": detail[:120]})
-        return
     body = msgspec.json.encode({"detail": detail})
-    await send(
-        {"type": "http.response.start", "status": 400,
-         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
-    )  # fmt: skip
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if scope["type"] == "websocket":
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            # A server without the denial-response extension answers a close before accept with 403.
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": detail[:120]})
+            return
+        # The handshake is answered with the same 400 and JSON reason as a plain request (uvicorn, TestClient).
+        await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
     await send({"type": "http.response.body", "body": body})

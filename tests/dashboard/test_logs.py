@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from dashboard.app import create_app
@@ -140,6 +141,9 @@ def test_uvicorn_access_log_shows_the_request_but_not_the_token(served: tuple[st
     with connect(f"ws://{host}/ws") as ws:
         ws.send(f'{{"type": "auth", "token": "{SECRET}"}}')
         assert '"snapshot"' in str(ws.recv(timeout=10))
+    with pytest.raises(InvalidStatus) as info:  # the stream's handshake with a token in its URL: 400 too
+        connect(f"ws://{host}/ws?epoch=x&token={SECRET}", open_timeout=10)
+    assert info.value.response.status_code == 400
     deadline = time.monotonic() + 10
     while len(log.lines) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)

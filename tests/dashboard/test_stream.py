@@ -13,7 +13,7 @@ from dashboard.app import create_app
 from dashboard.auth import Principal, token_table
 from dashboard.hub import Hub
 from domain.levels import Level
-from tests.dashboard.client import TestClient
+from tests.dashboard.client import TestClient, WebSocketDenialResponse
 from tests.dashboard.conftest import alert, district_state, zone_state
 
 WALL = "t-wall"
@@ -92,14 +92,15 @@ def test_a_non_browser_client_may_send_the_header_instead(hub: Hub) -> None:
 
 
 @pytest.mark.parametrize("query", ["token=t-wall", "access_token=t-wall", "epoch=x&seq=1&api_token=t-wall"])
-def test_a_token_in_the_url_is_refused_before_the_handshake(hub: Hub, query: str) -> None:
+def test_a_token_in_the_url_is_refused_with_400_before_the_handshake(hub: Hub, query: str) -> None:
     with (
         TestClient(app(hub)) as client,
-        pytest.raises(WebSocketDisconnect) as info,
+        pytest.raises(WebSocketDenialResponse) as info,
         client.websocket_connect(f"/ws?{query}"),
     ):
         pass
-    assert info.value.code == 1008 and "a token in the URL is refused" in str(info.value.reason)
+    assert info.value.status_code == 400
+    assert "Send 'Authorization: Bearer <token>' instead" in info.value.json()["detail"]
 
 
 def test_allowed_host_origin_accepted_foreign_origin_closed_with_1008(hub: Hub) -> None:
@@ -120,11 +121,12 @@ def test_a_rebinding_page_is_refused_by_host_whatever_its_origin(hub: Hub) -> No
     """A DNS-rebinding page sends its own name as both Host and Origin: the Host allow-list stops it."""
     with TestClient(app(hub), base_url="http://evil.example:8000") as client:
         with (
-            pytest.raises(WebSocketDisconnect) as info,
+            pytest.raises(WebSocketDenialResponse) as info,
             client.websocket_connect("/ws", headers={"Origin": "http://evil.example:8000"}),
         ):
             pass
-        assert info.value.code == 1008 and "host 'evil.example' is not served here" in str(info.value.reason)
+        assert info.value.status_code == 400
+        assert "host 'evil.example' is not served here" in info.value.json()["detail"]
         r = client.get("/api/zones", headers={"Authorization": f"Bearer {WALL}"})
         assert r.status_code == 400 and "allowed_hosts" in r.json()["detail"]
     with TestClient(app(hub, allowed_hosts=["wall.cf.example"]), base_url="http://wall.cf.example") as client:
