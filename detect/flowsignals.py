@@ -55,7 +55,8 @@ _SILENT_INTERVALS = 3.0
 # read is of buckets within it).
 _FIRST, _LAST, _INTERVAL, _NEWEST = 0, 1, 2, 3  # start of the oldest data, end of the newest, the sensor's
 _HEAD = 4  # last reporting interval, the newest bucket written (whole, far below 2**53: exact as a float)
-_BLANKS: dict[int, array[float]] = {}  # n -> n empty slots, copied in when the window moves
+_BLANKS: dict[int, array[float]] = {}  # k -> k empty slots, copied in when the window moves
+_EXACT_TS = 2.0**52  # below this, whole-number bucket bounds (b * bucket_s) are exact floats
 
 
 def _new_ring(keep_s: float, bucket_s: float) -> array[float]:
@@ -63,10 +64,11 @@ def _new_ring(keep_s: float, bucket_s: float) -> array[float]:
     return array("d", [math.nan, math.nan, 60.0, -math.inf]) + _blank(n)
 
 
-def _blank(n: int) -> array[float]:
-    blank = _BLANKS.get(n)
+def _blank(k: int) -> array[float]:
+    """k empty slots, (NaN, 0.0) each: one shared array per k (at most a ring's slots), only ever copied."""
+    blank = _BLANKS.get(k)
     if blank is None:
-        blank = _BLANKS[n] = array("d", [math.nan, 0.0]) * n
+        blank = _BLANKS[k] = array("d", [math.nan, 0.0]) * k
     return blank
 
 
@@ -76,7 +78,7 @@ def _slots(ring: array[float]) -> int:
 
 def _add(ring: array[float], bucket_s: float, ts: float, interval_s: float, inflow: float, outflow: float) -> None:
     """Counts for the interval (ts - interval_s, ts], spread evenly over the buckets it covers."""
-    start = ts - max(interval_s, 0.0)
+    start = ts - (interval_s if interval_s > 0.0 else 0.0)
     if interval_s > 0:
         ring[_INTERVAL] = interval_s
     if not ring[_FIRST] <= start:  # NaN (nothing yet) or later than start
@@ -101,33 +103,42 @@ def _add(ring: array[float], bucket_s: float, ts: float, interval_s: float, infl
     b = math.floor(start / bucket_s)
     if b < oldest:
         b = oldest
+    # Bucket bounds that are whole numbers below 2**52 are exact, so a bucket the interval covers whole has
+    # hi - lo == bucket_s exactly and its share is the same float each time: computed once.
+    whole = bucket_s.is_integer() and -_EXACT_TS < ts < _EXACT_TS
+    f = bucket_s / interval_s
+    win, wout = inflow * f, outflow * f
     while b <= b_end:  # per bucket the same arithmetic as max(start, lo), min(ts, hi), without the calls
         lo = b * bucket_s
-        if lo < start:
-            lo = start
         hi = (b + 1) * bucket_s
-        if hi > ts:
-            hi = ts
-        if hi > lo:
+        if whole and lo >= start and hi <= ts:
+            fin, fout = win, wout
+        else:
+            if lo < start:
+                lo = start
+            if hi > ts:
+                hi = ts
+            if not hi > lo:
+                b += 1
+                continue
             f = (hi - lo) / interval_s
-            i = _HEAD + 2 * (b % n)
-            if ring[i] != ring[i]:
-                ring[i] = 0.0
-            ring[i] += inflow * f
-            ring[i + 1] += outflow * f
+            fin, fout = inflow * f, outflow * f
+        i = _HEAD + 2 * (b % n)
+        v = ring[i]
+        ring[i] = (v if v == v else 0.0) + fin  # NaN: the slot's first data
+        ring[i + 1] += fout
         b += 1
 
 
 def _advance(ring: array[float], n: int, newest: float, b_end: int) -> None:
     """The window moves to end at b_end: empty the slots of buckets newest+1 .. b_end (each held a bucket
     that has now left the window)."""
-    k = n if newest == -math.inf else min(n, b_end - int(newest))
+    k = n if newest == -math.inf or b_end - newest >= n else b_end - int(newest)
     s0 = (b_end - k + 1) % n
-    first = min(k, n - s0)
-    blank = _blank(n)
-    ring[_HEAD + 2 * s0 : _HEAD + 2 * (s0 + first)] = blank[: 2 * first]
+    first = k if k <= n - s0 else n - s0
+    ring[_HEAD + 2 * s0 : _HEAD + 2 * (s0 + first)] = _blank(first)
     if k > first:  # wrapped round to slot 0
-        ring[_HEAD : _HEAD + 2 * (k - first)] = blank[: 2 * (k - first)]
+        ring[_HEAD : _HEAD + 2 * (k - first)] = _blank(k - first)
     ring[_NEWEST] = b_end
 
 

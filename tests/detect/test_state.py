@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import random
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detect.rates import FlowRing
 from detect.state import ZoneTracker
 from domain.levels import Level
 from domain.profile import CapacityProfile
@@ -25,9 +28,7 @@ def tracker(mini_site: Site) -> ZoneTracker:
     return ZoneTracker(mini_site, CapacityProfile(mini_site))
 
 
-def flow(
-    zone: str, ts: float, inflow: int = 0, outflow: int = 0, sensor: str = "", interval: float = 60.0
-) -> Reading:
+def flow(zone: str, ts: float, inflow: int = 0, outflow: int = 0, sensor: str = "", interval: float = 60.0) -> Reading:
     sensor = sensor or {"seg-1": "seg1-west", "seg-2": "seg2-gate", "plaza": "plaza-gate"}[zone]
     return Reading(
         sensor=sensor,
@@ -197,9 +198,7 @@ def test_one_silent_sensor_makes_the_zone_unhealthy(tracker: ZoneTracker) -> Non
         tracker.apply(flow("seg-1", NOON + 60 * i, inflow=10, sensor="seg1-west"))
     assert state_of(tracker, "seg-1", NOON + 180).healthy  # grace from the zone's first reading
     assert not state_of(tracker, "seg-1", NOON + 240).healthy
-    assert tracker.problems("seg-1", NOON + 240) == [
-        "seg1-east: silent for 240 s (allowed 180 s, never heard from)"
-    ]
+    assert tracker.problems("seg-1", NOON + 240) == ["seg1-east: silent for 240 s (allowed 180 s, never heard from)"]
     tracker.apply(flow("seg-1", NOON + 240, sensor="seg1-east"))
     assert state_of(tracker, "seg-1", NOON + 240).healthy
     assert not state_of(tracker, "seg-1", NOON + 500).healthy  # both silent now
@@ -322,9 +321,7 @@ _flows = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(_flows)
-def test_occupancy_never_negative_for_any_sequence(
-    mini_site: Site, steps: list[tuple[str, int, int, float]]
-) -> None:
+def test_occupancy_never_negative_for_any_sequence(mini_site: Site, steps: list[tuple[str, int, int, float]]) -> None:
     t = ZoneTracker(mini_site, CapacityProfile(mini_site))
     for kind, a, b, dts in steps:  # any order of event times, late flows included
         ts = NOON + dts
@@ -343,3 +340,41 @@ def test_apply_cost_per_reading(tracker: ZoneTracker) -> None:
         tracker.apply(r)
     per = (time.perf_counter() - t0) / len(readings)
     assert per < 50e-6, f"{per * 1e6:.1f} µs per reading"
+
+
+def _spread_reference(ring: FlowRing, ts: float, interval_s: float, inflow: int, outflow: int) -> None:
+    """FlowRing.add as first written, a _put call per bucket with max/min: what the inlined loop must equal."""
+    start = ts - max(interval_s, 0.0)
+    if ring.first_ts is None or start < ring.first_ts:
+        ring.first_ts = start
+    b_end = math.floor(ts / ring.bucket_s)
+    if interval_s <= 0:
+        ring._put(b_end, inflow, outflow)
+        return
+    for b in range(max(math.floor(start / ring.bucket_s), b_end - ring.n + 1), b_end + 1):
+        lo, hi = max(start, b * ring.bucket_s), min(ts, (b + 1) * ring.bucket_s)
+        if hi > lo:
+            f = (hi - lo) / interval_s
+            ring._put(b, inflow * f, outflow * f)
+
+
+def test_flow_ring_spreads_exactly_as_a_put_per_bucket() -> None:
+    """Random readings (late, repeated, zero and negative intervals, whole and fractional bucket widths): the
+    ring's slots and rates equal, to the bit, those of spreading with one _put per bucket."""
+    rng = random.Random(5)
+    for _ in range(300):
+        bucket_s, window_s = rng.choice([10.0, 7.0, 0.1, 3.3]), rng.choice([300.0, 60.0, 35.0])
+        ring, ref = FlowRing(window_s, bucket_s), FlowRing(window_s, bucket_s)
+        t = 1.8e9 + rng.random() * 100
+        for _ in range(rng.randint(1, 40)):
+            ts = t + rng.choice([0, 1, 10, 60, 300, -30, -200]) + rng.random() * rng.choice([0, 1])
+            t = max(t, ts)
+            interval, fin, fout = (
+                rng.choice([60.0, 30.0, 0.0, -5.0, 5.5, 900.0]),
+                rng.randint(0, 50),
+                rng.randint(0, 50),
+            )
+            ring.add(ts, interval, fin, fout)
+            _spread_reference(ref, ts, interval, fin, fout)
+            assert ring.to_dict() == ref.to_dict()
+            assert ring.rates(t + 5) == ref.rates(t + 5)
