@@ -119,8 +119,8 @@ class Ingestor:
         self.on_reject = on_reject
         self.stats = IngestStats()
         self._decoder = Decoder(site, max_bytes=max_bytes)
-        # kind -> sensor -> stream: no key tuple per stream, none built per message
-        self._streams: dict[str, dict[str, _Stream]] = {kind: {} for kind in _KIND_OF.values()}
+        # message type -> sensor -> stream: no key tuple per stream, none built per message
+        self._streams: dict[type, dict[str, _Stream]] = {typ: {} for typ in _KIND_OF}
         self._holding: set[_Stream] = set()  # streams with held messages, so expire() skips the rest
 
     def feed(self, topic: str, payload: bytes, received_at: float) -> list[Reading]:
@@ -142,11 +142,11 @@ class Ingestor:
                 received_at,
             )
             return []
-        kind = _KIND_OF[type(msg)]
-        streams = self._streams[kind]
+        streams = self._streams[type(msg)]
         stream = streams.get(msg.sensor)
         if stream is None:
-            stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], kind, self.lateness_s)
+            stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], _KIND_OF[type(msg)], self.lateness_s)
+        kind = stream.kind
         missing_before, held_before = stream.missing, len(stream.held)
         released: list[_Item] = []
         verdict = stream.offer(msg.seq, ts, received_at, (msg, ts), released)
@@ -231,6 +231,12 @@ class Ingestor:
         return out
 
     def _readings(self, stream: _Stream, items: list[_Item]) -> list[Reading]:
+        if len(items) == 1:  # the usual case: the message's own reading
+            r = stream.reading(items[0], self.stats)
+            if r is None:
+                return []
+            self.stats.released += 1
+            return [r]
         out = []
         for item in items:
             r = stream.reading(item, self.stats)
