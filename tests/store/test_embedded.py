@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 from domain.levels import Level
@@ -42,7 +44,53 @@ def test_memory_is_bounded_by_keep_s() -> None:
     store.write_states([state("z", M0 + i) for i in range(3600)])
     h = store.history("z", M0, M0 + 3600, every_s=60)
     assert h[0]["ts"] >= M0 + 3600 - 660  # older slots fell out of memory
-    assert len(store._rings["z"]) <= 61
+    ten = store.history("z", M0, M0 + 3600, every_s=10)
+    assert [r["ts"] for r in ten] == [M0 + 3590 - 600 + 10 * k for k in range(61)]  # the newest + 600 s
+    store.close()
+
+
+def test_memory_is_allocated_at_a_zones_first_state_and_never_grows() -> None:
+    store = EmbeddedStore(None)  # 6 h of 10 s slots
+    store.write_states([state(z, M0) for z in ("a", "b")])
+    first = store.memory_bytes()
+    assert 0 < first <= 2 * 200 * 1024  # the budget: 200 KB a zone, models included
+    gc.collect()
+    tracemalloc.start()
+    try:
+        store.write_states([state("a", M0 + 5)])  # warm the write path's own allocations
+        store.history("a", M0, M0 + 60)
+        before = tracemalloc.get_traced_memory()[0]
+        for hour in range(13):  # past the 6 h window twice: every position reused
+            t = M0 + hour * 3600
+            store.write_states([state(z, t + i * 5, float(i)) for i in range(720) for z in ("a", "b")])
+        store.history("a", M0, M0 + 13 * 3600)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.memory_bytes() == first
+    assert grown < 16 * 1024  # a few Python objects at most, not one per slot (that was ~1 MB a zone)
+    store.close()
+
+
+def test_a_slot_reused_after_the_window_shows_only_its_new_states() -> None:
+    store = EmbeddedStore(None, keep_s=600)  # 61 positions: M0 and M0 + 610 share one
+    store.write_states([state("z", M0 + i * 10, 10.0, level=Level.I, arrivals=900) for i in range(6)])
+    store.write_states([state("z", M0 + 610, 50.0, arrivals=5)])
+    store.write_states([state("z", M0 + 615, 70.0, arrivals=7)])
+    h = store.history("z", M0, M0 + 700, every_s=10)
+    assert [(r["ts"], r["occupancy"], r["level"], r["arrivals_today"]) for r in h] == [
+        (M0 + 10, 10.0, 4.0, 900.0),  # M0 + 10 is exactly 600 s before the newest slot: still held
+        (M0 + 20, 10.0, 4.0, 900.0),
+        (M0 + 30, 10.0, 4.0, 900.0),
+        (M0 + 40, 10.0, 4.0, 900.0),
+        (M0 + 50, 10.0, 4.0, 900.0),
+        (M0 + 610, 60.0, 0.0, 7.0),
+    ]
+    store.write_states([state("z", M0, 99.0)])  # older than memory reaches: ignored by the ring
+    assert store.history("z", M0, M0 + 10, every_s=10) == []
+    store.write_states([state("z", M0 + 3 * 3600, 1.0)])  # hours later: everything before has expired
+    assert [r["ts"] for r in store.history("z", M0, M0 + 4 * 3600, every_s=10)] == [M0 + 3 * 3600]
     store.close()
 
 
@@ -64,6 +112,14 @@ def test_nan_fields_are_skipped_and_bad_states_counted() -> None:
     assert row["occupancy"] == 15.0 and row["density"] == 20.0 / 500
     assert store.stats.fields_skipped == 1 and store.stats.points_invalid == 1
     assert "not finite" in store.stats.last_error
+    odd = state("z", M0 + 2, 30.0)
+    odd.level = 200  # type: ignore[assignment]  # not a warning level: counted, not stored
+    store.write_states([odd])
+    assert store.stats.points_invalid == 2 and "not a warning level" in store.stats.last_error
+    huge = state("z", M0 + 3, 30.0, arrivals=2**70)
+    store.write_states([huge])
+    assert store.stats.points_invalid == 3 and "out of range" in store.stats.last_error
+    assert store.history("z", M0, M0 + 60)[0]["occupancy"] == 15.0
 
 
 def test_history_survives_a_restart_from_sqlite(tmp_path: Path) -> None:
