@@ -84,6 +84,10 @@ def broker(workdir: Path) -> Iterator[Server]:
 # --- the service ----------------------------------------------------------------------------------------
 
 
+# The operator token of every benchmark service (write_config): the API and the /ws stream need one.
+BENCH_TOKEN = "bench-operator"
+
+
 def write_config(
     path: Path,
     *,
@@ -99,9 +103,9 @@ def write_config(
     """A `crowdflow serve` config: this broker, this site, embedded store, alerts recorded and not sent."""
     site_line = f"site = {json.dumps(str(site))}\n" if site else ""
     path.write_text(
-        f"[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nclient_id = {json.dumps(client_id)}\nqos = {qos}\n\n"
-        f"[service]\n{site_line}data_dir = {json.dumps(str(data_dir))}\nclock = \"{clock}\"\ntick_s = {tick_s}\n\n"
-        f"[dashboard]\nhost = \"127.0.0.1\"\nport = {http_port}\n\n"
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nclient_id = {json.dumps(client_id)}\nqos = {qos}\n\n'
+        f'[service]\n{site_line}data_dir = {json.dumps(str(data_dir))}\nclock = "{clock}"\ntick_s = {tick_s}\n\n'
+        f'[dashboard]\nhost = "127.0.0.1"\nport = {http_port}\napi_token = "{BENCH_TOKEN}"\n\n'
         # The shipped roster's phones are placeholders: record notifications, send nothing.
         "[alerts]\ndeliver = false\n",
         encoding="utf-8",
@@ -111,6 +115,10 @@ def write_config(
 
 class ServiceProcess(servers.ServiceProcess):
     """The service as benchmarks read it: tick time, ingest counters, RSS, paused and resumed."""
+
+    def get(self, path: str, token: str | None = BENCH_TOKEN, timeout_s: float = 5.0) -> Any:
+        """As the benchmark's operator (the API needs a token: dashboard/policy.py)."""
+        return super().get(path, token, timeout_s)
 
     def start(self, timeout_s: float = 600.0) -> None:  # a 50,000-sensor site takes minutes to build
         super().start(timeout_s)
@@ -283,4 +291,3 @@ def held_bytes(build: Callable[[], Any], feed: Callable[[Any], None]) -> int:
         return held
     finally:
         tracemalloc.stop()
-

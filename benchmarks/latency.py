@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 import msgspec  # noqa: E402
 
 from benchmarks._common import (  # noqa: E402
+    BENCH_TOKEN,
     ReadingFeed,
     ServiceProcess,
     broker,
@@ -70,7 +71,6 @@ SURGE_ZONES = (
     "laoshan-residential",
     "shipyard-1862",
 )
-TOKEN = "bench-latency-operator"  # the stream needs a token (dashboard/stream.py): this run's operator
 WARMUP_S = 3.0  # the first seconds of a run are left out (the service's first ticks, the client connecting)
 
 
@@ -169,7 +169,7 @@ async def watch(port: int, seen: Seen, stop: asyncio.Event) -> None:
 
     decoder = msgspec.json.Decoder()
     clock = time.time
-    auth = {"Authorization": f"Bearer {TOKEN}"}  # a non-browser client may authenticate in the handshake
+    auth = {"Authorization": f"Bearer {BENCH_TOKEN}"}  # a non-browser client may authenticate in the handshake
     async with connect(f"ws://127.0.0.1:{port}/ws", max_size=None, additional_headers=auth) as ws:
         while not stop.is_set():
             try:
@@ -251,9 +251,7 @@ def _tune(config: Path, setup: Setup) -> None:
     """Add the live path's settings to the benchmark config (written by benchmarks._common.write_config)."""
     text = config.read_text(encoding="utf-8")
     text = text.replace("[service]\n", f"[service]\nlive_s = {setup.live_s}\n", 1)
-    text = text.replace(
-        "[dashboard]\n", f'[dashboard]\npush_interval_s = {setup.push_interval_s}\napi_token = "{TOKEN}"\n', 1
-    )
+    text = text.replace("[dashboard]\n", f"[dashboard]\npush_interval_s = {setup.push_interval_s}\n", 1)
     config.write_text(text, encoding="utf-8")
 
 
