@@ -27,7 +27,16 @@ from dashboard.alerts_api import alerts_router, not_theirs
 from dashboard.auth import Authenticator, Principal, first_of, operator_token
 from dashboard.guard import LOOPBACK_HOSTS, RequestGuard
 from dashboard.hub import Hub
-from dashboard.limits import MAX_BODY_BYTES, PER_ADDRESS, PER_PRINCIPAL, BodyLimit, RateLimit, RateLimiter, retry_after
+from dashboard.limits import (
+    FAILED_SIGN_INS,
+    MAX_BODY_BYTES,
+    PER_ADDRESS,
+    PER_PRINCIPAL,
+    BodyLimit,
+    RateLimit,
+    RateLimiter,
+    retry_after,
+)
 from dashboard.policy import may_read_zone
 from dashboard.push_api import PushRegistry, push_router
 from dashboard.report_api import report_router
@@ -62,6 +71,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     principal_limit: RateLimit = PER_PRINCIPAL,
     address_limit: RateLimit = PER_ADDRESS,
+    failed_sign_in_limit: RateLimit = FAILED_SIGN_INS,
     rate_clock: Callable[[], float] = time.monotonic,
     ws_auth_timeout_s: float = AUTH_TIMEOUT_S,
 ) -> FastAPI:
@@ -83,8 +93,10 @@ def create_app(
     push: where officers' Web Push subscriptions are kept (dashboard/push_api.py); None: push is off.
     max_body_bytes: larger request bodies get 413 before they are read whole.
     principal_limit, address_limit: token buckets for the write endpoints (POST, PUT, PATCH, DELETE under
-        /api), per principal and per client address; over either, 429 with Retry-After. rate_clock: their
-        clock (tests).
+        /api), per principal and per client address; over either, 429 with Retry-After.
+        failed_sign_in_limit: unknown tokens per client address (any route, and the push stream); past it, the
+        address gets 429 (the stream: 4401 saying to wait) before its tokens are even looked at.
+        rate_clock: the buckets' clock (tests).
     ws_auth_timeout_s: how long a new /ws connection may take to send its token before it is closed.
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
@@ -99,7 +111,11 @@ def create_app(
         auth.admin_token(admin_token) if admin_token else None,
     ]
     chain = [a for a in sources if a is not None]
-    access = Access(first_of(*chain) if chain else None, RateLimiter(principal_limit, now=rate_clock))
+    access = Access(
+        first_of(*chain) if chain else None,
+        RateLimiter(principal_limit, now=rate_clock),
+        RateLimiter(failed_sign_in_limit, now=rate_clock),
+    )
     by_address = RateLimiter(address_limit, now=rate_clock)
     refused: Counter[str] = Counter()
     logredact.install()  # uvicorn's access log prints request targets as sent: keep credentials out of it
@@ -161,6 +177,7 @@ def create_app(
             "unknown_tokens": access.failed,
             "rate_limited_principal": access.limiter.refused if access.limiter else 0,
             "rate_limited_address": by_address.refused,
+            "sign_ins_held_back": access.held_back,
         }
         return _json(body)
 

@@ -46,6 +46,7 @@ class RateLimit(msgspec.Struct, frozen=True):
 
 PER_PRINCIPAL = RateLimit(burst=30, per_s=1.0)  # a person acking a wave of alerts; a script looping is stopped
 PER_ADDRESS = RateLimit(burst=120, per_s=4.0)  # several phones behind one NAT or the command centre's proxy
+FAILED_SIGN_INS = RateLimit(burst=20, per_s=0.2)  # unknown tokens per address: 20, then one every 5 s
 
 
 class RateLimiter:
@@ -57,6 +58,15 @@ class RateLimiter:
         self._max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (tokens, at)
         self.refused = 0
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a token again (0.0: it has one now), taking nothing."""
+        found = self._buckets.get(key)
+        if found is None:
+            return 0.0
+        tokens, at = found
+        tokens = min(float(self.limit.burst), tokens + max(0.0, self._now() - at) * self.limit.per_s)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.limit.per_s
 
     def take(self, key: str) -> float:
         """Take one token for `key`: 0.0 if there was one, else the seconds until there will be one."""

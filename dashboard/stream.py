@@ -99,12 +99,13 @@ def _close_reason(reason: str) -> str:
 
 async def _authenticate(websocket: WebSocket, access: Access, timeout_s: float) -> Principal | str:
     """The principal from the handshake's Authorization header or the first message; else why not."""
+    address = websocket.client.host if websocket.client else "unknown"
     header = websocket.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer":
             return "Authorization must be 'Bearer <token>'"
-        return access.authenticate_token(token)
+        return access.authenticate_token(token, address)
     try:
         async with asyncio.timeout(timeout_s):
             message = await websocket.receive()
@@ -120,7 +121,7 @@ async def _authenticate(websocket: WebSocket, access: Access, timeout_s: float) 
     if not isinstance(body, dict) or body.get("type") != "auth":
         return f"no token: {NO_AUTH_MESSAGE}"
     given = body.get("token")
-    return access.authenticate_token(given if isinstance(given, str) else None)
+    return access.authenticate_token(given if isinstance(given, str) else None, address)
 
 
 def _scoper(zones: frozenset[str]) -> Callable[[str], str]:

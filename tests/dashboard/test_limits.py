@@ -174,3 +174,24 @@ def test_writes_over_the_address_limit_are_429_before_authentication(
     assert client.post("/api/alerts/a-seg1/ack", json={}, headers=auth("t-wang")).is_success
     health = client.get("/healthz").json()["access"]
     assert health["rate_limited_address"] == 1 and health["unknown_tokens"] == 4
+
+
+def test_an_address_guessing_tokens_is_held_back_then_let_in_again(
+    hub: Hub, actions: FakeActions, ticks: Ticks
+) -> None:
+    """Unknown tokens from one address: after the burst, even a good token waits (429, Retry-After) until the
+    bucket refills; other addresses are not affected; the push stream is held back the same way."""
+    client = make(hub, actions, ticks, failed_sign_in_limit=RateLimit(burst=3, per_s=0.2))
+    for n in range(3):
+        assert client.get("/api/me", headers=auth(f"guess-{n}")).status_code == 401
+    r = client.get("/api/me", headers=auth("t-wang"))
+    assert r.status_code == 429 and r.headers["retry-after"] == "5"
+    assert "too many unknown tokens from your address: wait 5 s" in r.json()["detail"]
+    with client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "auth", "token": "t-wang"})
+        msg = ws.receive()
+        assert msg["code"] == 4401 and "too many unknown tokens" in msg["reason"]
+    ticks.t = 5.0
+    assert client.get("/api/me", headers=auth("t-wang")).json()["person"] == "wang.li"
+    health = client.get("/healthz").json()["access"]
+    assert (health["unknown_tokens"], health["sign_ins_held_back"]) == (3, 2)
