@@ -67,7 +67,9 @@ def open_store(
     `site` gives the grid and kind tags of each zone (InfluxDB stores); `database` is the 1.x database.
     The InfluxDB stores spool to disk while the server is unreachable, in `influx-spool/` beside
     `embedded_path` (the service's data directory: no setting of its own), at most `spool_max_bytes`
-    (docs/storage.md); without an `embedded_path` they buffer in memory only.
+    (docs/storage.md); without an `embedded_path` they buffer in memory only. With a spool and `api` given
+    ("v1" or "v2"), the store opens while the server is down and spools until it answers; "auto" needs
+    the server to say which API it speaks.
     """
     if not url:
         return EmbeddedStore(embedded_path)

@@ -9,6 +9,7 @@ Credentials go in a basic-auth header, never in the query string (query strings 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from store.base import HISTORY_MAX_FIELDS, HISTORY_MEAN_FIELDS, StoreError, Stor
 from store.batcher import Batcher, Permanent, Transient
 from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
 from store.spool import DEFAULT_MAX_BYTES, Spool
+
+log = logging.getLogger(__name__)
 
 _DROPPED = re.compile(r"dropped=(\d+)")
 
@@ -72,7 +75,15 @@ class InfluxV1Store:
         self._create_database = create_database
         self._closed = False
         if create_database:
-            self._create_db()
+            try:
+                self._create_db()
+            except StoreUnreachableError as err:
+                if spool_dir is None:
+                    raise
+                # With a spool the store can start while the server is down: points wait on disk, and the
+                # writer creates the database when a write is answered "database not found".
+                log.warning("%s; starting anyway, spooling to %s until it answers", err, spool_dir)
+                self.stats.last_error = str(err)
         spool = (
             Spool(spool_dir, self.stats, max_bytes=spool_max_bytes, segment_bytes=spool_segment_bytes)
             if spool_dir is not None

@@ -267,3 +267,16 @@ def test_a_store_process_killed_while_spooling_replays_its_spool_after_a_restart
     # flush interval's worth) is the only loss, and the figures above show its size.
     assert len(got) >= written + spooled
     assert again.stats.points_failed == 0
+
+
+def test_with_a_spool_and_api_v1_the_store_opens_while_influxd_is_down(influxdb: Server, tmp_path: Path) -> None:
+    kill_server(influxdb)
+    store = open_store(influxdb.url, api="v1", database="late", embedded_path=tmp_path / "history.sqlite")
+    assert "unreachable" in store.stats.last_error
+    store.write_states(points(0, 40))
+    wait_for(lambda: store.stats.spooled == 40)
+    restart_influxdb(influxdb)  # a fresh database: it has to be created before the replay can go through
+    wait_for(lambda: store.stats.spool_pending == 0)
+    store.close()
+    assert store.stats.points_written == 40 and store.stats.points_failed == 0
+    assert stored(influxdb.url, "late") == list(range(40))
