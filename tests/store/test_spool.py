@@ -342,3 +342,22 @@ def test_close_with_neither_server_nor_disk_counts_what_is_left_as_failed(
     b.close()
     assert stats.points_failed == 60 and stats.points_written == 0 and stats.spooled == 0
     assert "No space left on device" in stats.last_error
+
+
+def test_replay_goes_one_record_per_request_under_the_rate_bound(tmp_path: Path) -> None:
+    """Behaviour asserted: each request is one spooled record, oldest first. The pace is printed only
+    (a shared machine can only slow it down)."""
+    send = Server()
+    send.up.clear()
+    b, stats = spooled_batcher(send, tmp_path, replay_rate=4000.0, retry_max_s=0.01)
+    for i in range(0, 2000, 20):
+        b.put(lines(i, 20))
+    wait_for(lambda: stats.spooled == 2000)
+    t = time.monotonic()
+    send.up.set()
+    wait_for(lambda: stats.spool_pending == 0)
+    took = time.monotonic() - t
+    b.close()
+    print(f"replay: 2000 lines at replay_rate 4000/s took {took:.2f} s ({2000 / took:.0f} lines/s)")
+    assert send.indices() == list(range(2000))
+    assert all(len(body) <= 20 for body in send.sent) and len(send.sent) >= 100
