@@ -31,8 +31,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 REPO = Path(__file__).parent.parent.parent
 
 
+TOKEN = "e2e-operator"  # the API and the push stream need a token (dashboard/policy.py)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=AUTH), timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -48,6 +52,7 @@ class PushRecorder(threading.Thread):
 
     def run(self) -> None:
         with connect(self.url, origin=self.origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+            ws.send(json.dumps({"type": "auth", "token": TOKEN}))  # as the wall does: first message, not the URL
             self.ready.set()
             while not self.closed.is_set():
                 try:
@@ -70,7 +75,7 @@ def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[Ser
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-e2e"\n'
         f'[influx]\nurl = "{influxdb.url}"\ndatabase = "crowdflow"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f"[dashboard]\nport = {port}\n"
+        f'[dashboard]\nport = {port}\napi_token = "{TOKEN}"\n'
     )
     svc = ServiceProcess(cfg, port, tmp_path / "service.log")
     svc.start()
