@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@rm -f .venv/.installed-* && touch $@
 
 system-deps:
-	@scripts/system-deps.sh mosquitto influxdb mosquitto-clients chromium fonts-noto-cjk
+	@scripts/system-deps.sh mosquitto influxdb mosquitto-clients chromium fonts-noto-cjk openssl
 
 demo: system-deps venv
 	$(PY) -m crowdflow.cli demo

@@ -32,6 +32,8 @@ class MqttConfig(_Section):
     qos: int = 1
     tls: bool = False
     ca_file: str = ""
+    cert_file: str = ""  # client certificate (PEM), for a broker that requires one
+    key_file: str = ""
 
 
 class InfluxConfig(_Section):

@@ -445,6 +445,8 @@ class Service:
             qos=cfg.mqtt.qos,
             tls=cfg.mqtt.tls,
             ca_file=cfg.mqtt.ca_file,
+            cert_file=cfg.mqtt.cert_file,
+            key_file=cfg.mqtt.key_file,
         )
         self.app = create_app(
             self.hub,
@@ -586,6 +588,8 @@ class Service:
                         qos=self.mqtt.qos,
                         tls=self.mqtt.tls,
                         ca_file=self.mqtt.ca_file,
+                        cert_file=self.mqtt.cert_file,
+                        key_file=self.mqtt.key_file,
                     ),
                     self.stop_event,
                 ),

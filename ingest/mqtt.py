@@ -77,6 +77,9 @@ class MqttSettings:
     keepalive: int = 60
     tls: bool = False
     ca_file: str = ""  # PEM bundle to verify the broker; empty: the system's CAs
+    # Client certificate and key (PEM) for a broker that requires them (require_certificate true).
+    cert_file: str = ""
+    key_file: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -94,13 +97,23 @@ class MqttSettings:
             problems.append("ca_file is set but tls is off; set tls = true or drop ca_file")
         if self.ca_file and not Path(self.ca_file).is_file():
             problems.append(f"ca_file {self.ca_file} does not exist")
+        if (self.cert_file or self.key_file) and not self.tls:
+            problems.append("cert_file/key_file are set but tls is off; set tls = true or drop them")
+        if self.key_file and not self.cert_file:
+            problems.append("key_file is set without cert_file; set both (the key alone proves nothing)")
+        for name, path in (("cert_file", self.cert_file), ("key_file", self.key_file)):
+            if path and not Path(path).is_file():
+                problems.append(f"{name} {path} does not exist")
         if problems:
             raise MqttSettingsError("MQTT settings: " + "; ".join(problems))
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
-        return ssl.create_default_context(cafile=self.ca_file or None)
+        ctx = ssl.create_default_context(cafile=self.ca_file or None)
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        return ctx
 
     def client(
         self,
@@ -256,9 +269,7 @@ async def subscribe_forever(
             st.connected = False
             st.reconnects += 1
             st.last_error = str(err) or type(err).__name__
-            log.warning(
-                "MQTT %s:%d: %s; reconnecting in %.1f s", settings.host, settings.port, st.last_error, delay
-            )
+            log.warning("MQTT %s:%d: %s; reconnecting in %.1f s", settings.host, settings.port, st.last_error, delay)
             report("disconnected")
             await _sleep_unless(stop, delay)
             delay = min(delay * 2, max(MAX_RECONNECT_DELAY_S, reconnect_delay))
@@ -301,9 +312,7 @@ async def _session(
             granted = await client.subscribe([(t, settings.qos) for t in topics])
             refused = [t for t, code in zip(topics, granted, strict=False) if _refused(code)]
             if refused:  # e.g. an ACL: retrying with backoff, loudly, beats listening to nothing
-                raise aiomqtt.MqttError(
-                    f"broker refused the subscription to {', '.join(refused)} (check its ACL)"
-                )
+                raise aiomqtt.MqttError(f"broker refused the subscription to {', '.join(refused)} (check its ACL)")
             report("connected")
             await _drain(inbox, reader, disconnected, paho, handle, clock, st, batch)
     finally:
@@ -500,9 +509,7 @@ class MqttPublisher:
     async def run(self, settings: MqttSettings, stop: asyncio.Event) -> None:
         """Send queued messages until `stop` is set; then send what is still queued if connected; return."""
         client = settings.client(client_id=settings.client_id + self.client_suffix, clean_session=True)
-        client.pending_calls_threshold = (
-            self.batch + 10
-        )  # a full batch in flight is normal, not worth a warning
+        client.pending_calls_threshold = self.batch + 10  # a full batch in flight is normal, not worth a warning
         delay = self.reconnect_delay
         while not stop.is_set():
             try:

@@ -5,7 +5,7 @@
 set -euo pipefail
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(mosquitto influxdb)
-declare -A bin=([mosquitto]=mosquitto [influxdb]=influxd [chromium]=chromium [mosquitto-clients]=mosquitto_pub)
+declare -A bin=([mosquitto]=mosquitto [influxdb]=influxd [chromium]=chromium [mosquitto-clients]=mosquitto_pub [openssl]=openssl)
 missing=()
 for pkg in "${want[@]}"; do
   if [ -n "${bin[$pkg]:-}" ]; then
