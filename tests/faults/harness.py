@@ -134,6 +134,11 @@ class FaultService(ServiceProcess):
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the service has used so far, from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def pipeline(self) -> dict[str, Any]:
         p = self.health().get("pipeline")
         return p if isinstance(p, dict) else {}
@@ -252,14 +257,14 @@ class Sensors:
             self.sink.publish(topic, payload)
             self.sent += 1
 
-    def round(self, share: float | Callable[[str], float], *, jitter: int = 0) -> int:
-        """One reading from every camera at `share` of capacity (a number, or one per zone) + jitter people,
-        so no sensor looks stuck, and one crossing count from every gate; the messages sent."""
-        for i, z in enumerate(self.zones):
+    def round(self, share: float | Callable[[str], float], *, jitter: int = 0, only: list[str] | None = None) -> int:
+        """One reading from every camera (of `only` these zones) at `share` of capacity (a number, or one per
+        zone) + jitter people, so no sensor looks stuck, and one crossing count from every gate; messages sent."""
+        for i, z in enumerate(self.zones if only is None else only):
             at = share(z) if callable(share) else share
             self.people(z, round(CAPACITY * at) + (jitter + i) % 7)
             self.crossing(z, 3 + (jitter + i) % 4, 2 + (jitter + i) % 3)
-        return 2 * len(self.zones)
+        return 2 * len(self.zones if only is None else only)
 
     def drain(self, timeout_s: float = 60.0) -> bool:
         return self.sink.drain(timeout_s)

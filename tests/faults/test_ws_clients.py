@@ -1,0 +1,268 @@
+"""Fault: slow and stalled push-stream clients and a thousand idle ones.
+
+Real Mosquitto and `crowdflow serve`. One healthy /ws client (a wall) records every message. The sensors
+publish at a steady pace twice: first with the wall alone, then with 1,000 idle clients connected (each
+reads and discards what it is sent), 5 slow ones (one message a second) and 20 stalled ones (handshake and
+token, then never read again, with a small receive buffer so the server's send backs up).
+
+Expected (dashboard/feed.py, dashboard/hub.py): every reading accepted in both phases; the wall keeps
+receiving deltas during the load and ends on the last value published; the hub serves 1,000+ clients; a
+stalled client never builds a backlog: its queue is replaced by a snapshot (hub "resyncs") or it is
+dropped. Ingest rate and the wall's delta rate in both phases are printed, not asserted (a shared machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import connect as aconnect
+from websockets.sync.client import connect
+from websockets.typing import Origin
+
+from tests.alerts.receiver import Receiver
+from tests.faults import harness as h
+
+ZONES = 40
+
+
+class Wall(threading.Thread):
+    """The healthy client: every message, with the time it arrived."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(daemon=True, name="wall")
+        self.url, self.origin = base.replace("http", "ws") + "/ws", base
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.ready, self.closed = threading.Event(), threading.Event()
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            headers = {"Authorization": f"Bearer {h.TOKEN}"}
+            with connect(self.url, origin=Origin(self.origin), additional_headers=headers, open_timeout=10) as ws:
+                self.ready.set()
+                while not self.closed.is_set():
+                    try:
+                        raw = ws.recv(timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    self.messages.append((time.monotonic(), json.loads(raw)))
+        except Exception as e:  # recorded: the test says what happened
+            self.error = repr(e)
+            self.ready.set()
+
+    def deltas_between(self, t0: float, t1: float) -> list[float]:
+        return [t for t, m in self.messages if m.get("type") == "delta" and t0 <= t < t1]
+
+    def last_seq(self) -> int:
+        """The seq of the last snapshot or delta (a ping carries the hub's seq whatever was received)."""
+        seqs = [int(m["seq"]) for _, m in self.messages if m.get("type") in ("snapshot", "delta")]
+        return seqs[-1] if seqs else -1
+
+    def occupancy(self, zone: str) -> float | None:
+        for _, m in reversed(self.messages):
+            for z in m.get("zones") or []:
+                if z.get("id") == zone:
+                    return float(z["occupancy"]) if z.get("occupancy") is not None else None
+        return None
+
+
+class Crowd(threading.Thread):
+    """Idle clients (read and discard) and slow ones (one message a second), on one event loop."""
+
+    def __init__(self, base: str, idle: int, slow: int) -> None:
+        super().__init__(daemon=True, name="crowd")
+        self.url, self.origin = base.replace("http", "ws") + "/ws", base
+        self.idle, self.slow = idle, slow
+        self.connected = 0
+        self.failed: list[str] = []
+        self.received = 0
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.all_tried = asyncio.Event()  # made again on the loop in _main
+
+    def run(self) -> None:
+        self.loop.run_until_complete(self._main())
+
+    def _tried(self) -> None:
+        if self.connected + len(self.failed) >= self.idle + self.slow:
+            self.all_tried.set()
+
+    async def _client(self, slow: bool, opened: asyncio.Semaphore) -> None:
+        assert self.stop_event is not None
+        headers = {"Authorization": f"Bearer {h.TOKEN}"}
+        try:
+            async with opened:
+                ws = await aconnect(self.url, origin=Origin(self.origin), additional_headers=headers, open_timeout=30)
+            self.connected += 1
+            self._tried()
+            async with ws:
+                while not self.stop_event.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.5):
+                            await ws.recv()
+                            self.received += 1
+                    if slow:
+                        await asyncio.sleep(1.0)
+        except Exception as e:
+            if not self.stop_event.is_set():
+                self.failed.append(repr(e))
+                self._tried()
+
+    async def _main(self) -> None:
+        self.stop_event = asyncio.Event()
+        self.all_tried = asyncio.Event()
+        if self.idle + self.slow == 0:
+            self.all_tried.set()
+        opened = asyncio.Semaphore(50)  # handshakes in flight at once
+        tasks = [asyncio.create_task(self._client(i < self.slow, opened)) for i in range(self.idle + self.slow)]
+        await self.all_tried.wait()
+        self.ready.set()
+        await asyncio.gather(*tasks)
+
+    def close(self) -> None:
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.join(60)
+
+
+def stalled_client(port: int) -> socket.socket:
+    """A WebSocket handshake with a token, then nothing read ever again; a 4 KB receive buffer."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {h.TOKEN}\r\n\r\n"
+        ).encode()
+    )
+    head = s.recv(1024)
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"stalled client's handshake refused: {head[:200]!r}")
+    return s
+
+
+def run(
+    workdir: Path, *, idle: int = 1000, slow: int = 5, stalled: int = 20, stall_rounds: int = 360,
+    every_s: float = 0.05,
+) -> h.FaultResult:  # fmt: skip
+    res = h.FaultResult("slow/stalled/1000 idle /ws")
+    zones = h.zone_ids(ZONES)
+    with Receiver() as rx, h.running_broker(workdir / "mosquitto") as mosq:
+        site = h.write_site(workdir / "site.toml", ZONES)
+        roster = h.write_roster(
+            workdir / "roster.toml", ZONES, lambda z: [rx.url("json", f"/a/{z}")], [rx.url("json", "/cmd")]
+        )
+        svc = h.service_config(
+            workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster,
+            data_dir=workdir / "var", client_id="cf-faults-ws",
+        )  # fmt: skip
+        svc.start()
+        crowd: Crowd | None = None
+        socks: list[socket.socket] = []
+        wall = Wall(svc.base)
+        try:
+            wall.start()
+            res.check(wall.ready.wait(15) and not wall.error, f"the wall could not connect: {wall.error}")
+            sensors = h.Sensors(zones, mosq.port)
+            jitter = iter(range(1_000_000))
+
+            def phase(name: str, rounds: int, only: list[str] | None = None, burst: int = 0) -> None:
+                """Paced rounds (the wall's deltas per second and longest gap), then `burst` rounds at once
+                (how long the service takes to accept them: ingest under this load)."""
+                t0 = time.monotonic()
+                for _ in range(rounds):
+                    sensors.round(0.4, jitter=next(jitter), only=only)
+                    time.sleep(every_s)
+                t1 = time.monotonic()
+                deltas = wall.deltas_between(t0, t1)
+                gaps = [b - a for a, b in itertools.pairwise(deltas)]
+                res.figures[f"{name}_wall_deltas_per_s"] = f"{len(deltas) / (t1 - t0):.1f}"
+                res.figures[f"{name}_wall_max_gap_s"] = f"{max(gaps, default=0.0):.2f}"
+                res.check(len(deltas) > 0, f"the wall received no delta during the {name} phase")
+                sensors.drain(60)
+                svc.wait_taken(sensors.sink.acked, quiet_s=3.0)
+                if burst:  # /healthz counters refresh once a second: a burst of several seconds reads fine
+                    tb, cpu = time.monotonic(), svc.cpu_s()
+                    n = sum(sensors.round(0.4, jitter=next(jitter), only=only) for _ in range(burst))
+                    h.wait_for(
+                        lambda: int(svc.ingest().get("received", 0)) >= sensors.sent, 120, f"{name} burst taken", 0.05
+                    )
+                    took = time.monotonic() - tb
+                    res.figures[f"{name}_burst_msgs_per_s"] = f"{n / took:.0f}"
+                    # Share of one core the service used meanwhile: near 100% means its one loop is the limit.
+                    res.figures[f"{name}_burst_service_cpu_pct"] = f"{100 * (svc.cpu_s() - cpu) / took:.0f}"
+
+            phase("alone", 60, only=zones[:4], burst=1000)
+            socks = [stalled_client(svc.http_port) for _ in range(stalled)]
+            crowd = Crowd(svc.base, 0, slow)
+            crowd.start()
+            res.check(crowd.ready.wait(30), "the slow clients did not connect")
+            # Every zone in every round: ~20 KB deltas, so a stalled client's socket buffers (~4 MB on
+            # loopback) fill within the phase and its queue overflows.
+            phase("stalled", stall_rounds)
+            health = svc.health()
+            res.figures["resyncs"] = str(health.get("resyncs"))
+            res.check(
+                int(health.get("resyncs", 0)) >= stalled,
+                f"{stalled} stalled clients should each have had their backlog replaced by a snapshot (or been "
+                f"dropped): {health.get('resyncs')} resyncs, {health.get('clients')} clients",
+            )
+            # A thousand idle clients on top (reading what they are sent; four zones move: small deltas).
+            idlers = Crowd(svc.base, idle, 0)
+            idlers.start()
+            res.check(idlers.ready.wait(180), f"{idle} idle clients did not connect within 180 s")
+            clients = int(svc.health().get("clients", 0))
+            res.figures["clients"] = str(clients)
+            res.check(not idlers.failed, f"{len(idlers.failed)} idle clients failed: {idlers.failed[:3]}")
+            res.check(clients >= idle + slow + stalled + 1, f"the hub serves {clients} clients, not all of them")
+            phase("idle_1000", 60, only=zones[:4], burst=1000)
+            res.figures["idle_messages_received"] = str(idlers.received)
+
+            # Fresh: the wall has every delta the hub sent, and shows what the API shows.
+            def wall_current() -> bool:
+                return wall.last_seq() == int(svc.health().get("seq", -1))
+
+            try:
+                h.wait_for(wall_current, 20, "the wall at the hub's last seq")
+            except TimeoutError as e:
+                res.problems.append(f"{e}: wall {wall.last_seq()}, hub {svc.health().get('seq')}")
+            api, shown = svc.zones()["z00"].get("occupancy"), wall.occupancy("z00")
+            res.check(
+                shown is not None and api is not None and abs(shown - float(api)) < 0.5,
+                f"the wall shows z00 at {shown}, the API at {api}",
+            )
+            idlers.close()
+            res.sent = sensors.sink.acked
+            res.add_run(svc.wait_taken(res.sent))
+            res.check(not res.rejected, f"unexpected rejections: {res.rejected}")
+            res.check(not wall.error, f"the wall's stream ended: {wall.error}")
+            sensors.close()
+        finally:
+            wall.closed.set()
+            for s in socks:
+                s.close()
+            if crowd is not None:
+                crowd.close()
+            svc.stop()
+    res.check_counts()
+    return res
+
+
+def test_stalled_slow_and_idle_clients_do_not_hold_up_the_wall_or_ingest(tmp_path: Path) -> None:
+    res = run(tmp_path)
+    print(h.table([res]), res.figures)
+    assert not res.problems, res.report()
