@@ -45,6 +45,9 @@ class InfluxConfig(_Section):
     token: str = ""  # v2
     org: str = ""
     bucket: str = ""
+    # Disk spool while InfluxDB is unreachable (<data_dir>/influx-spool): at most this many bytes, the oldest
+    # dropped and counted beyond it; about 3 million points (docs/storage.md has the sizing).
+    spool_max_bytes: int = 512 * 1024 * 1024
 
 
 class ServiceConfig(_Section):

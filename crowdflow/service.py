@@ -393,6 +393,7 @@ class Service:
             username=cfg.influx.username or None,
             password=cfg.influx.password or None,
             site=self.site,
+            spool_max_bytes=cfg.influx.spool_max_bytes,
         )
         self.hub = Hub(self.site, batch_interval_s=cfg.dashboard.push_interval_s)
         self.publisher = MqttPublisher()
