@@ -1,6 +1,8 @@
 """The dashboard's FastAPI app: REST for state and history, the duty API, the /ws push stream, static pages.
 
 The app holds no state of its own: everything lives in the Hub the service passes in (app.state.hub).
+Every /api route and the push stream need a token; hosts, URLs, sizes and rates are checked in front of the
+routes (docs/api-security.md).
 """
 
 # No `from __future__ import annotations` here: FastAPI must evaluate the route signatures, and the auth
