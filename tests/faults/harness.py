@@ -393,9 +393,10 @@ class FaultResult:
 
 
 COLUMNS = (
-    ("fault", 22),
+    ("fault", 27),
     ("sent", 7),
     ("received", 9),
+    ("rejected", 9),
     ("lost", 5),
     ("duplicated", 11),
     ("redelivered", 12),
@@ -406,11 +407,12 @@ COLUMNS = (
 
 
 def table(results: list[FaultResult]) -> str:
+    """One row per fault; "rejected": the rejections the fault provokes on purpose (bad clocks, garbage)."""
     head = " ".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}" for i, (name, w) in enumerate(COLUMNS))
     lines = [head, "-" * len(head)]
     for r in results:
         cells = (
-            r.fault, r.sent, r.received, r.lost, r.duplicated, r.redelivered,
+            r.fault, r.sent, r.received, r.expected_rejected, r.lost, r.duplicated, r.redelivered,
             r.alerts_expected, r.alerts_delivered, r.notifications_duplicated,
         )  # fmt: skip
         lines.append(
