@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,8 @@ from store.embedded import EmbeddedStore
 from store.influx_v1 import InfluxV1Store
 from store.influx_v2 import InfluxV2Store
 from store.spool import DEFAULT_MAX_BYTES
+
+log = logging.getLogger(__name__)
 
 Api = Literal["auto", "v1", "v2"]
 _MAJOR = re.compile(r"^\s*v?(\d+)\.")
@@ -47,6 +50,26 @@ def detect_api(url: str, *, timeout_s: float = 5.0) -> Literal["v1", "v2"]:
     return "v1" if int(m.group(1)) == 1 else "v2"
 
 
+def _choose_api(url: str, api: Api, token: str | None, *, spooling: bool, timeout_s: float) -> Literal["v1", "v2"]:
+    """The API to speak. "auto" asks the server; when it cannot answer and points can wait on disk, the
+    settings decide (a 2.x/3.x server needs a token, 1.x does not), so a service restarted during an
+    InfluxDB outage still starts, keeps ingesting and alerting, and spools until the server is back."""
+    if api != "auto":
+        return api
+    try:
+        return detect_api(url, timeout_s=timeout_s)
+    except StoreUnreachableError as err:
+        if not spooling:
+            raise
+        guess: Literal["v1", "v2"] = "v2" if token else "v1"
+        log.warning(
+            "%s; assuming the %s API from the settings (%s) and spooling to disk until it answers. Set "
+            "[influx] api to say which for certain.",
+            err, guess, "a token is set" if token else "no token is set",
+        )  # fmt: skip
+        return guess
+
+
 def open_store(
     url: str | None,
     *,
@@ -67,9 +90,9 @@ def open_store(
     `site` gives the grid and kind tags of each zone (InfluxDB stores); `database` is the 1.x database.
     The InfluxDB stores spool to disk while the server is unreachable, in `influx-spool/` beside
     `embedded_path` (the service's data directory: no setting of its own), at most `spool_max_bytes`
-    (docs/storage.md); without an `embedded_path` they buffer in memory only. With a spool and `api` given
-    ("v1" or "v2"), the store opens while the server is down and spools until it answers; "auto" needs
-    the server to say which API it speaks.
+    (docs/storage.md); without an `embedded_path` they buffer in memory only. With a spool, the store opens
+    while the server is down and spools until it answers; with "auto" the API is then taken from the
+    settings (a token means 2.x/3.x), logged as a guess.
     """
     if not url:
         return EmbeddedStore(embedded_path)
@@ -80,8 +103,8 @@ def open_store(
         )
     if api not in ("auto", "v1", "v2"):
         raise StoreConfigError(f"api must be 'auto', 'v1' or 'v2', not {api!r}")
-    chosen = detect_api(url, timeout_s=timeout_s) if api == "auto" else api
     spool_dir = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
+    chosen = _choose_api(url, api, token, spooling=spool_dir is not None, timeout_s=timeout_s)
     if chosen == "v1":
         return InfluxV1Store(
             url,

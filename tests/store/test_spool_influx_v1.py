@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from store.base import StoreUnreachableError
 from store.factory import SPOOL_DIR, open_store
 from store.influx_v1 import InfluxV1Store
 from store.spool import encode_record, line_ts
@@ -280,3 +281,29 @@ def test_with_a_spool_and_api_v1_the_store_opens_while_influxd_is_down(influxdb:
     store.close()
     assert store.stats.points_written == 40 and store.stats.points_failed == 0
     assert stored(influxdb.url, "late") == list(range(40))
+
+
+def test_with_a_spool_and_api_auto_the_store_opens_while_influxd_is_down_as_v1_without_a_token(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    kill_server(influxdb)
+    store = open_store(influxdb.url, api="auto", database="auto", embedded_path=tmp_path / "history.sqlite")
+    assert isinstance(store, InfluxV1Store), "no token: a 1.x server is the only one it can be"
+    store.write_states(points(0, 25))
+    wait_for(lambda: store.stats.spooled == 25)
+    restart_influxdb(influxdb)
+    wait_for(lambda: store.stats.spool_pending == 0)
+    store.close()
+    assert stored(influxdb.url, "auto") == list(range(25))
+
+
+def test_without_a_spool_api_auto_still_refuses_to_start_while_influxd_is_down(influxdb: Server) -> None:
+    kill_server(influxdb)
+    try:
+        open_store(influxdb.url, api="auto")
+    except StoreUnreachableError as err:
+        assert "did not answer GET /ping" in str(err)
+    else:
+        raise AssertionError("a store with nowhere to keep points opened against a dead server")
+    finally:
+        restart_influxdb(influxdb)
