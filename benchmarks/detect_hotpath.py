@@ -10,8 +10,9 @@ each size in a fresh child process so its RSS is its own:
    of their sensors and details, must not change with an optimisation.
 3. handle: `crowdflow.service.Pipeline.handle` per message (decode, validate, sequence, zone state, flow
    signals, sensor health, store write) on valid readings (benchmarks/_common.py ReadingFeed), every sensor
-   warmed with one message first; ticks switched off (tick_s huge), so this is the per-message work alone.
-   Then one `engine.tick` on that steady state (tick ms).
+   warmed with one message first; ticks switched off (tick_s huge), so this is the per-message work alone:
+   wall time (handle_us) and this process's CPU time (handle_cpu_us, less moved by other work on a shared
+   machine, which takes the CPU away but does not bill it here). Then one `engine.tick` on that steady state.
 4. memory per sensor (sizes up to 10,000): sensor health and flow signals each built and fed the stuck
    run's readings inside a tracemalloc window; bytes still held / sensors.
 
@@ -21,7 +22,8 @@ Usage:
     .venv/bin/python benchmarks/detect_hotpath.py --quick             # seconds: 200 and 1,000 sensors
 
 Prints a table and ends with one line of key=value pairs: construct_s_<n>, engine_mb_<n>, handle_us_<n>,
-tick_ms_<n>, stuck_tick_ms_<n>, stuck_<n>, stuck_digest_<n>, health_kb_per_sensor_<n>, flows_kb_per_sensor_<n>.
+handle_cpu_us_<n>, tick_ms_<n>, stuck_tick_ms_<n>, stuck_<n>, stuck_digest_<n>, health_kb_per_sensor_<n>,
+flows_kb_per_sensor_<n>.
 """
 
 from __future__ import annotations
@@ -157,20 +159,22 @@ def child(site_path: Path, messages: int, workdir: Path) -> dict[str, Any]:
         for i in range(n):  # every stream seen once (first messages create per-sensor state)
             topic, payload, _ = feed.message(i, warm)
             pipeline.handle(topic, payload, now())
-        took = 0.0
+        took = cpu = 0.0
         done = 0
         while done < messages:
             ts = now()
             batch = [feed.message((done + j) % n, ts)[:2] for j in range(min(10_000, messages - done))]
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for topic, payload in batch:
                 pipeline.handle(topic, payload, now())
             took += time.perf_counter() - t
+            cpu += time.process_time() - c
             done += len(batch)
         accepted = pipeline.ingestor.stats.accepted
         if accepted != n + messages:
             raise RuntimeError(f"the pipeline accepted {accepted} of {n + messages} readings")
         out["handle_us"] = took / messages * 1e6
+        out["handle_cpu_us"] = cpu / messages * 1e6
         t = time.perf_counter()
         pipeline.engine.tick(now())
         out["tick_ms"] = (time.perf_counter() - t) * 1e3
@@ -196,7 +200,7 @@ def run(sizes: tuple[int, ...], messages: int, out: Any = None) -> dict[str, str
                 raise RuntimeError(f"child for {n} sensors failed:\n{r.stdout}\n{r.stderr}")
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
     print(
-        f"{'sensors':>8} {'construct s':>11} {'engine MB':>9} {'handle µs':>9} {'tick ms':>8} "
+        f"{'sensors':>8} {'construct s':>11} {'engine MB':>9} {'handle µs':>9} {'CPU µs':>6} {'tick ms':>8} "
         f"{'stuck tick ms':>13} {'stuck':>6} {'health KB/s':>11} {'flows KB/s':>10}",
         file=out,
     )
@@ -206,6 +210,7 @@ def run(sizes: tuple[int, ...], messages: int, out: Any = None) -> dict[str, str
         hk, fk = row.get("health_kb_per_sensor"), row.get("flows_kb_per_sensor")
         print(
             f"{n:>8,} {row['construct_s']:>11.2f} {row['engine_mb']:>9.1f} {row['handle_us']:>9.1f} "
+            f"{row['handle_cpu_us']:>6.1f} "
             f"{row['tick_ms']:>8.0f} {row['stuck_tick_ms']:>13.0f} {row['stuck']:>6,} "
             f"{'-' if hk is None else f'{hk:.2f}':>11} {'-' if fk is None else f'{fk:.2f}':>10}",
             file=out,
@@ -213,6 +218,7 @@ def run(sizes: tuple[int, ...], messages: int, out: Any = None) -> dict[str, str
         figs[f"construct_s_{n}"] = f"{row['construct_s']:.2f}"
         figs[f"engine_mb_{n}"] = f"{row['engine_mb']:.1f}"
         figs[f"handle_us_{n}"] = f"{row['handle_us']:.1f}"
+        figs[f"handle_cpu_us_{n}"] = f"{row['handle_cpu_us']:.1f}"
         figs[f"tick_ms_{n}"] = f"{row['tick_ms']:.0f}"
         figs[f"stuck_tick_ms_{n}"] = f"{row['stuck_tick_ms']:.0f}"
         figs[f"stuck_{n}"] = str(row["stuck"])

@@ -11,6 +11,7 @@ def test_quick_run_ends_with_key_values() -> None:
     pairs = run_quick("detect_hotpath.py")
     for n in (200, 1000):
         assert float(pairs[f"handle_us_{n}"]) > 0
+        assert float(pairs[f"handle_cpu_us_{n}"]) > 0
         assert float(pairs[f"construct_s_{n}"]) >= 0
         assert float(pairs[f"tick_ms_{n}"]) >= 0
         assert float(pairs[f"health_kb_per_sensor_{n}"]) > 0
