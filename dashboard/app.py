@@ -42,7 +42,7 @@ from dashboard.limits import (
 from dashboard.policy import may_read_zone
 from dashboard.push_api import PushRegistry, push_router
 from dashboard.report_api import report_router
-from dashboard.stream import AUTH_TIMEOUT_S, serve_stream
+from dashboard.stream import AUTH_TIMEOUT_S, ScopeCache, serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_MAX_POINTS = 240
@@ -120,6 +120,7 @@ def create_app(
     )
     by_address = RateLimiter(address_limit, now=rate_clock)
     refused: Counter[str] = Counter()
+    scopes = ScopeCache()  # officers' cut deltas, shared by every socket
     logredact.install()  # uvicorn's access log prints request targets as sent: keep credentials out of it
 
     @asynccontextmanager
@@ -137,6 +138,7 @@ def create_app(
     app = FastAPI(title="crowdflow dashboard", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.hub = hub
     app.state.access = access
+    app.state.scopes = scopes
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -250,7 +252,7 @@ def create_app(
     async def ws(websocket: WebSocket) -> None:
         await serve_stream(
             websocket, hub, access, allowed_origins=allowed_origins, allowed_hosts=hosts,
-            ping_interval_s=ping_interval_s, auth_timeout_s=ws_auth_timeout_s,
+            ping_interval_s=ping_interval_s, auth_timeout_s=ws_auth_timeout_s, scopes=scopes,
         )  # fmt: skip
 
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

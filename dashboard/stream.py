@@ -11,7 +11,8 @@ What each principal receives (dashboard/policy.py): the wall, operator, command 
 officer or a grid leader the same messages with "zones" and "alerts" cut to the zones they cover (their
 duties, their grids). The site map, the district headline and the emergency modes are kept for everyone:
 they are what the page is drawn on, and an officer must know when their grid is in emergency mode. The seq
-numbers are the hub's, so a filtered delta, even an empty one, keeps the page's gap check working.
+numbers are the hub's, so a filtered delta, even an empty one, keeps the page's gap check working. The cut
+deltas are shared through `ScopeCache`: one cut per delta and distinct set of zones, whatever the phones.
 
 Messages to the client (JSON text): {"type": "snapshot"|"delta"|"ping", "seq": n, ...}. Deltas carry
 consecutive seq numbers after the snapshot's, so a page that sees a gap can ask for a fresh snapshot.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -58,6 +60,7 @@ async def serve_stream(
     allowed_hosts: Collection[str],
     ping_interval_s: float,
     auth_timeout_s: float = AUTH_TIMEOUT_S,
+    scopes: ScopeCache | None = None,
 ) -> None:
     if not origin_allowed(websocket.headers, allowed_origins, allowed_hosts):
         hub.reject("websocket from a foreign origin")
@@ -71,7 +74,9 @@ async def serve_stream(
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.close(code=UNAUTHORIZED, reason=_close_reason(who))
         return
-    scope = None if all_zones(who) else _scoper(who.zones or frozenset())
+    zones = who.zones or frozenset()
+    cache = scopes if scopes is not None else ScopeCache()
+    scope = None if all_zones(who) else (lambda text: cache.scoped(zones, text))
     feed = hub.subscribe(_resume_point(websocket))
     sender = asyncio.create_task(_send(websocket, feed, hub, ping_interval_s, scope))
     receiver = asyncio.create_task(_receive(websocket, feed, hub))
@@ -124,21 +129,51 @@ async def _authenticate(websocket: WebSocket, access: Access, timeout_s: float) 
     return access.authenticate_token(given if isinstance(given, str) else None, address)
 
 
-def _scoper(zones: frozenset[str]) -> Callable[[str], str]:
-    """A message rewriter keeping only `zones`' states and alerts (pings and other messages pass as they are)."""
+def scope_text(zones: frozenset[str], text: str) -> str:
+    """`text` with only `zones`' states and alerts (pings and other messages pass as they are)."""
+    if not text.startswith(('{"type":"snapshot"', '{"type":"delta"')):
+        return text  # a ping: nothing to cut, and no need to decode it
+    try:
+        msg: Any = _decoder.decode(text)
+    except msgspec.DecodeError:
+        return text
+    if not isinstance(msg, dict):
+        return text
+    msg["zones"] = [z for z in msg.get("zones") or () if isinstance(z, dict) and z.get("id") in zones]
+    msg["alerts"] = [a for a in msg.get("alerts") or () if isinstance(a, dict) and a.get("zone") in zones]
+    return _encoder.encode(msg).decode()
 
-    def scope(text: str) -> str:
-        try:
-            msg: Any = _decoder.decode(text)
-        except msgspec.DecodeError:
-            return text
-        if not isinstance(msg, dict) or msg.get("type") not in ("snapshot", "delta"):
-            return text
-        msg["zones"] = [z for z in msg.get("zones") or () if isinstance(z, dict) and z.get("id") in zones]
-        msg["alerts"] = [a for a in msg.get("alerts") or () if isinstance(a, dict) and a.get("zone") in zones]
-        return _encoder.encode(msg).decode()
 
-    return scope
+class ScopeCache:
+    """Cut deltas, shared by every socket of the app: the hub sends one delta text to every feed, so officers
+    with the same zones (the same duty, one grid's leaders) cost one cut per delta, not one per phone.
+
+    Only deltas are kept (a snapshot is made afresh for each client, so it would never be asked for twice),
+    the newest `size` of them. Single event loop, like the hub.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._cut: OrderedDict[tuple[frozenset[str], str], str] = OrderedDict()
+        self.cuts = 0  # messages decoded, cut and encoded
+        self.hits = 0  # served from the cache
+
+    def scoped(self, zones: frozenset[str], text: str) -> str:
+        if not text.startswith('{"type":"delta"'):
+            if text.startswith('{"type":"snapshot"'):
+                self.cuts += 1
+            return scope_text(zones, text)
+        key = (zones, text)
+        found = self._cut.get(key)
+        if found is not None:
+            self.hits += 1
+            self._cut.move_to_end(key)
+            return found
+        self.cuts += 1
+        out = self._cut[key] = scope_text(zones, text)
+        while len(self._cut) > self.size:
+            self._cut.popitem(last=False)
+        return out
 
 
 def _resume_point(websocket: WebSocket) -> tuple[str, int] | None:

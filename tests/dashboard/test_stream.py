@@ -223,3 +223,25 @@ def test_reconnect_with_epoch_and_seq_resumes_without_a_snapshot(hub: Hub) -> No
         assert got[-1]["zones"][0]["occupancy"] == 200
         with client.websocket_connect(f"/ws?epoch={epoch}&seq=not-a-number") as ws:
             assert signed_in(ws)["type"] == "snapshot"
+
+
+def test_officers_with_the_same_zones_share_one_cut_per_delta(hub: Hub) -> None:
+    """Ten phones of the same duty: each delta is cut once and the nine others are served the same text."""
+    application = app(hub)
+    with TestClient(application) as client:
+        sockets = [client.websocket_connect("/ws") for _ in range(10)]
+        try:
+            for ws in sockets:
+                ws.__enter__()
+                signed_in(ws, "t-ann")
+            scopes = application.state.scopes
+            before = (scopes.cuts, scopes.hits)
+            assert client.portal is not None
+            client.portal.call(hub.update, [zone_state("seg-1", 300)], None, [alert("a9", "seg-1")])
+            client.portal.call(hub.flush)
+            got = [ws.receive_text() for ws in sockets]
+            assert len(set(got)) == 1 and '"a9"' in got[0]
+            assert (scopes.cuts - before[0], scopes.hits - before[1]) == (1, 9)
+        finally:
+            for ws in sockets:
+                ws.__exit__(None, None, None)
