@@ -4,6 +4,7 @@ and dropped by sequence number: not a loss, not a duplicate), and alerts expecte
 
 The faults (one module each in tests/faults/, whose `run` this script calls with larger figures than the tests):
 - broker restart: Mosquitto stopped mid-surge and started again on the same port (persistent sessions);
+- broker crash: the same with SIGKILL: Mosquitto comes back from its last autosave;
 - service SIGKILL: the service frozen with deliveries unacknowledged, killed, restarted from its snapshot
   and journal while the sensors go on publishing;
 - push channel down/slow: one of each officer's two channels hangs or answers 500;
@@ -53,6 +54,11 @@ FAULTS: list[tuple[str, Run, Run]] = [
         "broker restart",
         test_broker_restart.run,
         lambda w: test_broker_restart.run(w, rounds=200, every_s=0.05, down_s=5.0),
+    ),
+    (
+        "broker crash (SIGKILL)",
+        lambda w: test_broker_restart.run(w, crash=True),
+        lambda w: test_broker_restart.run(w, rounds=200, every_s=0.05, down_s=5.0, crash=True),
     ),
     ("service SIGKILL", test_service_killed.run, lambda w: test_service_killed.run(w, rounds=100)),
     ("push channel down/slow", test_push_channel_down.run, test_push_channel_down.run),

@@ -268,6 +268,7 @@ def run(
             )
             res.sent = sensors.sink.acked
             res.add_run(svc.wait_taken(res.sent))
+            res.figures["healthz_slower_than_10s"] = str(svc.health_timeouts)
             res.check(not res.rejected, f"unexpected rejections: {res.rejected}")
             res.check(not wall.error, f"the wall's stream ended: {wall.error}")
             sensors.close()
