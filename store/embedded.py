@@ -2,9 +2,9 @@
 
 - Memory: per zone, a ring of 10 s slots covering `keep_s` (6 h: 2,161 slots a zone), each holding the
   sums and counts of the states that fell in it, the worst level and the highest arrivals count. Charts read
-  from here. The ring is a few numpy columns allocated whole at the zone's first state (77 bytes a slot,
-  166 KB a zone at 6 h of 10 s slots): memory is the same after a minute as after a month, where one Python
-  object per slot grew by about 1 MB a zone over the first six hours.
+  from here. The ring is a few numpy columns allocated whole at the zone's first state (69 bytes a slot,
+  146 KB a zone at 6 h of 10 s slots): memory is the same after a minute as after a month, where one Python
+  object per slot grew by about 1.1 MB a zone over the first six hours.
 - Disk (when `path` is given): one row per zone per minute in a SQLite file (WAL mode), written by a
   background thread in batched transactions, so history survives a restart. A state arriving late for a
   minute already written is merged into that row (weighted by the number of states), never duplicated.
@@ -67,52 +67,77 @@ class _Acc:
         return [s / c if c else None for s, c in zip(self.sums, self.counts, strict=True)]
 
 
-_NONE = int(np.iinfo(np.int64).min)  # no slot at this position; no arrivals count in this slot
+_I32 = np.iinfo(np.int32)
+_NONE = int(_I32.min)  # no slot at this position; no arrivals count in this slot
 _LEVEL_MAX = int(np.iinfo(np.int8).max)
+_COUNT_MAX = int(np.iinfo(np.uint16).max)  # states of one zone in one slot (one a tick: 2 in 10 s)
 
 
 class _Ring:
     """One zone's slots over the last `span` slots before the newest, as columns allocated once: slot k (its
     start is k × slot_s) lives at position k % length. A position still holding a slot that fell out of the
-    window is reused when a newer slot lands on it, so nothing is ever appended or freed."""
+    window is reused when a newer slot lands on it, so nothing is ever appended or freed.
 
-    __slots__ = ("arrivals", "counts", "length", "level", "newest", "slot", "span", "sums")
+    69 bytes a slot: the slot number (int32, counted from the zone's first slot), the sums of the mean fields
+    (float64, so the means are those of Python floats to the bit), how many states had each field (uint16:
+    a slot full at 65,535 states takes no more, the minute rows still do), the worst level (int8), the
+    highest arrivals count (int32)."""
+
+    __slots__ = ("arrivals", "base", "counts", "length", "level", "newest", "slot", "span", "sums")
 
     def __init__(self, span: int) -> None:
         self.span = span
         self.length = span + 1
-        self.slot = np.full(self.length, _NONE, dtype=np.int64)  # the slot number held at each position
+        self.slot = np.full(self.length, _NONE, dtype=np.int32)  # slot number - base held at each position
         self.sums = np.zeros((self.length, len(_MEANS)), dtype=np.float64)
-        self.counts = np.zeros((self.length, len(_MEANS)), dtype=np.int32)
+        self.counts = np.zeros((self.length, len(_MEANS)), dtype=np.uint16)
         self.level = np.zeros(self.length, dtype=np.int8)
-        self.arrivals = np.full(self.length, _NONE, dtype=np.int64)
-        self.newest: int | None = None
+        self.arrivals = np.full(self.length, _NONE, dtype=np.int32)
+        self.base = 0  # slot numbers are stored relative to the zone's first one: int32 lasts 680 years
+        self.newest: int | None = None  # relative, like `slot`
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.slot, self.sums, self.counts, self.level, self.arrivals))
 
-    def add(self, k: int, values: Sequence[float], level: int, arrivals: int) -> None:
-        """Fold one state into slot k; a slot older than the window is left to the minute rows."""
-        if self.newest is None or k > self.newest:
-            self.newest = k
-        elif k < self.newest - self.span:
-            return
+    def add(self, k: int, values: Sequence[float], level: int, arrivals: int | None) -> bool:
+        """Fold one state into slot k (absolute); False if its slot is full. A slot older than the window is
+        left to the minute rows."""
+        if self.newest is None:
+            self.base = k
+        rel = k - self.base
+        if rel > _I32.max:  # centuries after the first slot: the window starts over there
+            self._clear(k)
+            rel = 0
+        elif rel <= _NONE:  # centuries before it: far older than the window
+            return True
+        if self.newest is None or rel > self.newest:
+            self.newest = rel
+        elif rel < self.newest - self.span:
+            return True
         p = k % self.length
-        if self.slot[p] != k:  # first state of this slot: the position may hold an expired one
-            self.slot[p] = k
+        if self.slot[p] != rel:  # first state of this slot: the position may hold an expired one
+            self.slot[p] = rel
             self.sums[p] = 0.0
             self.counts[p] = 0
             self.level[p] = 0
             self.arrivals[p] = _NONE
+        elif self.counts[p].max() >= _COUNT_MAX:
+            return False
         vals = np.array(values, dtype=np.float64)
         known = ~np.isnan(vals)  # NaN: skipped (not known, or not finite)
         self.sums[p] += np.where(known, vals, 0.0)
         self.counts[p] += known
         if level > self.level[p]:
             self.level[p] = level
-        if arrivals > self.arrivals[p]:  # _NONE is below every count
+        if arrivals is not None and arrivals > self.arrivals[p]:  # _NONE is below every count
             self.arrivals[p] = arrivals
+        return True
+
+    def _clear(self, k: int) -> None:
+        self.slot[:] = _NONE
+        self.base = k
+        self.newest = None
 
     def rows(self, slot_s: float, since: float, until: float) -> tuple[float | None, list[_Row]]:
         """(start of the oldest slot held, the held slots starting in [since, until) oldest first)."""
@@ -122,7 +147,7 @@ class _Ring:
         if not len(held):
             return None, []
         order = held[np.argsort(self.slot[held])]
-        starts = self.slot[order] * slot_s
+        starts = (self.slot[order].astype(np.int64) + self.base) * slot_s
         oldest = float(starts[0])
         pick = order[(starts >= since) & (starts < until)]
         if not len(pick):
@@ -131,8 +156,8 @@ class _Ring:
         with np.errstate(invalid="ignore", divide="ignore"):
             means = self.sums[pick] / counts
         out: list[_Row] = []
-        for start, cs, ms, level, arrivals in zip(
-            (self.slot[pick] * slot_s).tolist(),
+        for rel, cs, ms, level, arrivals in zip(
+            self.slot[pick].tolist(),
             counts.tolist(),
             means.tolist(),
             self.level[pick].tolist(),
@@ -141,11 +166,11 @@ class _Ring:
         ):
             out.append(
                 (
-                    float(start),
+                    (rel + self.base) * slot_s,
                     cs,
                     [m if c else None for m, c in zip(ms, cs, strict=True)],
-                    int(level),
-                    None if arrivals == _NONE else int(arrivals),
+                    level,
+                    None if arrivals == _NONE else arrivals,
                 )
             )
         return oldest, out
@@ -255,8 +280,8 @@ class EmbeddedStore:
                         raise ValueError(f"timestamp {ts!r} is not finite")
                     if not 0 <= level <= _LEVEL_MAX:
                         raise ValueError(f"level {level} is not a warning level")
-                    if not _NONE < arrivals < -_NONE:
-                        raise ValueError(f"arrivals_today {arrivals} is out of range")
+                    if not _NONE < arrivals <= _I32.max:
+                        raise ValueError(f"arrivals_today {arrivals} is out of range (32-bit)")
                 except (TypeError, ValueError, AttributeError, OverflowError) as err:
                     self.stats.points_invalid += 1
                     self.stats.last_error = f"invalid zone_state for zone {getattr(s, 'zone', '?')!r}: {err}"
@@ -265,10 +290,14 @@ class EmbeddedStore:
                 for i in bad:
                     values[i] = math.nan  # skipped by _Acc.add
                 self.stats.fields_skipped += sum(1 for i in bad if raw[i] is not None)
-                self._add_to_ring(s.zone, ts, values, level, arrivals)
+                kept = self._add_to_ring(s.zone, ts, values, level, arrivals)
                 self._add_to_minute(s.zone, ts, values, level, arrivals)
                 if self.path is None:
-                    self.stats.points_written += 1
+                    if kept:
+                        self.stats.points_written += 1
+                    else:  # memory is all there is, and this state's 10 s slot is full
+                        self.stats.points_ignored += 1
+                        self.stats.last_error = f"zone {s.zone!r}: {_COUNT_MAX} states in one slot; more ignored"
 
     def write_readings(self, readings: Sequence[Reading]) -> None:
         self.stats.points_ignored += len(readings)
@@ -304,11 +333,11 @@ class EmbeddedStore:
 
     # -- memory ------------------------------------------------------------------------------------------
 
-    def _add_to_ring(self, zone: str, ts: float, values: Sequence[float], level: int, arrivals: int) -> None:
+    def _add_to_ring(self, zone: str, ts: float, values: Sequence[float], level: int, arrivals: int) -> bool:
         ring = self._rings.get(zone)
         if ring is None:
             ring = self._rings[zone] = _Ring(self._span)
-        ring.add(math.floor(ts / self.slot_s), values, level, arrivals)
+        return ring.add(math.floor(ts / self.slot_s), values, level, arrivals)
 
     def memory_bytes(self) -> int:
         """Bytes the in-memory window holds (its arrays): fixed per zone from the zone's first state on."""

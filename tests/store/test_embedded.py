@@ -102,6 +102,27 @@ def test_late_states_merge_into_their_slot() -> None:
     assert [(r["ts"], r["occupancy"]) for r in h] == [(M0 + 30, 20.0), (M0 + 40, 40.0), (M0 + 50, 20.0)]
 
 
+def test_a_full_slot_takes_no_more_states_and_counts_them() -> None:
+    store = EmbeddedStore(None)
+    store.write_states([state("z", M0, 10.0)] * 65_535 + [state("z", M0 + 1, 99.0)])
+    assert store.stats.points_written == 65_535 and store.stats.points_ignored == 1
+    assert "one slot" in store.stats.last_error
+    (row,) = store.history("z", M0, M0 + 10, every_s=10)
+    assert row["occupancy"] == 10.0
+    store.write_states([state("z", M0 + 10, 20.0)])  # the next slot takes states again
+    assert store.history("z", M0 + 10, M0 + 20, every_s=10)[0]["occupancy"] == 20.0
+
+
+def test_slot_numbers_centuries_apart_restart_the_window_or_are_ignored() -> None:
+    store = EmbeddedStore(None, keep_s=1e-4, slot_s=1e-6)  # 32-bit slot numbers span 36 minutes here
+    store.write_states([state("z", M0, 10.0)])
+    store.write_states([state("z", M0 + 3000.0, 30.0)])  # 3e9 slots later: the window starts over
+    assert [r["occupancy"] for r in store.history("z", M0 - 1, M0 + 3001, every_s=1)] == [30.0]
+    store.write_states([state("z", M0, 50.0)])  # 3e9 slots before the newest: older than the window
+    assert [r["occupancy"] for r in store.history("z", M0 - 1, M0 + 3001, every_s=1)] == [30.0]
+    assert store.stats.points_written == 3
+
+
 def test_nan_fields_are_skipped_and_bad_states_counted() -> None:
     store = EmbeddedStore(None)
     s = state("z", M0, 10.0)
@@ -119,7 +140,8 @@ def test_nan_fields_are_skipped_and_bad_states_counted() -> None:
     huge = state("z", M0 + 3, 30.0, arrivals=2**70)
     store.write_states([huge])
     assert store.stats.points_invalid == 3 and "out of range" in store.stats.last_error
-    assert store.history("z", M0, M0 + 60)[0]["occupancy"] == 15.0
+    store.write_states([state("z", M0 + 4, 30.0, arrivals=-1)])  # odd but representable: kept
+    assert store.history("z", M0, M0 + 60)[0]["occupancy"] == 20.0  # 10, 20 and the 30 kept
 
 
 def test_history_survives_a_restart_from_sqlite(tmp_path: Path) -> None:
