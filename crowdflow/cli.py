@@ -267,10 +267,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logins = demo_roster(Path(cfg.alerts.roster), demo_people)
     if not cfg.dashboard.api_token:
         cfg.dashboard.api_token = secrets.token_urlsafe(16)  # this run's operator token, printed below
+    if not cfg.dashboard.wall_tokens:
+        cfg.dashboard.wall_tokens = [secrets.token_urlsafe(16)]  # this run's read-only wall token
     cfg.dashboard.port = free_port(cfg.dashboard.port)
     url = f"http://{cfg.dashboard.host}:{cfg.dashboard.port}/"
     print(_c(BOLD, "crowdflow demo: New Year's Eve on the Lujiazui riverside"))
-    print(f"  live wall    {_c(GREEN, url)}")
+    # In the fragment, which browsers never send: the page keeps it in its session and drops it from the URL.
+    print(f"  live wall    {_c(GREEN, f'{url}#wall={cfg.dashboard.wall_tokens[0]}')}  (read-only wall token)")
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
     if broker and broker.creds:
         how = f"TLS, CA {broker.creds.tls.ca_file}" if broker.creds.tls else "no TLS (openssl not installed)"

@@ -68,8 +68,13 @@ class ServiceConfig(_Section):
 class DashboardConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
-    api_token: str = ""
+    api_token: str = ""  # one operator token, for a deployment without a roster
+    wall_tokens: list[str] = []  # read-only display tokens for command-centre walls
+    admin_token: str = ""
     allowed_origins: list[str] = []
+    # Host header values served (DNS-rebinding guard); empty: loopback names only (127.0.0.1, localhost, ::1).
+    allowed_hosts: list[str] = []
+    max_body_bytes: int = 65536  # request bodies larger than this get 413 before being read
     # Least real time between two pushed deltas; walls render at most 4 times a second on their own.
     push_interval_s: float = 0.05
 
@@ -101,6 +106,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "alerts": AlertsConfig,
 }
 ENV_PREFIX = "CROWDFLOW_"
+_LISTS = {"allowed_origins", "allowed_hosts", "wall_tokens"}  # comma-separated in environment variables
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -142,7 +148,7 @@ def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
         fields = _SECTIONS[section].__struct_fields__
         if key not in fields:
             raise ConfigError(f"environment variable {var}: no setting [{section}] {key}{_did_you_mean(key, fields)}")
-        data.setdefault(section, {})[key] = value.split(",") if key == "allowed_origins" else value
+        data.setdefault(section, {})[key] = value.split(",") if key in _LISTS else value
 
 
 def _did_you_mean(word: str, choices: Any) -> str:

@@ -60,6 +60,7 @@ from store.base import Store
 from store.factory import open_store
 
 log = logging.getLogger("crowdflow.service")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Pipeline:
@@ -453,6 +454,10 @@ class Service:
             self.hub,
             store=self.store,
             allowed_origins=cfg.dashboard.allowed_origins or None,
+            allowed_hosts=cfg.dashboard.allowed_hosts or None,
+            wall_tokens=cfg.dashboard.wall_tokens,
+            admin_token=cfg.dashboard.admin_token or None,
+            max_body_bytes=cfg.dashboard.max_body_bytes,
             actions=self.alerts,
             authenticate=first_of(
                 from_directory(self.router),
@@ -549,6 +554,12 @@ class Service:
             learned = await asyncio.to_thread(self.warm_from_history)
             if learned:
                 log.info("surge models warmed from %d stored rows", learned)
+        if self.cfg.dashboard.host not in _LOOPBACK and not self.cfg.dashboard.allowed_hosts:
+            log.warning(
+                "dashboard listens on %s but dashboard.allowed_hosts is empty: only loopback Host names are "
+                "served, so every other request gets 400. Set allowed_hosts to the names clients use.",
+                self.cfg.dashboard.host,
+            )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -560,6 +571,7 @@ class Service:
                 port=self.cfg.dashboard.port,
                 log_level="warning",
                 lifespan="on",
+                ws_max_size=65536,  # clients send a token and pongs; uvicorn's default is 16 MiB
             )
         )
         # Our loop's handlers stop everything in order (flush, snapshot, store close); uvicorn must not take them.

@@ -70,7 +70,7 @@ def main() -> int:
         cfg.write_text(
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "cf-shots"\n'
             f'[service]\nclock = "sim"\ndata_dir = "{work / "var"}"\ntick_s = 5\n'
-            f'[dashboard]\nport = {port}\napi_token = "{operator}"\n'
+            f'[dashboard]\nport = {port}\napi_token = "{operator}"\nwall_tokens = ["{operator}-wall"]\n'
             f'[alerts]\nroster = "{roster}"\ndeliver = false\n',
             encoding="utf-8",
         )
@@ -90,12 +90,12 @@ def main() -> int:
                          speed=args.speed, out_dir=None, start=args.start, duration_s=minutes * 60.0,
                          progress=True)  # fmt: skip
             time.sleep(3)  # the last tick and its delta
-            zone = next(z for z in service.get("/api/zones") if z["id"] == FOCUS_ZONE)
+            zone = next(z for z in service.get("/api/zones", operator) if z["id"] == FOCUS_ZONE)
             step(f"{FOCUS_ZONE}: {zone['level_label']}, {zone['occupancy']:.0f} / {zone['capacity']}")
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                 wall = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN").new_page()
-                wall.goto(base + "/")
+                wall.goto(f"{base}/#wall={operator}-wall")  # the read-only display token, as the demo prints it
                 wall.wait_for_selector(f'svg#map path[data-zone="{FOCUS_ZONE}"]')
                 wall.locator("#people-now").filter(has_not_text="—").wait_for()  # CSP: no string predicates
                 wall.wait_for_timeout(1500)

@@ -30,6 +30,15 @@
     try { if (t) sessionStorage.setItem(WALL_KEY, t); else sessionStorage.removeItem(WALL_KEY); } catch (e) { /* private mode */ }
   }
 
+  // A wall link may carry its display token in the fragment (#wall=<token>, as `crowdflow demo` prints it):
+  // browsers never send the fragment, so it reaches no server log; kept in the session, then cut from the URL.
+  (function takeWallTokenFromFragment() {
+    var m = /(?:^#|&)wall=([^&]+)/.exec(location.hash);
+    if (!m) return;
+    storeWall(decodeURIComponent(m[1]));
+    try { history.replaceState(null, "", location.pathname + location.search); } catch (e) { /* old browser */ }
+  })();
+
   // What the wall reads with: its display token, else the signed-in person's.
   function readToken() { return wallToken() || token(); }
 

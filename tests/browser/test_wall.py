@@ -501,3 +501,18 @@ def test_a_wall_without_a_token_asks_for_one_and_shows_what_that_token_may_see(b
     assert not sim.is_alive() and not sim.errors  # type: ignore[attr-defined]
     # The officer may not read the desk's response figures: the wall asked, was refused, and hid the section.
     assert [e for e in unexpected(errors) if not re.search(r"HTTP 403 .*/api/metrics/response", e)] == []
+
+
+def test_a_wall_link_with_its_token_in_the_fragment_streams_and_drops_the_token_from_the_url(
+    browser: Browser, live: Live
+) -> None:
+    """`crowdflow demo` prints the wall as http://…/#wall=<token>: the page keeps the token in its session (the
+    fragment never reaches the server) and removes it from the address bar and history entry."""
+    errors: list[str] = []
+    wall = open_page(browser, f"{live.base}/#wall={live.operator_token}", WALL, errors)
+    wait_for("the stream open with the fragment's token", lambda: wall.evaluate("CF.wall.stream.connected"), 60)
+    wait_for("the snapshot", lambda: wall.evaluate("CF.wall.S.site !== null"), 60)
+    assert urlparse(wall.url).fragment == "", "the token stayed in the URL"
+    assert wall.evaluate("sessionStorage.getItem('crowdflow.wall')") == live.operator_token
+    assert wall.locator("#signin").is_hidden()
+    assert unexpected(errors) == []
