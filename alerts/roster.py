@@ -233,11 +233,15 @@ def _policy_checks(
     if not (0 < emergency_factor <= 1):
         out.append(f"field emergency_factor: must be within (0, 1] (0.5 halves every wait), got {emergency_factor}")
     elif not out:
-        shortest = min([repeat_s, *delay_s.values(), *ack_ttl_s.values()])
+        waits = [("repeat_s", repeat_s)]
+        waits += [(f"delay_s.{lv.name}", v) for lv, v in delay_s.items()]
+        waits += [(f"ack_ttl_s.{lv.name}", v) for lv, v in ack_ttl_s.items()]
+        name, shortest = min(waits, key=lambda w: w[1])
         if shortest * emergency_factor < MIN_WAIT_S:
             out.append(
-                f"field emergency_factor: {emergency_factor:g} turns the shortest wait ({shortest:g} s) into less "
-                f"than {MIN_WAIT_S:g} s in emergency mode; raise it or the wait"
+                f"field emergency_factor: {emergency_factor:g} turns {name} ({shortest:g} s) into "
+                f"{shortest * emergency_factor:g} s in emergency mode, under the {MIN_WAIT_S:g} s minimum; "
+                f"raise emergency_factor or {name}"
             )
     return out
 
