@@ -134,17 +134,24 @@ class FaultService(ServiceProcess):
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
-    health_timeouts = 0  # /healthz calls that did not answer within their timeout (a loop too busy)
+    health_failures: Counter[str] | None = None  # /healthz calls that failed (timed out, refused), by error
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        super().start(timeout_s)
+        self.health_failures = None  # refusals while it was starting are not failures
 
     def health(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """/healthz, asked up to three times: a service busy with a thousand clients may answer late."""
         for attempt in range(3):
             try:
                 return super().health(timeout_s)
-            except OSError:
-                self.health_timeouts += 1
+            except OSError as e:
+                if self.health_failures is None:
+                    self.health_failures = Counter()
+                self.health_failures[type(e).__name__ + ": " + str(getattr(e, "reason", e))[:60]] += 1
                 if attempt == 2:
                     raise
+                time.sleep(0.5)
         raise AssertionError("unreachable")
 
     def cpu_s(self) -> float:
@@ -235,6 +242,7 @@ class Sensors:
         self.sink = MqttSink("127.0.0.1", port, qos=1, window=window)
         self.seq: Counter[str] = Counter()
         self.arrivals: Counter[str] = Counter()  # zone -> people counted in by its gate, all messages sent
+        self.arrivals_by_day: Counter[tuple[str, dt.date]] = Counter()  # (zone, local date of the event)
         self.sent = 0
         self.lock = threading.Lock()
 
@@ -263,6 +271,13 @@ class Sensors:
         self._publish(f"dt/crowdflow/g/{zone}/{s}/count", msg)
         with self.lock:
             self.arrivals[zone] += cin
+            self.arrivals_by_day[(zone, ts.date())] += cin
+
+    def arrivals_today(self, zone: str) -> int:
+        """People counted in at `zone` with an event time on today's local date: what the service's
+        arrivals_today should say (it starts again at local midnight, by event time)."""
+        with self.lock:
+            return self.arrivals_by_day[(zone, dt.datetime.now(TZ).date())]
 
     def raw(self, topic: str, payload: bytes) -> None:
         """A message outside the contract (a flood of garbage): counted in `sent`."""

@@ -99,9 +99,9 @@ def run(workdir: Path, *, rounds: int = 20, every_s: float = 0.05, snapshot_s: f
 
             zs = svc.zones()
             wrong = {
-                z: (zs[z].get("arrivals_today"), sensors.arrivals[z])
+                z: (zs[z].get("arrivals_today"), sensors.arrivals_today(z))
                 for z in zones
-                if zs[z].get("arrivals_today") != sensors.arrivals[z]
+                if zs[z].get("arrivals_today") != sensors.arrivals_today(z)
             }
             res.check(
                 not wrong,

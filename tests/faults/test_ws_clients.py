@@ -249,7 +249,10 @@ def run(
             clients = int(svc.health().get("clients", 0))
             res.figures["clients"] = str(clients)
             res.check(idlers.failed == 0, f"{idlers.failed} of {idle} idle clients could not connect")
-            res.check(clients >= idle + slow + stalled + 1, f"the hub serves {clients} clients, not all of them")
+            # Stalled and slow clients may have been closed by the server by now (the docstring's "dropped");
+            # the wall and the idle ones must all be there.
+            res.figures["stalled_or_slow_dropped"] = str(max(0, idle + slow + stalled + 1 - clients))
+            res.check(clients >= idle + 1, f"the hub serves {clients} clients, fewer than the wall and {idle} idle")
             phase("idle_1000", 60, only=zones[:4], burst=1000)
             res.figures["idle_messages_received"] = str(idlers.received)
 
@@ -268,7 +271,7 @@ def run(
             )
             res.sent = sensors.sink.acked
             res.add_run(svc.wait_taken(res.sent))
-            res.figures["healthz_slower_than_10s"] = str(svc.health_timeouts)
+            res.figures["healthz_failures"] = str(dict(svc.health_failures or {}))
             res.check(not res.rejected, f"unexpected rejections: {res.rejected}")
             res.check(not wall.error, f"the wall's stream ended: {wall.error}")
             sensors.close()
