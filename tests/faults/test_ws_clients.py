@@ -225,7 +225,10 @@ def run(
                     took = time.monotonic() - tb
                     res.figures[f"{name}_burst_msgs_per_s"] = f"{n / took:.0f}"
                     # Share of one core the service used meanwhile: near 100% means its one loop is the limit.
-                    res.figures[f"{name}_burst_service_cpu_pct"] = f"{100 * (svc.cpu_s() - cpu) / took:.0f}"
+                    used = svc.cpu_s() - cpu
+                    res.figures[f"{name}_burst_service_cpu_pct"] = f"{100 * used / took:.0f}"
+                    # The service's CPU per message taken: what the fan-out to the clients adds to each.
+                    res.figures[f"{name}_burst_service_cpu_us_per_msg"] = f"{1e6 * used / n:.0f}"
 
             phase("alone", 60, only=zones[:4], burst=1000)
             socks = [stalled_client(svc.http_port) for _ in range(stalled)]
