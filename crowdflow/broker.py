@@ -44,6 +44,8 @@ SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / 
 INSTALL_DIR = "/etc/mosquitto/crowdflow/"  # where the shipped config expects passwd, acl and certs/
 
 SERVICE_USER = "crowdflow"
+PUBLISHER_USER = "crowdflow-out"  # the service's second connection (alerts, dead letters): its own user, as
+# the shipped config ties each connection's client id to its user name (use_username_as_clientid)
 SIMULATOR_USER = "crowdflow-sim"
 READER_USER = "alerts-reader"
 
@@ -96,7 +98,7 @@ def free_port(preferred: int | None = None) -> int:
 
 # --- users and ACL -----------------------------------------------------------------------------------------
 
-Role = Literal["service", "simulator", "reader", "sensor"]
+Role = Literal["service", "publisher", "simulator", "reader", "sensor"]
 
 
 @dataclass(frozen=True)
@@ -120,15 +122,14 @@ def site_users(
     service: str = SERVICE_USER,
     readers: Sequence[str] = (READER_USER,),
     simulator: str | None = None,
+    publisher: str = PUBLISHER_USER,
 ) -> list[MqttUser]:
     """Every user of a site's broker with what it may read and write (docs/mqtt-security.md)."""
     users = [
+        MqttUser(service, "service", read=(SUBSCRIPTION, SIM_CLOCK_TOPIC)),
         MqttUser(
-            service,
-            "service",
-            read=(SUBSCRIPTION, SIM_CLOCK_TOPIC),
-            write=(f"{ALERT_TOPIC_PREFIX}/#", DEADLETTER_TOPIC, f"{STATE_TOPIC_PREFIX}/#"),
-        )
+            publisher, "publisher", write=(f"{ALERT_TOPIC_PREFIX}/#", DEADLETTER_TOPIC, f"{STATE_TOPIC_PREFIX}/#")
+        ),
     ]
     if simulator:
         # Publishes for every sensor (a gateway) and the simulated clock: test benches and demos only.

@@ -251,6 +251,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ca = str(creds.tls.ca_file) if creds.tls else ""
         cfg.mqtt.host, cfg.mqtt.port = "127.0.0.1", broker.tls_port or broker.port
         cfg.mqtt.username, cfg.mqtt.password = service_user, creds.password(service_user)
+        out_user = creds.user("publisher")
+        cfg.mqtt.publisher_username, cfg.mqtt.publisher_password = out_user, creds.password(out_user)
         cfg.mqtt.tls, cfg.mqtt.ca_file = bool(ca), ca
         sim_auth = MqttAuth(username=sim_user, password=creds.password(sim_user), tls=bool(ca), ca_file=ca)
     cfg.service.clock = "sim"

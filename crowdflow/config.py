@@ -28,6 +28,10 @@ class MqttConfig(_Section):
     port: int = 1883
     username: str = ""
     password: str = ""
+    # The service's second connection, which publishes alerts and dead letters. The shipped broker config
+    # binds client ids to user names, so it needs its own user there; empty: the same as username.
+    publisher_username: str = ""
+    publisher_password: str = ""
     client_id: str = "crowdflow-service"
     qos: int = 1
     tls: bool = False

@@ -595,8 +595,10 @@ class Service:
                     MqttSettings(
                         host=self.mqtt.host,
                         port=self.mqtt.port,
-                        username=self.mqtt.username,
-                        password=self.mqtt.password,
+                        username=self.cfg.mqtt.publisher_username or self.mqtt.username,
+                        password=self.cfg.mqtt.publisher_password
+                        if self.cfg.mqtt.publisher_username
+                        else self.mqtt.password,
                         client_id=f"{self.mqtt.client_id}-out",
                         qos=self.mqtt.qos,
                         tls=self.mqtt.tls,

@@ -148,9 +148,10 @@ def connect(
     ca_file: Path | None = None,
     v5: bool = False,
     expect_refused: bool = False,
+    client_id: str = "",
 ) -> Client:
     proto = paho.MQTTv5 if v5 else paho.MQTTv311
-    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=proto)
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=proto)
     c.reconnect_delay_set(60, 60)  # a refused client must not retry during the test
     rec = Client(c)
 

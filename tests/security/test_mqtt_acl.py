@@ -52,7 +52,7 @@ def test_a_sensor_reads_nothing_and_cannot_publish_alerts_or_the_sim_clock(
     snoop.publish(f"{ALERT_TOPIC_PREFIX}/seg-1", b'{"fake": "alert"}', retain=True)
     snoop.publish(SIM_CLOCK_TOPIC, b'{"epoch": 0}')
     snoop.publish(DEADLETTER_TOPIC, b"{}")
-    service.publish(f"{ALERT_TOPIC_PREFIX}/seg-2", b'{"real": "alert"}', retain=True)
+    _as(broker, clients, "crowdflow-out").publish(f"{ALERT_TOPIC_PREFIX}/seg-2", b'{"real": "alert"}', retain=True)
     service.wait("seg1-east's reading", lambda: len(service.messages) >= 1)
     reader.wait("the service's alert", lambda: len(reader.messages) >= 1)
     for c in (service, reader, snoop):
@@ -60,7 +60,8 @@ def test_a_sensor_reads_nothing_and_cannot_publish_alerts_or_the_sim_clock(
     assert service.topics() == ["dt/crowdflow/riverside/seg-1/seg1-east/count"]  # no fake sim clock
     assert reader.topics() == [f"{ALERT_TOPIC_PREFIX}/seg-2"]  # no fake alert
     assert snoop.messages == []  # neither the other sensor's reading nor the alert
-    # A reader connecting later gets the retained alerts: only the service's.
+    # A reader connecting later gets the retained alerts: only the service's. (The same user: it replaces the
+    # first reader's connection, as the broker ties client ids to user names.)
     late = _as(broker, clients, "alerts-reader")
     late.subscribe(f"{ALERT_TOPIC_PREFIX}/#")
     late.sync()
@@ -72,6 +73,7 @@ def test_the_service_reads_every_sensor_and_publishes_alerts_and_dead_letters(
 ) -> None:
     service = _as(broker, clients, "crowdflow", v5=True)
     service.subscribe(SUBSCRIPTION)
+    out = _as(broker, clients, "crowdflow-out", v5=True)  # the service's publishing connection
     reader = _as(broker, clients, "alerts-reader")
     reader.subscribe(f"{ALERT_TOPIC_PREFIX}/#")
     expected = []
@@ -82,7 +84,7 @@ def test_the_service_reads_every_sensor_and_publishes_alerts_and_dead_letters(
     service.wait("every sensor's message", lambda: len(service.messages) >= len(expected))
     assert sorted(service.topics()) == sorted(expected)
     for topic in (DEADLETTER_TOPIC, f"{STATE_TOPIC_PREFIX}/plaza", f"{ALERT_TOPIC_PREFIX}/plaza"):
-        rc = service.publish(topic, b'{"level": 2}', retain=topic.startswith(ALERT_TOPIC_PREFIX))
+        rc = out.publish(topic, b'{"level": 2}', retain=topic.startswith(ALERT_TOPIC_PREFIX))
         assert rc is not None and not rc.is_failure, f"{topic}: {rc}"
     reader.wait("the alert", lambda: len(reader.messages) >= 1)
     assert reader.messages == [(f"{ALERT_TOPIC_PREFIX}/plaza", b'{"level": 2}', False)]
@@ -120,3 +122,22 @@ def test_the_simulator_publishes_for_every_sensor_and_the_clock(
     assert rc is not None and rc.value == 0x87, "the simulator must not publish alerts"
     service.wait("the simulator's messages", lambda: len(service.messages) >= len(topics))
     assert service.topics() == topics
+
+
+def test_a_valid_user_cannot_take_over_the_services_session_with_its_client_id(
+    broker: SecuredMosquitto, clients: list[Client]
+) -> None:
+    """use_username_as_clientid: the intruder's client id becomes its user name, so the service's connection
+    (and its queued QoS 1 readings) stay. Without it Mosquitto closes the older connection with that id."""
+    service = connect(broker.plain_port, "crowdflow", broker.creds.password("crowdflow"), client_id="crowdflow-service")
+    clients.append(service)
+    service.subscribe(SUBSCRIPTION)
+    intruder = connect(
+        broker.plain_port, "seg1-west", broker.creds.password("seg1-west"), client_id="crowdflow-service"
+    )  # a sensor with a valid password, claiming the service's id
+    clients.append(intruder)
+    service.sync()  # a round trip after the intruder's CONNACK: fails if the broker closed the service
+    intruder.publish("dt/crowdflow/riverside/seg-1/seg1-west/count", b"{}")
+    service.wait("the sensor's reading", lambda: len(service.messages) >= 1)
+    assert service.disconnects == 0, "the service's connection was closed by a client claiming its id"
+    assert "closing old connection" not in broker.log_text()

@@ -46,7 +46,7 @@ def test_each_sensor_writes_only_its_own_topics_and_only_the_service_reads_them(
     readers_of_sensors = [u for u, r in rules.items() if any(x.startswith("topic read dt/") for x in r)]
     assert readers_of_sensors == ["crowdflow"]
     alert_writers = [u for u, r in rules.items() if "topic write crowdflow/alerts/#" in r]
-    assert alert_writers == ["crowdflow"]
+    assert alert_writers == ["crowdflow-out"]  # the service's publisher: its subscriber only reads
     assert rules["alerts-reader"] == ["topic read crowdflow/alerts/#"]
     assert rules["crowdflow-sim"] == ["topic write dt/crowdflow/#", "topic write crowdflow/sim/clock"]
     assert "crowdflow-sim" not in _rules(acl_text(site_users(mini_site)))  # only when asked for
@@ -111,6 +111,7 @@ def test_the_shipped_config_is_secure_and_sized_for_the_shipped_site() -> None:
     for words in lines:
         conf.setdefault(words[0], []).append(words[1:])
     assert conf["allow_anonymous"] == [["false"]] and conf["per_listener_settings"] == [["false"]]
+    assert conf["use_username_as_clientid"] == [["true"], ["true"]]  # per listener: no session takeover
     assert conf["listener"] == [["1883", "127.0.0.1"], ["8883"]]  # plain on loopback only, TLS for the rest
     assert all(k in conf for k in ("password_file", "acl_file", "cafile", "certfile", "keyfile"))
     assert conf["persistence"] == [["true"]]

@@ -36,12 +36,14 @@ def service(tmp_path: Path, site_broker: SecuredMosquitto, monkeypatch: pytest.M
     cfg = tmp_path / "crowdflow.toml"
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {site_broker.tls_port}\nusername = "crowdflow"\n'
+        'publisher_username = "crowdflow-out"\n'  # its own user: the broker ties client ids to user names
         f'tls = true\nca_file = "{creds.tls.ca_file}"\nclient_id = "cf-secure-e2e"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
         f"[dashboard]\nport = {port}\n"
     )
     # The password through the environment, not the config file: what a deployment's secret store would do.
     monkeypatch.setenv("CROWDFLOW_MQTT_PASSWORD", creds.password("crowdflow"))
+    monkeypatch.setenv("CROWDFLOW_MQTT_PUBLISHER_PASSWORD", creds.password("crowdflow-out"))
     svc = ServiceProcess(cfg, port, tmp_path / "service.log")
     svc.start()
     yield svc
