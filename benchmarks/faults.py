@@ -8,7 +8,8 @@ The faults (one module each in tests/faults/, whose `run` this script calls with
 - service SIGKILL: the service frozen with deliveries unacknowledged, killed, restarted from its snapshot
   and journal while the sensors go on publishing;
 - push channel down/slow: one of each officer's two channels hangs or answers 500;
-- slow/stalled/1000 idle /ws: push-stream clients that read slowly, never, or idle by the thousand;
+- slow/stalled/N idle /ws: push-stream clients that read slowly, never, or idle by the thousand (1,000 with
+  --quick, 2,000 otherwise);
 - sensor clocks/burst/flood: clocks 3 and 10 minutes off, an hour replayed at once, a topic flooded.
 
 "lost" counts messages that should have been accepted and were not; "duplicated" in the last line adds
@@ -62,7 +63,7 @@ FAULTS: list[tuple[str, Run, Run]] = [
     ),
     ("service SIGKILL", test_service_killed.run, lambda w: test_service_killed.run(w, rounds=100)),
     ("push channel down/slow", test_push_channel_down.run, test_push_channel_down.run),
-    ("slow/stalled/1000 idle /ws", test_ws_clients.run, lambda w: test_ws_clients.run(w, idle=2000)),
+    ("slow/stalled/idle /ws clients", test_ws_clients.run, lambda w: test_ws_clients.run(w, idle=2000)),
     ("sensor clocks/burst/flood", test_sensor_abuse.run, lambda w: test_sensor_abuse.run(w, flood=20_000)),
 ]
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="the tests' sizes")
     ap.add_argument("--only", default="", help="run only the faults whose name contains this")
     args = ap.parse_args(argv)
-    chosen = [f for f in FAULTS if args.only.lower() in f[0].lower()]
+    chosen = [f for f in FAULTS if args.only.lower() in f[0].lower()]  # e.g. "idle" for the /ws fault
     if not chosen:
         ap.error(f"no fault matches {args.only!r}; faults: {', '.join(f[0] for f in FAULTS)}")
     print_machine()

@@ -179,7 +179,7 @@ def run(
     workdir: Path, *, idle: int = 1000, slow: int = 5, stalled: int = 20, stall_rounds: int = 360,
     every_s: float = 0.05,
 ) -> h.FaultResult:  # fmt: skip
-    res = h.FaultResult("slow/stalled/1000 idle /ws")
+    res = h.FaultResult(f"slow/stalled/{idle} idle /ws")
     zones = h.zone_ids(ZONES)
     with Receiver() as rx, h.running_broker(workdir / "mosquitto") as mosq:
         site = h.write_site(workdir / "site.toml", ZONES)
@@ -256,7 +256,7 @@ def run(
             # the wall and the idle ones must all be there.
             res.figures["stalled_or_slow_dropped"] = str(max(0, idle + slow + stalled + 1 - clients))
             res.check(clients >= idle + 1, f"the hub serves {clients} clients, fewer than the wall and {idle} idle")
-            phase("idle_1000", 60, only=zones[:4], burst=1000)
+            phase("idle", 60, only=zones[:4], burst=1000)
             res.figures["idle_messages_received"] = str(idlers.received)
 
             # Fresh: the wall has every delta the hub sent, and shows what the API shows.
