@@ -119,6 +119,9 @@ class Pipeline:
         readings = self.ingestor.feed(topic, payload, now)
         if readings:
             self._apply(readings, now)
+        nxt = self.next_tick
+        if nxt is not None and nxt - 2 * self.tick_s <= now < nxt:
+            return  # the common case, per message: no tick due (maybe_tick's checks cost more than this)
         self.maybe_tick(now)
 
     def _apply(self, readings: list[Reading], received_at: float) -> None:
