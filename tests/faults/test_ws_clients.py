@@ -1,14 +1,18 @@
 """Fault: slow and stalled push-stream clients and a thousand idle ones.
 
-Real Mosquitto and `crowdflow serve`. One healthy /ws client (a wall) records every message. The sensors
-publish at a steady pace twice: first with the wall alone, then with 1,000 idle clients connected (each
-reads and discards what it is sent), 5 slow ones (one message a second) and 20 stalled ones (handshake and
-token, then never read again, with a small receive buffer so the server's send backs up).
+Real Mosquitto and `crowdflow serve` on a 40-zone site. One healthy /ws client (a wall) records every
+message. Three phases, the sensors publishing at a steady pace, then a burst:
+1. the wall alone (4 zones moving: small deltas);
+2. + 5 slow clients (one message a second) and 20 stalled ones (handshake and token, then never read again,
+   with a 4 KB receive buffer), every zone moving: ~20 KB deltas, so a stalled client's socket buffers fill
+   and its queue overflows within the phase;
+3. + 1,000 idle clients (in a process of their own, each reading and discarding what it is sent; 4 zones).
 
-Expected (dashboard/feed.py, dashboard/hub.py): every reading accepted in both phases; the wall keeps
-receiving deltas during the load and ends on the last value published; the hub serves 1,000+ clients; a
-stalled client never builds a backlog: its queue is replaced by a snapshot (hub "resyncs") or it is
-dropped. Ingest rate and the wall's delta rate in both phases are printed, not asserted (a shared machine).
+Expected (dashboard/feed.py, dashboard/hub.py): every reading accepted; the wall receives deltas in every
+phase and ends at the hub's last seq, showing what the API shows; the hub serves the wall and every idle
+client; each stalled client's backlog is replaced by a snapshot (hub "resyncs") or it is dropped. The wall's
+delta rate and longest gap, the burst ingest rate and the service's CPU per message in each phase are
+printed, not asserted (a shared machine).
 """
 
 from __future__ import annotations
