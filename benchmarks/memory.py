@@ -208,7 +208,7 @@ def rss_run(
     tick_s: float = TICK_S,
 ) -> RssRun:
     base = load_site()
-    factor = max(1.0, per_hour(base) * sensors / len(base.sensors) / budget * seconds / 3600.0)
+    factor = max(1.0, per_hour(base) * sensors / len(base.sensors) / budget)  # budget: messages per simulated hour
     site_path = write_scaled_site(sensors, workdir / f"site-{sensors}.toml", interval_factor=factor)
     site = load_site(site_path)
     run = RssRun(sensors, factor)
