@@ -66,6 +66,9 @@ class ServiceConfig(_Section):
     # Real seconds between periodic snapshots of the models (0: only at a clean shutdown).
     snapshot_s: float = 60.0
     lateness_s: float = 120.0
+    # A sensor sending more readings of one kind than this within 10 s of event time is flooding: the rest are
+    # rejected as too_frequent (0: no limit, for load tests that drive a few sensors very fast).
+    sensor_rate_limit: int = 200
     store_readings: bool = True
 
 
@@ -81,6 +84,9 @@ class DashboardConfig(_Section):
     max_body_bytes: int = 65536  # request bodies larger than this get 413 before being read
     # Least real time between two pushed deltas; walls render at most 4 times a second on their own.
     push_interval_s: float = 0.05
+    # The fan-out budget: websocket sends per second over all clients. With many clients the interval between
+    # deltas grows to clients / this, so pushing never takes the ingest loop's CPU (2,000 clients: 0.5 s).
+    max_sends_per_s: float = 4000.0
 
 
 class AlertsConfig(_Section):

@@ -84,6 +84,7 @@ class Pipeline:
         lateness_s: float = 120.0,
         store_readings: bool = True,
         refresh_s: float = 30.0,
+        sensor_rate_limit: int = 200,
         on_dirty: Callable[[], None] | None = None,
     ) -> None:
         """on_dirty: called when a reading changes a zone and no live push is pending (the service schedules
@@ -96,7 +97,7 @@ class Pipeline:
         self.tick_s = tick_s
         self.store_readings = store_readings
         self.profile = CapacityProfile(site)
-        self.ingestor = Ingestor(site, lateness_s=lateness_s, on_reject=self._on_reject)
+        self.ingestor = Ingestor(site, lateness_s=lateness_s, on_reject=self._on_reject, rate_limit=sensor_rate_limit)
         self.engine = DetectionEngine(site, self.profile, overrides=alerts.overrides)
         self.alerts = alerts
         alerts.on_change = self.push_alerts
@@ -399,7 +400,11 @@ class Service:
             site=self.site,
             spool_max_bytes=cfg.influx.spool_max_bytes,
         )
-        self.hub = Hub(self.site, batch_interval_s=cfg.dashboard.push_interval_s)
+        self.hub = Hub(
+            self.site,
+            batch_interval_s=cfg.dashboard.push_interval_s,
+            max_sends_per_s=cfg.dashboard.max_sends_per_s,
+        )
         self.publisher = MqttPublisher()
         self.subscriber_stats = SubscriberStats()  # shown in /healthz: acks, read pauses, QoS 0 drops
         roster = _roster(cfg, self.site)
@@ -434,6 +439,7 @@ class Service:
             tick_s=cfg.service.tick_s,
             lateness_s=cfg.service.lateness_s,
             store_readings=cfg.service.store_readings,
+            sensor_rate_limit=cfg.service.sensor_rate_limit,
             on_dirty=self._schedule_live if cfg.service.live_s > 0 else None,
         )
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -64,6 +64,7 @@ class Hub:
         batch_interval_s: float = 0.25,
         resume_window: int = 1024,
         resume_bytes: int = 8_000_000,
+        max_sends_per_s: float = 4000.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """batch_interval_s: least real time between two deltas (0: every update is sent at once). The service
@@ -72,7 +73,13 @@ class Hub:
         resume_window, resume_bytes: deltas kept for clients that reconnect, by count and total size (deltas
         with many open alerts are large: memory stays bounded in bytes, not only in count); 1024 deltas are
         about a minute at the service's 20 a second.
+        max_sends_per_s: the fan-out budget. Every delta costs one websocket send per client, on the loop that
+        also ingests, so with many clients the interval between deltas grows to clients / max_sends_per_s
+        (2,000 clients at the default: 0.5 s) and the pipeline keeps its share of the CPU; a few walls still
+        get batch_interval_s.
         monotonic: real time for pacing (tests)."""
+        if max_sends_per_s <= 0:
+            raise ValueError(f"max_sends_per_s must be positive, got {max_sends_per_s}")
         if client_queue < 1:
             raise ValueError(f"client_queue must be at least 1, got {client_queue}")
         self.site = site
@@ -96,6 +103,7 @@ class Hub:
         self.resyncs_closed = 0  # resyncs of clients that have since disconnected
         self.epoch = secrets.token_hex(6)  # a reconnecting page resumes only within the same service run
         self.batch_interval_s = batch_interval_s
+        self.max_sends_per_s = max_sends_per_s
         self._monotonic = monotonic
         self._recent: deque[tuple[int, str]] = deque(maxlen=max(1, resume_window))
         self._recent_bytes = 0
@@ -207,10 +215,17 @@ class Hub:
         self.merged += 1
         self._flush_handle = loop.call_later(wait, self.flush)
 
-    def _wait_s(self) -> float:
-        if self.batch_interval_s <= 0 or self._last_sent_at is None:
+    def interval_s(self) -> float:
+        """The least real time between two deltas now: batch_interval_s, or longer with many clients."""
+        if self.batch_interval_s <= 0:
             return 0.0
-        return self._last_sent_at + self.batch_interval_s - self._monotonic()
+        return max(self.batch_interval_s, len(self._feeds) / self.max_sends_per_s)
+
+    def _wait_s(self) -> float:
+        interval = self.interval_s()
+        if interval <= 0 or self._last_sent_at is None:
+            return 0.0
+        return self._last_sent_at + interval - self._monotonic()
 
     def flush(self) -> None:
         """Send the pending changes as one delta now (the batching timer calls this; so may a test)."""
@@ -416,6 +431,7 @@ class Hub:
             clients=self.clients,
             resyncs=self.resyncs,
             deltas=self.deltas,
+            delta_interval_s=round(self.interval_s(), 3),  # grows with the clients (the fan-out budget)
             merged=self.merged,
             resumed=self.resumed,
             rejected=dict(self.rejected),
@@ -434,9 +450,7 @@ class _Pending:
         self.district: JSON | None = None
         self.emergency: list[JSON] | None = None
 
-    def add(
-        self, zones: list[JSON], district: JSON | None, alerts: list[JSON], emergency: list[JSON] | None
-    ) -> None:
+    def add(self, zones: list[JSON], district: JSON | None, alerts: list[JSON], emergency: list[JSON] | None) -> None:
         for z in zones:
             self.zones[z["id"]] = z
         for a in alerts:

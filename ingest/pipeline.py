@@ -33,11 +33,18 @@ _KIND_OF: dict[type, str] = {
 _Item = tuple[Message, float]  # the message and its event time, epoch seconds
 
 
+# At most RATE_LIMIT readings of one kind from one sensor within RATE_WINDOW_S of event time (20 a second: no
+# counter or camera reports that often, and load tests run sensors at 10 a second); beyond it, readings are
+# rejected as too_frequent: a broken or hostile device must not drown its zone's counts, nor the service.
+RATE_LIMIT = 200
+RATE_WINDOW_S = 10.0
+
+
 class _Stream(Sequencer[_Item]):
     """One sensor's messages of one kind: its sequencer (one object with it, not two: there is one stream per
     sensor and kind) and, for running totals, the previous total."""
 
-    __slots__ = ("kind", "prev_total", "reversed", "sensor", "zone")
+    __slots__ = ("kind", "prev_total", "rate_count", "rate_window", "reversed", "sensor", "zone")
 
     def __init__(self, sensor: Sensor, kind: str, lateness_s: float) -> None:
         super().__init__(lateness_s)
@@ -46,6 +53,20 @@ class _Stream(Sequencer[_Item]):
         self.kind = kind
         self.reversed = sensor.direction == "reversed"
         self.prev_total: tuple[int, int, float] | None = None  # in_total, out_total, ts
+        self.rate_window = -1  # event-time window of the flood bound (RATE_WINDOWS intervals), and its count
+        self.rate_count = 0
+
+    def floods(self, ts: float, limit: int) -> bool:
+        """More than `limit` readings within the current RATE_WINDOW_S of event time. By event time, not
+        arrival: a device replaying an hour it buffered (one reading per interval) is no flood, thousands of
+        readings stamped within seconds are. Older windows are not counted (the sequencer bounds those)."""
+        window = int(ts // RATE_WINDOW_S)
+        if window > self.rate_window:
+            self.rate_window, self.rate_count = window, 0
+        elif window < self.rate_window:
+            return False
+        self.rate_count += 1
+        return self.rate_count > limit
 
     def reading(self, item: _Item, stats: IngestStats) -> Reading | None:
         msg, ts = item
@@ -111,8 +132,12 @@ class Ingestor:
         max_age_s: float = 6 * 3600,
         on_reject: Callable[[Rejection], None] | None = None,
         max_bytes: int = MAX_PAYLOAD_BYTES,
+        rate_limit: int = RATE_LIMIT,
     ) -> None:
+        """rate_limit: readings per sensor and kind within RATE_WINDOW_S of event time beyond which a sensor
+        is flooding (too_frequent); 0: no limit (load tests that drive a few sensors very fast)."""
         self.site = site
+        self.rate_limit = rate_limit
         self.lateness_s = lateness_s
         self.max_future_s = max_future_s
         self.max_age_s = max_age_s
@@ -147,6 +172,17 @@ class Ingestor:
         if stream is None:
             stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], _KIND_OF[type(msg)], self.lateness_s)
         kind = stream.kind
+        if self.rate_limit and stream.floods(ts, self.rate_limit):
+            self._reject(
+                "too_frequent",
+                f"'{msg.sensor}' sent more than {self.rate_limit} {kind} readings stamped within {RATE_WINDOW_S:g} s; "
+                "fix the device's reporting rate (or its clock, if it stamps every reading alike)",
+                topic,
+                payload,
+                msg,
+                received_at,
+            )
+            return []
         missing_before, held_before = stream.missing, len(stream.held)
         released: list[_Item] = []
         verdict = stream.offer(msg.seq, ts, received_at, (msg, ts), released)

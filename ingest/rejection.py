@@ -20,6 +20,7 @@ Reason = Literal[
     "timestamp_out_of_range",  # event time too old or too far in the future
     "duplicate",  # (sensor, kind, seq) already seen
     "too_late",  # arrived after its gap was closed, and its information is already superseded
+    "too_frequent",  # the sensor sends far more often than its declared interval (a flood)
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 

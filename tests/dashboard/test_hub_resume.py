@@ -7,6 +7,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from dashboard.hub import Hub
 from domain.clock import ManualClock
 from domain.site import Site
@@ -64,9 +66,7 @@ def _hub(mini_site: Site, clock: ManualClock, **kw: Any) -> Hub:
     return Hub(mini_site, clock=clock, batch_interval_s=0, **kw)
 
 
-async def test_reconnect_within_the_window_gets_exactly_the_missed_deltas(
-    mini_site: Site, clock: ManualClock
-) -> None:
+async def test_reconnect_within_the_window_gets_exactly_the_missed_deltas(mini_site: Site, clock: ManualClock) -> None:
     hub = _hub(mini_site, clock)
     first = hub.subscribe()
     snap = _msg(await first.next(1))
@@ -102,9 +102,7 @@ async def test_reconnect_gets_a_snapshot_after_a_restart_a_long_gap_or_a_bad_seq
     assert hub.resumed == 1
 
 
-async def test_more_missed_than_the_client_queue_holds_means_a_snapshot(
-    mini_site: Site, clock: ManualClock
-) -> None:
+async def test_more_missed_than_the_client_queue_holds_means_a_snapshot(mini_site: Site, clock: ManualClock) -> None:
     hub = _hub(mini_site, clock, client_queue=2)
     for occ in range(1, 5):
         hub.update([zone_state("seg-1", occ)], None, [])
@@ -132,3 +130,28 @@ async def test_the_resume_window_is_bounded_in_bytes(mini_site: Site, clock: Man
     recent_seq = hub._recent[0][0]
     resumed = hub.subscribe(resume=(hub.epoch, recent_seq - 1))
     assert _msg(await resumed.next(1))["seq"] == recent_seq
+
+
+async def test_many_clients_stretch_the_interval_between_deltas_to_the_fan_out_budget(
+    mini_site: Site, clock: ManualClock
+) -> None:
+    """Each delta costs one send per client on the ingest loop: with max_sends_per_s = 40 and 20 clients a
+    delta may go out every 0.5 s, not every 0.05 s; when they leave, the short interval is back."""
+    mono = Ticker()
+    hub = Hub(mini_site, clock=clock, batch_interval_s=0.05, max_sends_per_s=40, monotonic=mono)
+    feeds = [hub.subscribe() for _ in range(20)]
+    for f in feeds:
+        await f.next(1)
+    assert hub.interval_s() == 0.5 and hub.health()["delta_interval_s"] == 0.5
+    hub.update([zone_state("seg-1", 100)], None, [])  # first after a quiet spell: at once
+    assert _msg(await feeds[0].next(1))["seq"] == 1
+    hub.update([zone_state("seg-1", 200)], None, [])
+    mono.t += 0.05
+    assert await feeds[0].next(0.2) is None, "a delta went out before the budget allowed"
+    mono.t += 0.45
+    assert _msg(await feeds[0].next(1))["seq"] == 2
+    for f in feeds[1:]:
+        hub.unsubscribe(f)
+    assert hub.interval_s() == 0.05
+    with pytest.raises(ValueError, match="max_sends_per_s"):
+        Hub(mini_site, max_sends_per_s=0)

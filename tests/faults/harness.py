@@ -211,10 +211,13 @@ def service_config(
     max_attempts: int = 3,
     snapshot_s: float | None = None,
     tick_s: float = 1.0,
+    sensor_rate_limit: int | None = None,
 ) -> FaultService:
     """A wall-clock service on this site and roster, its own data dir, client id and port; deliveries on."""
     port = http_port or free_port()
     snapshot = f"snapshot_s = {snapshot_s}\n" if snapshot_s is not None else ""
+    if sensor_rate_limit is not None:
+        snapshot += f"sensor_rate_limit = {sensor_rate_limit}\n"
     path.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nclient_id = "{client_id}"\nqos = 1\n'
         f'[service]\nsite = {json.dumps(str(site))}\ndata_dir = {json.dumps(str(data_dir))}\nclock = "wall"\n'

@@ -187,9 +187,7 @@ def test_gauges_and_status(rig: Rig) -> None:
     assert (occ.kind, occ.zone, occ.count) == ("occupancy", "plaza", 412)
     [den] = rig.feed((topic("plaza-cam", "density"), payload("plaza-cam", 1, T0, density="2.25")))
     assert (den.kind, den.density) == ("density", 2.25)
-    [st] = rig.feed(
-        (topic("plaza-cam", "status"), payload("plaza-cam", 1, T0, state="fault", detail="fogged"))
-    )
+    [st] = rig.feed((topic("plaza-cam", "status"), payload("plaza-cam", 1, T0, state="fault", detail="fogged")))
     assert (st.kind, st.status, st.detail) == ("status", "fault", "fogged")
 
 
@@ -212,9 +210,7 @@ def test_good_data_around_bad_data_is_kept(rig: Rig) -> None:
     out += rig.feed((t, payload("seg1-west", 3, T0 + 120, **{"in": -4, "out": 0})))  # bad seq 3
     out += rig.feed(("dt/crowdflow/#", b"{}"))
     out += rig.feed(count("seg1-west", 4, T0 + 180, 4, 0))  # held: 3 was rejected, so it is missing
-    out += rig.feed(
-        ("dt/crowdflow/riverside/seg-1/ghost/count", payload("ghost", 1, T0, **{"in": 1, "out": 0}))
-    )
+    out += rig.feed(("dt/crowdflow/riverside/seg-1/ghost/count", payload("ghost", 1, T0, **{"in": 1, "out": 0})))
     out += rig.feed(count("seg1-west", 5, T0 + 240, 5, 0))
     out += rig.ing.flush()
     assert seqs(out) == [1, 2, 4, 5]
@@ -242,10 +238,30 @@ def test_flush_releases_all_streams_in_seq_order(rig: Rig) -> None:
     assert rig.ing.stats.held == 0 and rig.ing.flush() == []
 
 
-@pytest.mark.parametrize(
-    "ts", ["0001-01-01T00:00:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00", 0, 1e10]
-)
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00", "9999-12-31T23:59:59", "0001-01-01T00:00:00+14:00", 0, 1e10])
 def test_extreme_timestamps_are_rejected_not_crashing(rig: Rig, ts: object) -> None:
     raw = json.dumps({"sensor": "seg1-west", "ts": ts, "seq": 1, "in": 1, "out": 0}).encode()
     assert rig.ing.feed(topic("seg1-west", "count"), raw, T0) == []
     assert rig.reasons() in (["timestamp_out_of_range"], ["schema"])
+
+
+def test_a_sensor_flooding_its_topic_is_bounded_and_counted_and_others_are_untouched(rig: Rig) -> None:
+    """plaza-area sends 250 valid readings stamped within 2.5 s of one 10 s window: the first 200 are taken,
+    the rest rejected as too_frequent with what to fix; another sensor's reading in the same seconds is taken."""
+    taken = 0
+    for i in range(250):
+        msg = (topic("plaza-area", "occupancy"), payload("plaza-area", i, T0 + i * 0.01, count=40 + i % 3))
+        taken += len(rig.feed(msg, received_at=T0 + 20))
+    assert taken == 200
+    assert rig.reasons() == ["too_frequent"] * 50
+    assert "fix the device's reporting rate" in rig.rejections[0].detail
+    assert rig.ing.stats.rejected == {"too_frequent": 50}
+    assert len(rig.feed(count("seg1-west", 1, T0 + 2, 3, 1, interval_s=60), received_at=T0 + 20)) == 1
+
+
+def test_an_hour_replayed_at_once_at_the_declared_interval_is_no_flood(rig: Rig) -> None:
+    """A gate back from an outage sends the hour it buffered, one reading per interval: all of it counts."""
+    start = T0 - 3600
+    got = [rig.feed(count("seg2-gate", i, start + 60 * (i + 1), 2, 1), received_at=T0)[0] for i in range(60)]
+    assert len(got) == 60 and sum(r.inflow for r in got) == 120
+    assert rig.reasons() == []
