@@ -135,6 +135,9 @@ def print_table(name: str, t: Tally) -> None:
     for outcome, n in sorted(t.outcomes.items(), key=lambda kv: (kv[0] != "accepted", -kv[1])):
         print(f"  {outcome:<34}{n:>9}{n / max(total, 1):>8.1%}")
     print(f"  {'crashes':<34}{t.failed('crash'):>9}")
+    for kind, n in sorted(t.failures.items()):
+        if kind.startswith("crash: "):
+            print(f"    {kind[7:]:<32}{n:>9}")
     print(f"  {'violations':<34}{t.failed('violation'):>9}")
     print(f"  {'hangs':<34}{t.failed('hang'):>9}")
     print(f"  {'slowest input (ms)':<34}{t.slowest_ms:>9.1f}")

@@ -6,8 +6,10 @@ Any other exception escaping a target is a crash of the code under test.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +37,8 @@ SITE = parse_site(
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 _DECODER = Decoder(SITE)
 _KIND = {CountMsg: "count", TotalMsg: "total", OccupancyMsg: "occupancy", DensityMsg: "density", StatusMsg: "status"}
-_TMP = Path(tempfile.mkdtemp(prefix="crowdflow-fuzz-"))
+_TMP = Path(tempfile.mkdtemp(prefix="crowdflow-fuzz-"))  # the readers under test take paths
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 class Violation(AssertionError):
