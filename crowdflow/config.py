@@ -6,11 +6,12 @@ Unknown sections or keys are errors (with a did-you-mean), so a typo never silen
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -19,13 +20,21 @@ class ConfigError(ValueError):
     pass
 
 
+# Values no service could run with are refused at start, with the key named (msgspec checks them).
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+
+
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
 class MqttConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = 1883
+    port: Port = 1883
     username: str = ""
     password: str = ""
     # The service's second connection, which publishes alerts and dead letters. The shipped broker config
@@ -33,7 +42,7 @@ class MqttConfig(_Section):
     publisher_username: str = ""
     publisher_password: str = ""
     client_id: str = "crowdflow-service"
-    qos: int = 1
+    qos: Literal[0, 1, 2] = 1
     tls: bool = False
     ca_file: str = ""
     cert_file: str = ""  # client certificate (PEM), for a broker that requires one
@@ -51,7 +60,7 @@ class InfluxConfig(_Section):
     bucket: str = ""
     # Disk spool while InfluxDB is unreachable (<data_dir>/influx-spool): at most this many bytes, the oldest
     # dropped and counted beyond it; about 3 million points (docs/storage.md has the sizing).
-    spool_max_bytes: int = 512 * 1024 * 1024
+    spool_max_bytes: AtLeastOne = 512 * 1024 * 1024
 
 
 class ServiceConfig(_Section):
@@ -60,33 +69,33 @@ class ServiceConfig(_Section):
     # "wall": event times are checked against this machine's clock; "sim": against the simulator's clock,
     # published on crowdflow/sim/clock, so an accelerated replay of another day is accepted.
     clock: Literal["wall", "sim"] = "wall"
-    tick_s: float = 5.0
+    tick_s: Positive = 5.0
     # Real seconds from a reading to its zone's live push between ticks (0: zones update at ticks only).
-    live_s: float = 0.05
+    live_s: NonNegative = 0.05
     # Real seconds between periodic snapshots of the models (0: only at a clean shutdown).
-    snapshot_s: float = 60.0
-    lateness_s: float = 120.0
+    snapshot_s: NonNegative = 60.0
+    lateness_s: NonNegative = 120.0
     # A sensor sending more readings of one kind than this within 10 s of event time is flooding: the rest are
     # rejected as too_frequent (0: no limit, for load tests that drive a few sensors very fast).
-    sensor_rate_limit: int = 200
+    sensor_rate_limit: Count = 200
     store_readings: bool = True
 
 
 class DashboardConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Port = 8000
     api_token: str = ""  # one operator token, for a deployment without a roster
     wall_tokens: list[str] = []  # read-only display tokens for command-centre walls
     admin_token: str = ""
     allowed_origins: list[str] = []
     # Host header values served (DNS-rebinding guard); empty: loopback names only (127.0.0.1, localhost, ::1).
     allowed_hosts: list[str] = []
-    max_body_bytes: int = 65536  # request bodies larger than this get 413 before being read
+    max_body_bytes: AtLeastOne = 65536  # request bodies larger than this get 413 before being read
     # Least real time between two pushed deltas; walls render at most 4 times a second on their own.
-    push_interval_s: float = 0.05
+    push_interval_s: NonNegative = 0.05
     # The fan-out budget: websocket sends per second over all clients. With many clients the interval between
     # deltas grows to clients / this, so pushing never takes the ingest loop's CPU (2,000 clients: 0.5 s).
-    max_sends_per_s: float = 4000.0
+    max_sends_per_s: Positive = 4000.0
 
 
 class AlertsConfig(_Section):
@@ -95,7 +104,7 @@ class AlertsConfig(_Section):
     journal: str = ""  # SQLite file for alerts, deliveries and the audit trail; empty: <data_dir>/alerts.sqlite
     public_url: str = ""  # where officers open the officer page, put in every notification (e.g. https://cf.example)
     deliver: bool = True  # false: record notifications, send nothing (a test bench or a dry run)
-    max_attempts: int = 5  # per recipient and channel, for transient failures
+    max_attempts: AtLeastOne = 5  # per recipient and channel, for transient failures
     vapid_private_key: str = ""  # Web Push (optional): path to the VAPID private key (PEM)
     vapid_subject: str = ""  # Web Push: "mailto:ops@example.org" the push services may contact
 
@@ -129,8 +138,12 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{where}: cannot read the config file ({e.strerror}); check the path") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{where}: not valid TOML: {e}") from e
+        except RecursionError as e:
+            raise ConfigError(f"{where}: nested too deeply to be a crowdflow config; check the file") from e
     for name, section in data.items():
         if name not in _SECTIONS:
             raise ConfigError(f"{where}: unknown section [{name}]{_did_you_mean(name, _SECTIONS)}")
@@ -142,9 +155,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 raise ConfigError(f"{where}: [{name}] unknown key '{key}'{_did_you_mean(key, fields)}")
     _apply_env(data, env)
     try:
-        return msgspec.convert(data, Config, strict=False)
+        cfg = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{where} (+ {ENV_PREFIX}* environment): {e}") from e
+    for name in _SECTIONS:
+        part = getattr(cfg, name)
+        for key in part.__struct_fields__:
+            value = getattr(part, key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where} (+ {ENV_PREFIX}* environment): [{name}] {key} = {value} is not a number")
+    return cfg
 
 
 def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:

@@ -10,7 +10,7 @@ from typing import Literal, get_args
 import msgspec
 
 Reason = Literal[
-    "oversized",  # payload larger than the limit
+    "oversized",  # payload larger than the limit, or JSON nested deeper than 16 levels
     "bad_topic",  # topic not dt/crowdflow/<grid>/<zone>/<sensor>/<kind>
     "malformed_json",  # payload is not JSON (or not UTF-8)
     "schema",  # JSON, but fields missing, unknown, of the wrong type or out of range

@@ -15,6 +15,7 @@ T = TypeVar("T")
 # late: fills a gap already given up (caller decides to apply or drop); untracked: older than the first
 # message this stream saw, so it cannot be told from a duplicate; restart: the sensor rebooted (seq fell back
 # while time moved forward): older held items were flushed and tracking restarted at this message.
+MAX_COUNTED_GAP = 100_000  # seqs counted as missing for one gap, at most
 Verdict = Literal["in_order", "held", "duplicate", "late", "untracked", "restart"]
 
 MAX_GAP_RANGES = 32  # remembered given-up gaps per stream; older ones are forgotten (memory stays bounded)
@@ -106,7 +107,9 @@ class Sequencer(Generic[T]):
     def _give_up_until(self, seq: int, out: list[T]) -> None:
         nxt = self.next_seq
         assert nxt is not None and seq > nxt
-        self.missing += seq - nxt
+        # A jump beyond what any sensor sends between two readings is a corrupt or reset counter, not lost
+        # messages: counting it would put quadrillions in /healthz (found by scripts/fuzz.py).
+        self.missing += min(seq - nxt, MAX_COUNTED_GAP)
         self.gaps = (*self.gaps, (nxt, seq))[-MAX_GAP_RANGES:]  # a give-up is rare: a new tuple is fine
         self.next_seq = seq
         self._drain(out)

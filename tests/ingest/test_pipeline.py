@@ -265,3 +265,11 @@ def test_an_hour_replayed_at_once_at_the_declared_interval_is_no_flood(rig: Rig)
     got = [rig.feed(count("seg2-gate", i, start + 60 * (i + 1), 2, 1), received_at=T0)[0] for i in range(60)]
     assert len(got) == 60 and sum(r.inflow for r in got) == 120
     assert rig.reasons() == []
+
+
+def test_a_wild_seq_jump_counts_as_a_bounded_gap_not_quadrillions_missing(rig: Rig) -> None:
+    """Found by scripts/fuzz.py: seq 1, then 2**53 - 1, then seq 2 after the lateness window."""
+    assert rig.feed(count("seg2-gate", 1, T0, 1, 0), received_at=T0)
+    rig.feed(count("seg2-gate", 2**53 - 1, T0, 1, 0), received_at=T0)
+    rig.feed(count("seg2-gate", 2, T0, 1, 0), received_at=T0 + 200)
+    assert 0 < rig.ing.stats.missing <= 100_000
