@@ -219,8 +219,18 @@ class ServiceProcess:
                 self.proc.wait(5)
         return self.proc.returncode
 
-    def restart(self) -> None:
-        self.stop()
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would: no flush, no final snapshot."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self, *, hard: bool = False) -> None:
+        """Stop (SIGTERM; with `hard`, SIGKILL) and start again on the same port and data."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
         self.start()
 
     def log_tail(self, lines: int = 30) -> str:

@@ -118,9 +118,10 @@ class Live:
         """GET with `token`, else the operator's (every read needs a token)."""
         return self.service.get(path, token or OPERATOR_TOKEN)
 
-    def restart(self) -> None:
-        """Stop the service and start it again on the same port and data dir (its walls must reconnect)."""
-        self.service.restart()
+    def restart(self, *, hard: bool = False) -> None:
+        """Stop the service (with `hard`, SIGKILL it) and start it again on the same port and data dir (its
+        walls must reconnect by themselves)."""
+        self.service.restart(hard=hard)
 
     def publish(
         self, scenario: str = "gathering", start: str = "19:30", duration_min: float = 40.0, speed: float = 120.0

@@ -154,12 +154,13 @@ def test_wall_follows_a_surge_and_operators_act_from_it(browser: Browser, live: 
     wait_for("the acknowledgement on the second wall", lambda: "acknowledged" in seen(second, "second"), timeout=60)
     assert (wall.locator("#whoami").text_content() or "").endswith("officer")
 
-    # The service restarts: the wall says so, reconnects and shows the restarted service's state.
+    # The service is killed (SIGKILL: no clean shutdown) and started again: the wall says so, reconnects by
+    # itself and shows the restarted service's state, the alert resumed from the journal.
     sim.join(120)
     assert not sim.is_alive() and not sim.errors  # type: ignore[attr-defined]
     record(wall, "#conn", "data-state", "conn")
     epoch = wall.evaluate("CF.wall.S.epoch")
-    live.restart()
+    live.restart(hard=True)
     more = live.publish(start="20:10", duration_min=5, speed=120)  # data flows again after the restart
     wall.locator('#conn[data-state="live"]').wait_for(timeout=LONG)
     wait_for(
