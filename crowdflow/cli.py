@@ -93,24 +93,23 @@ def _run_sim(
     progress: bool = True,
     auth: MqttAuth | None = None,
 ) -> Any:
-    from sim.mqtt import using_auth
     from sim.publisher import run_scenario
     from sim.scenario import load_scenario
 
     site = load_site(site_path)
-    with using_auth(auth):  # run_scenario makes its own sink; this is how it gets the credentials
-        return run_scenario(
-            site,
-            load_scenario(scenario),
-            host=host,
-            port=port,
-            speed=speed,
-            out_dir=out,
-            start=start,
-            duration_s=duration_s,
-            progress=progress,
-            stop=stop,
-        )
+    return run_scenario(
+        site,
+        load_scenario(scenario),
+        host=host,
+        port=port,
+        speed=speed,
+        out_dir=out,
+        start=start,
+        duration_s=duration_s,
+        progress=progress,
+        stop=stop,
+        auth=auth,
+    )
 
 
 def _publisher_auth(args: argparse.Namespace) -> MqttAuth:
@@ -144,13 +143,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sim.mqtt import using_auth
     from sim.replay import replay_csv
 
-    with using_auth(_publisher_auth(args)):
-        summary = replay_csv(
-            Path(args.file), load_site(args.site), host=args.mqtt_host, port=args.mqtt_port, speed=args.speed
-        )
+    summary = replay_csv(
+        Path(args.file),
+        load_site(args.site),
+        host=args.mqtt_host,
+        port=args.mqtt_port,
+        speed=args.speed,
+        auth=_publisher_auth(args),
+    )
     print(f"\n{summary}")
     return 0
 

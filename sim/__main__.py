@@ -18,7 +18,7 @@ from types import FrameType
 import msgspec
 
 from domain.loader import SiteError, load_site
-from sim.mqtt import BrokerUnavailable, MqttAuth, using_auth
+from sim.mqtt import BrokerUnavailable, MqttAuth
 from sim.publisher import run_scenario
 from sim.replay import ReplayError, replay_csv
 from sim.scenario import ScenarioError, load_scenario, shipped_scenarios
@@ -87,17 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site = load_site(args.site)
         if args.cmd == "replay":
-            with using_auth(_auth(args)):
-                r = replay_csv(
-                    args.csv,
-                    site,
-                    host=args.host,
-                    port=args.port,
-                    speed=args.speed,
-                    qos=args.qos,
-                    progress=True,
-                    stop=stop,
-                )
+            r = replay_csv(
+                args.csv,
+                site,
+                host=args.host,
+                port=args.port,
+                speed=args.speed,
+                qos=args.qos,
+                progress=True,
+                stop=stop,
+                auth=_auth(args),
+            )
             print(json.dumps(msgspec.to_builtins(r), indent=2, ensure_ascii=False))
             return 0
         sc = load_scenario(args.scenario)
@@ -108,19 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             summary = sim.write_truth(args.out) if args.out else sim.summary()
             print(json.dumps(summary, indent=2, ensure_ascii=False))
             return 0
-        with using_auth(_auth(args)):
-            s = run_scenario(
-                site,
-                sc,
-                host=args.host,
-                port=args.port,
-                speed=args.speed,
-                out_dir=args.out,
-                start=args.start,
-                duration_s=args.duration,
-                qos=args.qos,
-                stop=stop,
-            )
+        s = run_scenario(
+            site,
+            sc,
+            host=args.host,
+            port=args.port,
+            speed=args.speed,
+            out_dir=args.out,
+            start=args.start,
+            duration_s=args.duration,
+            qos=args.qos,
+            stop=stop,
+            auth=_auth(args),
+        )
         out = msgspec.to_builtins(s)
         out.pop("truth", None)
         print(json.dumps(out, indent=2, ensure_ascii=False))

@@ -5,21 +5,18 @@ At most `window` messages are unacknowledged at once (QoS 1 PUBACKs, or written 
 beyond that the producer waits, so memory stays bounded. If the broker goes away, paho reconnects by itself
 and re-sends what it holds; the producer waits when the window is full, so nothing is lost, only delayed.
 
-Authentication and TLS (`MqttAuth`): given to the sink, or set for a block of code with `using_auth(...)`,
-which the simulator's command line and `crowdflow demo` use because run_scenario and replay_csv create their
-sink themselves. A broker that refuses the credentials fails the start at once, with the reason.
+Authentication and TLS (`MqttAuth`): given to the sink (run_scenario and replay_csv take `auth=` and pass it
+on). A broker that refuses the credentials fails the start at once, with the reason.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import itertools
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -99,19 +96,6 @@ class MqttAuth:
         )
 
 
-_auth: contextvars.ContextVar[MqttAuth | None] = contextvars.ContextVar("sim_mqtt_auth", default=None)
-
-
-@contextlib.contextmanager
-def using_auth(auth: MqttAuth | None) -> Iterator[None]:
-    """Sinks created in this block (in this thread) without their own `auth` use this one."""
-    token = _auth.set(auth)
-    try:
-        yield
-    finally:
-        _auth.reset(token)
-
-
 class MqttSink:
     """A connected paho client with an acknowledgement window. Thread-safe counters; one producer thread."""
 
@@ -129,7 +113,7 @@ class MqttSink:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
         self.host, self.port, self.qos, self.window = host, port, qos, window
-        self.auth = auth or _auth.get() or MqttAuth()
+        self.auth = auth or MqttAuth()
         self.refused = ""  # the broker's reason when it refused our CONNECT (credentials, ACL)
         self.sent = 0
         self.acked = 0

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from domain.site import Site
-from sim.mqtt import MqttSink, Pacer, Progress, SimClockTicker
+from sim.mqtt import MqttAuth, MqttSink, Pacer, Progress, SimClockTicker
 from sim.scenario import Scenario, load_scenario
 from sim.stream import Simulation, iter_messages
 from sim.wire import SimMessage
@@ -58,6 +58,7 @@ def run_scenario(
     progress: bool = True,
     stop: threading.Event | None = None,
     connect_timeout_s: float = 10.0,
+    auth: MqttAuth | None = None,
 ) -> RunSummary:
     """Publish a scenario (or the window from `start` for `duration_s`) and write its ground truth to out_dir.
 
@@ -68,7 +69,7 @@ def run_scenario(
     w0, w1 = sim.window
     pacer = Pacer(speed, w0)
     show = Progress(progress)
-    sink = MqttSink(host, port, qos=qos, connect_timeout_s=connect_timeout_s)
+    sink = MqttSink(host, port, qos=qos, connect_timeout_s=connect_timeout_s, auth=auth)
     ticker = SimClockTicker(sink, speed)
     wall0 = time.monotonic()
     reached = w0

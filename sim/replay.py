@@ -25,7 +25,7 @@ import msgspec
 
 from domain.messages import CountMsg, DensityMsg, Message, OccupancyMsg, TotalMsg, encode
 from domain.site import Site
-from sim.mqtt import MqttSink, Pacer, Progress, SimClockTicker
+from sim.mqtt import MqttAuth, MqttSink, Pacer, Progress, SimClockTicker
 from sim.wire import SimMessage
 
 MAX_EXAMPLES = 20
@@ -164,12 +164,13 @@ def replay_csv(
     progress: bool = False,
     stop: threading.Event | None = None,
     connect_timeout_s: float = 10.0,
+    auth: MqttAuth | None = None,
 ) -> ReplaySummary:
     """Publish a CSV's rows as v1 messages, paced by their timestamps at `speed` (0: as fast as possible)."""
     tz = ZoneInfo(site.info.timezone)
     items = iter_csv(path, site)
     first = next(items, None)  # raises ReplayError before we connect if the file is unusable
-    sink = MqttSink(host, port, qos=qos, connect_timeout_s=connect_timeout_s)
+    sink = MqttSink(host, port, qos=qos, connect_timeout_s=connect_timeout_s, auth=auth)
     ticker = SimClockTicker(sink, speed)
     show = Progress(progress)
     wall0 = time.monotonic()
