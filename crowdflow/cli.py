@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import secrets
 import sys
@@ -75,6 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from crowdflow.service import Service
 
     cfg = _config(args)
+    # One line per record with time, level and logger, so an operator (and the soak) can tell an error from
+    # a notice; warnings and up, as the service logs only what needs attention.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(Service(cfg).run())
     return 0
 

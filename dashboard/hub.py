@@ -62,7 +62,7 @@ class Hub:
         stale_after_s: float = 60.0,
         clock: Clock | None = None,
         batch_interval_s: float = 0.25,
-        resume_window: int = 1024,
+        resume_window: int | None = None,
         resume_bytes: int = 8_000_000,
         max_sends_per_s: float = 4000.0,
         monotonic: Callable[[], float] = time.monotonic,
@@ -71,8 +71,9 @@ class Hub:
         passes dashboard.push_interval_s (0.05 s: a reading reaches walls within about 0.1 s, and the wall
         itself renders at most 4 times a second); the 0.25 s default suits a hub without a live path.
         resume_window, resume_bytes: deltas kept for clients that reconnect, by count and total size (deltas
-        with many open alerts are large: memory stays bounded in bytes, not only in count); 1024 deltas are
-        about a minute at the service's 20 a second.
+        with many open alerts are large: memory stays bounded in bytes, not only in count); count
+        by default as many as a client's queue holds: a longer gap could never be replayed (it would not fit
+        the queue), so the page gets a snapshot instead.
         max_sends_per_s: the fan-out budget. Every delta costs one websocket send per client, on the loop that
         also ingests, so with many clients the interval between deltas grows to clients / max_sends_per_s
         (2,000 clients at the default: 0.5 s) and the pipeline keeps its share of the CPU; a few walls still
@@ -105,7 +106,9 @@ class Hub:
         self.batch_interval_s = batch_interval_s
         self.max_sends_per_s = max_sends_per_s
         self._monotonic = monotonic
-        self._recent: deque[tuple[int, str]] = deque(maxlen=max(1, resume_window))
+        self._recent: deque[tuple[int, str]] = deque(
+            maxlen=max(1, client_queue if resume_window is None else resume_window)
+        )
         self._recent_bytes = 0
         self.resume_bytes = resume_bytes
         self._pending: _Pending | None = None  # changes waiting for the next batched delta
