@@ -507,6 +507,7 @@ class Service:
             status["snapshots"] = {"written": self.snapshots, "failed": self.snapshot_failures}
             self.hub.set_status("pipeline", status)
             self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
+            self.hub.set_status("dispatcher", self.dispatcher.stats)  # queued, in flight, retried, dropped
             if self.cfg.service.snapshot_s > 0 and time.monotonic() - self._saved_at >= self.cfg.service.snapshot_s:
                 await self._snapshot()
 
