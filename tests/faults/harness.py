@@ -230,6 +230,26 @@ def service_config(
     return FaultService(path, port, path.parent / "service.log")
 
 
+def fault_service(
+    workdir: Path,
+    mosq: Server,
+    zones: int,
+    channels: Callable[[str], list[str]],
+    command: list[str],
+    *,
+    client_id: str,
+    **config: Any,
+) -> FaultService:
+    """The site, the roster (officers told on `channels(zone)`, the command centre on `command`) and the
+    service's config in `workdir`, for a broker; `config`: service_config's settings (snapshot_s, ...)."""
+    site = write_site(workdir / "site.toml", zones)
+    roster = write_roster(workdir / "roster.toml", zones, channels, command)
+    return service_config(
+        workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster, data_dir=workdir / "var",
+        client_id=client_id, **config,
+    )  # fmt: skip
+
+
 # --- the sensors ------------------------------------------------------------------------------------------
 
 

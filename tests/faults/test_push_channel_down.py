@@ -30,15 +30,11 @@ def run(workdir: Path, *, rounds: int = 150, every_s: float = 0.1) -> h.FaultRes
     with Receiver() as good, Receiver() as bad, h.running_broker(workdir / "mosquitto") as mosq:
         for z in zones:
             bad.script(f"/b/{z}", HANG if z in HANGING else 500)
-        site = h.write_site(workdir / "site.toml", ZONES)
-        roster = h.write_roster(
-            workdir / "roster.toml", ZONES,
+        svc = h.fault_service(
+            workdir, mosq, ZONES,
             lambda z: [good.url("json", f"/a/{z}"), bad.url("json", f"/b/{z}")],
             [good.url("json", "/cmd")],
-        )  # fmt: skip
-        svc = h.service_config(
-            workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster,
-            data_dir=workdir / "var", client_id="cf-faults-push", max_attempts=MAX_ATTEMPTS,
+            client_id="cf-faults-push", max_attempts=MAX_ATTEMPTS,
         )  # fmt: skip
         svc.start()
         try:

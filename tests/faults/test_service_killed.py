@@ -35,13 +35,9 @@ def run(workdir: Path, *, rounds: int = 20, every_s: float = 0.05, snapshot_s: f
     res = h.FaultResult("service SIGKILL")
     zones = h.zone_ids(ZONES)
     with Receiver() as rx, h.running_broker(workdir / "mosquitto") as mosq:
-        site = h.write_site(workdir / "site.toml", ZONES)
-        roster = h.write_roster(
-            workdir / "roster.toml", ZONES, lambda z: [rx.url("json", f"/a/{z}")], [rx.url("json", "/cmd")]
-        )
-        svc = h.service_config(
-            workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster,
-            data_dir=workdir / "var", client_id="cf-faults-kill", snapshot_s=snapshot_s,
+        svc = h.fault_service(
+            workdir, mosq, ZONES, lambda z: [rx.url("json", f"/a/{z}")], [rx.url("json", "/cmd")],
+            client_id="cf-faults-kill", snapshot_s=snapshot_s,
         )  # fmt: skip
         state = workdir / "var" / "state.json"
         svc.start()

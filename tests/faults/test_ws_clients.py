@@ -186,13 +186,9 @@ def run(
     res = h.FaultResult(f"slow/stalled/{idle} idle /ws")
     zones = h.zone_ids(ZONES)
     with Receiver() as rx, h.running_broker(workdir / "mosquitto") as mosq:
-        site = h.write_site(workdir / "site.toml", ZONES)
-        roster = h.write_roster(
-            workdir / "roster.toml", ZONES, lambda z: [rx.url("json", f"/a/{z}")], [rx.url("json", "/cmd")]
-        )
-        svc = h.service_config(
-            workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster,
-            data_dir=workdir / "var", client_id="cf-faults-ws",
+        svc = h.fault_service(
+            workdir, mosq, ZONES, lambda z: [rx.url("json", f"/a/{z}")], [rx.url("json", "/cmd")],
+            client_id="cf-faults-ws",
             sensor_rate_limit=0,  # its bursts drive a few sensors at hundreds a second on purpose: load, not abuse
         )  # fmt: skip
         svc.start()
