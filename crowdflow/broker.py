@@ -444,7 +444,11 @@ class EmbeddedBroker(_Child):
             "max_queued_messages 100000\nlog_type error\n"
         )
         log = open(self.workdir / "mosquitto.log", "wb")  # noqa: SIM115  lives as long as the child
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: a Ctrl-C in the terminal goes to the demo, which stops the broker after the service
+        # has flushed and said goodbye, not to the broker first (the service would see it vanish mid-shutdown).
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         _wait_listening(self.proc, [self.port], self.workdir / "mosquitto.log", timeout)
 
 
@@ -499,6 +503,7 @@ class SecureBroker(_Child):
             [binary, "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=open(log, "ab"),  # noqa: SIM115
+            start_new_session=True,  # as above: the demo, not the terminal's Ctrl-C, stops it, after the service
         )
         ports = [self.port] + ([self.tls_port] if self.tls_port else [])
         _wait_listening(self.proc, ports, log, timeout)
