@@ -73,6 +73,7 @@ def test_an_alert_reaches_its_officer_who_acknowledges_and_another_grid_never_se
     assert phone.locator("#my-zones li[data-zone]").count() == 1  # the post's one zone
     other = open_page(browser, live.base + "/officer", PHONE, other_errors)
     sign_in(other, live.token(TIP))
+    other.wait_for_selector("#my-zones li[data-zone]", timeout=15_000)  # drawn after sign-in, from the snapshot
     assert sorted(other.eval_on_selector_all("#my-zones li[data-zone]", "els => els.map(e => e.dataset.zone)")) == [
         "riverside-s04", "riverside-s05", "riverside-s06"
     ]  # fmt: skip
