@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -40,6 +41,7 @@ from crowdflow.config import Config
 from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
 from dashboard.app import create_app
 from dashboard.auth import first_of, from_directory, operator_token
+from dashboard.guard import LOOPBACK_HOSTS
 from dashboard.hub import Hub
 from dashboard.push_api import STATE_NAME as PUSH_STATE
 from dashboard.push_api import PushRegistry, application_server_key
@@ -60,7 +62,6 @@ from store.base import Store
 from store.factory import open_store
 
 log = logging.getLogger("crowdflow.service")
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Pipeline:
@@ -188,7 +189,7 @@ class Pipeline:
 
     def _reaches_red(self, s: ZoneState, now: float) -> bool:
         last = self._early.get(s.zone)
-        if last is not None and now - last < self.tick_s:
+        if last is not None and 0 <= now - last < self.tick_s:  # < 0: a replay of an earlier evening
             return False  # one early tick per zone per tick interval: a flapping measure cannot spin ticks
         t = self.engine.overrides.thresholds_for(s.zone, now)
         if raw_level(s, t, Level.NORMAL)[0] < Level.I:
@@ -250,6 +251,8 @@ class Pipeline:
         st = self.ingestor.stats
         return {
             "ticks": self.ticks,
+            "live_pushes": self.live_pushes,  # zone pushes between ticks
+            "early_ticks": self.early_ticks,  # ticks run at once for a zone measured at I red
             "ingest": _plain(st),
             "deadletter_dropped": self.deadletter_dropped,
             "tracker_rejected": dict(self.engine.tracker.rejected),
@@ -264,8 +267,8 @@ class Pipeline:
         in the journal, written as they change."""
         return json.dumps({"engine": self.engine.to_snapshot()})
 
-    def save(self, path: Path, text: str | None = None) -> None:
-        write_snapshot(path, self.snapshot_text() if text is None else text)
+    def save(self, path: Path) -> None:
+        write_snapshot(path, self.snapshot_text())
 
     def load(self, path: Path) -> bool:
         if not path.exists():
@@ -300,8 +303,10 @@ shift = "always"
 
 def write_snapshot(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    # A temp name of its own: the shutdown save may run while a periodic one is still writing on its thread.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    tmp = Path(name)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())  # on disk before the rename, or a power cut could leave an empty file in its place
@@ -564,7 +569,7 @@ class Service:
             learned = await asyncio.to_thread(self.warm_from_history)
             if learned:
                 log.info("surge models warmed from %d stored rows", learned)
-        if self.cfg.dashboard.host not in _LOOPBACK and not self.cfg.dashboard.allowed_hosts:
+        if self.cfg.dashboard.host not in LOOPBACK_HOSTS and not self.cfg.dashboard.allowed_hosts:
             log.warning(
                 "dashboard listens on %s but dashboard.allowed_hosts is empty: only loopback Host names are "
                 "served, so every other request gets 400. Set allowed_hosts to the names clients use.",

@@ -33,9 +33,6 @@ OPERATOR = "operator"
 WALL = "wall"
 ADMIN = "admin"
 
-CHALLENGE = {"WWW-Authenticate": "Bearer"}
-INVALID_CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}  # RFC 6750 §3.1
-
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """A person (or the wall display) using the API. `zones` None means every zone.

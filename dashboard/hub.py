@@ -220,9 +220,10 @@ class Hub:
 
     def interval_s(self) -> float:
         """The least real time between two deltas now: batch_interval_s, or longer with many clients."""
-        if self.batch_interval_s <= 0:
-            return 0.0
-        return max(self.batch_interval_s, len(self._feeds) / self.max_sends_per_s)
+        # The fan-out budget holds whatever the batching (push_interval_s 0 included) once it matters, from
+        # 10 ms on; below that, batch_interval_s 0 keeps its meaning: every update at once.
+        budget = len(self._feeds) / self.max_sends_per_s
+        return max(self.batch_interval_s, budget) if budget >= 0.01 else self.batch_interval_s
 
     def _wait_s(self) -> float:
         interval = self.interval_s()

@@ -172,17 +172,6 @@ class Ingestor:
         if stream is None:
             stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], _KIND_OF[type(msg)], self.lateness_s)
         kind = stream.kind
-        if self.rate_limit and stream.floods(ts, self.rate_limit):
-            self._reject(
-                "too_frequent",
-                f"'{msg.sensor}' sent more than {self.rate_limit} {kind} readings stamped within {RATE_WINDOW_S:g} s; "
-                "fix the device's reporting rate (or its clock, if it stamps every reading alike)",
-                topic,
-                payload,
-                msg,
-                received_at,
-            )
-            return []
         missing_before, held_before = stream.missing, len(stream.held)
         released: list[_Item] = []
         verdict = stream.offer(msg.seq, ts, received_at, (msg, ts), released)
@@ -232,7 +221,24 @@ class Ingestor:
             return []
         if verdict == "restart":
             stats.restarts += 1
-        stats.accepted += 1
+        # The flood bound after sequencing: a repeat is a duplicate, not a flood, and a rejected reading in
+        # order still moves the sequence on, so the readings after a flood are not held for a gap it left. One
+        # that was held (out of order, or past a seq jump) is taken out of the hold.
+        if self.rate_limit and stream.floods(ts, self.rate_limit):
+            if verdict == "held":
+                del stream.held[msg.seq]
+            released = [item for item in released if item[0] is not msg]
+            self._reject(
+                "too_frequent",
+                f"'{msg.sensor}' sent more than {self.rate_limit} {kind} readings stamped within {RATE_WINDOW_S:g} s; "
+                "fix the device's reporting rate (or its clock, if it stamps every reading alike)",
+                topic,
+                payload,
+                msg,
+                received_at,
+            )
+        else:
+            stats.accepted += 1
         stats.missing += stream.missing - missing_before
         if stream.held or held_before:  # the common stream, in order with nothing held, needs none of this
             stats.held += len(stream.held) - held_before
@@ -267,12 +273,6 @@ class Ingestor:
         return out
 
     def _readings(self, stream: _Stream, items: list[_Item]) -> list[Reading]:
-        if len(items) == 1:  # the usual case: the message's own reading
-            r = stream.reading(items[0], self.stats)
-            if r is None:
-                return []
-            self.stats.released += 1
-            return [r]
         out = []
         for item in items:
             r = stream.reading(item, self.stats)

@@ -155,3 +155,15 @@ async def test_many_clients_stretch_the_interval_between_deltas_to_the_fan_out_b
     assert hub.interval_s() == 0.05
     with pytest.raises(ValueError, match="max_sends_per_s"):
         Hub(mini_site, max_sends_per_s=0)
+
+
+async def test_the_fan_out_budget_holds_without_batching_too(mini_site: Site, clock: ManualClock) -> None:
+    """push_interval_s 0 does not switch the budget off: 20 clients at 40 sends a second still wait 0.5 s; a
+    budget under 10 ms (one client at 4,000 a second) leaves "every update at once" alone."""
+    hub = Hub(mini_site, clock=clock, batch_interval_s=0, max_sends_per_s=40)
+    for _ in range(20):
+        hub.subscribe()
+    assert hub.interval_s() == 0.5
+    lone = Hub(mini_site, clock=clock, batch_interval_s=0, max_sends_per_s=4000)
+    lone.subscribe()
+    assert lone.interval_s() == 0.0

@@ -273,3 +273,15 @@ def test_a_wild_seq_jump_counts_as_a_bounded_gap_not_quadrillions_missing(rig: R
     rig.feed(count("seg2-gate", 2**53 - 1, T0, 1, 0), received_at=T0)
     rig.feed(count("seg2-gate", 2, T0, 1, 0), received_at=T0 + 200)
     assert 0 < rig.ing.stats.missing <= 100_000
+
+
+def test_after_a_flood_the_next_reading_is_not_held_for_the_gap_it_left(rig: Rig) -> None:
+    """Rejected flood readings still move the sequence on: the first reading after the window is released at
+    once, nothing counted missing; a repeat of an accepted seq is a duplicate, not part of the flood."""
+    for i in range(210):
+        rig.feed((topic("plaza-area", "occupancy"), payload("plaza-area", i, T0 + i * 0.01, count=40)), T0 + 3)
+    assert rig.ing.stats.rejected == {"too_frequent": 10}
+    rig.feed((topic("plaza-area", "occupancy"), payload("plaza-area", 5, T0 + 0.05, count=40)), T0 + 3)
+    assert rig.ing.stats.rejected == {"too_frequent": 10, "duplicate": 1}
+    later = rig.feed((topic("plaza-area", "occupancy"), payload("plaza-area", 210, T0 + 15, count=41)), T0 + 16)
+    assert len(later) == 1 and rig.ing.stats.missing == 0 and rig.ing.stats.held == 0
