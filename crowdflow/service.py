@@ -503,16 +503,21 @@ class Service:
         except Exception:  # the tick still pushes every zone: a bug here must not stop ingest
             log.exception("live zone push failed; zones will update at the next tick")
 
+    def _report(self) -> None:
+        """The counters /healthz shows, refreshed each second (and once at start, so it never lacks them)."""
+        status = self.pipeline.status()
+        status["snapshots"] = {"written": self.snapshots, "failed": self.snapshot_failures}
+        self.hub.set_status("pipeline", status)
+        self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
+        self.hub.set_status("dispatcher", self.dispatcher.stats)  # queued, in flight, retried, dropped
+
     async def _ticker(self) -> None:
+        self._report()
         while not self.stop_event.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), timeout=min(1.0, self.cfg.service.tick_s))
             self.pipeline.maybe_tick()
-            status = self.pipeline.status()
-            status["snapshots"] = {"written": self.snapshots, "failed": self.snapshot_failures}
-            self.hub.set_status("pipeline", status)
-            self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
-            self.hub.set_status("dispatcher", self.dispatcher.stats)  # queued, in flight, retried, dropped
+            self._report()
             if self.cfg.service.snapshot_s > 0 and time.monotonic() - self._saved_at >= self.cfg.service.snapshot_s:
                 await self._snapshot()
 
