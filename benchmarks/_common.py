@@ -63,6 +63,20 @@ def kv_line(figures: Mapping[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in figures.items())
 
 
+def slope_per(points: list[tuple[float, float]], unit_s: float) -> float:
+    """Least-squares slope of (seconds, value) points, per `unit_s` seconds (3600: per hour); 0 with fewer than
+    3 points or no spread in time. The RSS slopes of benchmarks/memory.py and benchmarks/soak.py."""
+    n = len(points)
+    if n < 3:
+        return 0.0
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mt) * (v - mv) for t, v in points) / var * unit_s
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty list."""
     if not values:
@@ -99,13 +113,17 @@ def write_config(
     qos: int = 1,
     tick_s: float = 5.0,
     clock: str = "wall",
+    push_port: int | None = None,
 ) -> Path:
-    """A `crowdflow serve` config: this broker, this site, embedded store, alerts recorded and not sent."""
+    """A `crowdflow serve` config: this broker, this site, embedded store, alerts recorded and not sent.
+    The push process on `push_port`, else a free port: never "auto" (port + 1 may be another process's
+    ephemeral port on a busy machine, and serve refuses to start on a taken port)."""
     site_line = f"site = {json.dumps(str(site))}\n" if site else ""
     path.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nclient_id = {json.dumps(client_id)}\nqos = {qos}\n\n'
         f'[service]\n{site_line}data_dir = {json.dumps(str(data_dir))}\nclock = "{clock}"\ntick_s = {tick_s}\n\n'
-        f'[dashboard]\nhost = "127.0.0.1"\nport = {http_port}\napi_token = "{BENCH_TOKEN}"\n\n'
+        f'[dashboard]\nhost = "127.0.0.1"\nport = {http_port}\npush_port = {push_port or free_port()}\n'
+        f'api_token = "{BENCH_TOKEN}"\n\n'
         # The shipped roster's phones are placeholders: record notifications, send nothing.
         "[alerts]\ndeliver = false\n",
         encoding="utf-8",
@@ -169,6 +187,7 @@ def new_service(
     qos: int = 1,
     tick_s: float = 5.0,
     clock: str = "wall",
+    push_port: int | None = None,
 ) -> ServiceProcess:
     """A service with its own data dir, HTTP port and MQTT client id (so its broker session is its own)."""
     http_port = free_port()
@@ -184,6 +203,7 @@ def new_service(
         qos=qos,
         tick_s=tick_s,
         clock=clock,
+        push_port=push_port,
     )
     return ServiceProcess(cfg, http_port, data / "service.log")
 

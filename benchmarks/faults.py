@@ -9,7 +9,9 @@ The faults (one module each in tests/faults/, whose `run` this script calls with
   and journal while the sensors go on publishing;
 - push channel down/slow: one of each officer's two channels hangs or answers 500;
 - slow/stalled/N idle /ws: push-stream clients that read slowly, never, or idle by the thousand (1,000 with
-  --quick, 2,000 otherwise);
+  --quick, 2,000 otherwise), all on the push process (dashboard.push_port); its figures include the service's
+  CPU per ingested message with them against the lone wall's, side by side in the run
+  (idle_vs_alone_service_cpu_ratio), and the push process's own CPU;
 - sensor clocks/burst/flood: clocks 3 and 10 minutes off, an hour replayed at once, a topic flooded.
 
 "lost" counts messages that should have been accepted and were not; "duplicated" in the last line adds
@@ -19,6 +21,8 @@ Usage:
     .venv/bin/python benchmarks/faults.py            # every fault, benchmark sizes (a few minutes)
     .venv/bin/python benchmarks/faults.py --quick    # every fault at the tests' sizes
     .venv/bin/python benchmarks/faults.py --quick --only sensor   # the faults whose name contains "sensor"
+    .venv/bin/python benchmarks/faults.py --only idle --ws-in-process   # the /ws fault with the push process,
+        # then again with every client on the main port's /ws (push_port off): before and after, one run
 
 Ends with one line: faults=N lost=N duplicated=N alerts_missed=N. Exits 1 if any fault's expectations failed
 (each is listed with what went wrong).
@@ -72,10 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the tests' sizes")
     ap.add_argument("--only", default="", help="run only the faults whose name contains this")
+    ap.add_argument("--ws-in-process", action="store_true",
+                    help="also run the /ws fault without the push process (clients on the main port), to compare")
     args = ap.parse_args(argv)
-    chosen = [f for f in FAULTS if args.only.lower() in f[0].lower()]  # e.g. "idle" for the /ws fault
+    faults = list(FAULTS)
+    if args.ws_in_process:
+        faults.append((
+            "slow/stalled/idle /ws clients, in process",
+            lambda w: test_ws_clients.run(w, in_process=True),
+            lambda w: test_ws_clients.run(w, idle=2000, in_process=True),
+        ))  # fmt: skip
+    chosen = [f for f in faults if args.only.lower() in f[0].lower()]  # e.g. "idle" for the /ws fault
     if not chosen:
-        ap.error(f"no fault matches {args.only!r}; faults: {', '.join(f[0] for f in FAULTS)}")
+        ap.error(f"no fault matches {args.only!r}; faults: {', '.join(f[0] for f in faults)}")
     print_machine()
     results: list[FaultResult] = []
     with tempfile.TemporaryDirectory(prefix="cf-faults-") as tmp:

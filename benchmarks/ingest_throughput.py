@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -57,6 +58,7 @@ from benchmarks.scaled_site import write_scaled_site  # noqa: E402
 from domain.loader import load_site  # noqa: E402
 from domain.messages import SIM_CLOCK_TOPIC, SUBSCRIPTION  # noqa: E402
 from sim.mqtt import MqttSink  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 SIZES = (1_000, 10_000, 50_000)
 MESSAGES = 100_000
@@ -82,7 +84,7 @@ class Drain:
         return self.expected - self.received
 
 
-def _rate_between(samples: list[tuple[float, int]], expected: int) -> float:
+def _rate_between(samples: Sequence[tuple[float, float]], expected: int) -> float:
     """Messages/s between the times the count crossed LOW and HIGH of `expected` (linear interpolation)."""
 
     def crossing(target: float) -> float | None:
@@ -298,7 +300,9 @@ def _service_drain(svc: ServiceProcess, expected: int, before: int, profile: Pat
 
 def _handle_cost(config: Path, site_path: Path, n: int, workdir: Path) -> float:
     """µs per message of Pipeline.handle alone (decode, validate, sequence, apply, ticks), in this process,
-    on the same feed: what the service spends per message besides receiving it."""
+    on the same feed: what the service spends per message besides receiving it. CPU time of this thread
+    (time.thread_time), not wall time: on a shared machine the wall clock also counts the time other
+    processes had the core."""
     from crowdflow.config import load_config
     from crowdflow.service import Service
 
@@ -314,10 +318,10 @@ def _handle_cost(config: Path, site_path: Path, n: int, workdir: Path) -> float:
         for start in range(0, n, 10_000):  # payloads made outside the timed part, 10,000 at a time
             ts = now()
             batch = [feed.message(i % size, ts)[:2] for i in range(start, min(n, start + 10_000))]
-            t = time.perf_counter()
+            t = time.thread_time()
             for topic, payload in batch:
                 handle(topic, payload, now())
-            took += time.perf_counter() - t
+            took += time.thread_time() - t
         accepted = service.pipeline.ingestor.stats.accepted
     finally:
         service.journal.close()
@@ -494,6 +498,23 @@ def _figures(results: list[dict[str, Any]], out: TextIO) -> dict[str, str]:
     return figs
 
 
+def handle_only(sizes: list[int], n: int, out: TextIO) -> int:
+    """Pipeline.handle alone per size (the figure the full run prints after each size), without the drains."""
+    print_machine(out)
+    figs: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="cf-ingest-") as tmp:
+        work = Path(tmp)
+        for size in sizes:
+            site_path = write_scaled_site(size, work / f"site-{size}.toml")
+            svc = new_service(work, f"svc-{size}", mqtt_port=free_port(), site=site_path, qos=1)
+            us = _handle_cost(svc.config, site_path, n, work / f"svc-{size}")
+            print(f"{size:>8,} sensors: Pipeline.handle alone {us:.1f} µs CPU per message ({n:,} readings, "
+                  f"{n / size:g} per sensor)", file=out)  # fmt: skip
+            figs[f"handle_us_{size}"] = f"{us:.1f}"
+    print(kv_line(figs), file=out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--consume" in argv:
@@ -505,7 +526,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="seconds: 300 sensors, QoS 1, 6,000 readings")
     ap.add_argument("--profile", type=Path, help="directory for py-spy raw profiles of the service")
     ap.add_argument("--workdir", type=Path, help="keep the sites, configs and logs here (default: a temp dir)")
+    ap.add_argument(
+        "--handle-only",
+        action="store_true",
+        help="no broker: only Pipeline.handle's CPU time per message, in this process, per size",
+    )
     a = ap.parse_args(argv)
+    if a.handle_only:
+        return handle_only(a.sizes, a.messages, sys.stdout)
     if a.quick:
         a.sizes, a.qos, a.messages = [300], [1], 6_000
     figs = run(a.sizes, a.qos, a.messages, out=sys.stdout, err=sys.stderr, profile=a.profile, workdir=a.workdir)

@@ -3,7 +3,9 @@ reflects it arriving on a /ws push-stream client, p50/p95/p99, at the Lujiazui d
 sensor per second: 132 msg/s) and at 5x and 10x it (each sensor reporting 5 or 10 times a second).
 
 How: a publisher process (paho, QoS 1) sends valid readings for every sensor, paced, stamping each with its
-publish wall time; a /ws client in this process notes when each zone view arrives. Every counter reading adds
+publish wall time; a /ws client in this process notes when each zone view arrives. It connects where the walls
+do: the service's push process (dashboard.push_port, a free port here; dashboard/pushserver.py), so the
+latency includes the hop over the link from the service to it. Every counter reading adds
 a known number of arrivals to its zone, so reading n of a zone is reflected in the first pushed view whose
 `arrivals_today` reaches the zone's running total after n. A surge sets a zone's anchors to 4x capacity:
 I red at once, and its alert's first push is timed from the first surge reading.
@@ -56,6 +58,7 @@ from benchmarks._common import (  # noqa: E402
     print_machine,
 )
 from domain.loader import load_site  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 LOADS = (1, 5, 10)  # x the design load
 SURGE_SHARE = 4.0  # what a surging zone's anchors report, x capacity: I red at the first reading
@@ -251,7 +254,9 @@ def _tune(config: Path, setup: Setup) -> None:
     """Add the live path's settings to the benchmark config (written by benchmarks._common.write_config)."""
     text = config.read_text(encoding="utf-8")
     text = text.replace("[service]\n", f"[service]\nlive_s = {setup.live_s}\n", 1)
-    text = text.replace("[dashboard]\n", f"[dashboard]\npush_interval_s = {setup.push_interval_s}\n", 1)
+    text = text.replace(
+        "[dashboard]\n", f"[dashboard]\npush_interval_s = {setup.push_interval_s}\n", 1
+    )
     config.write_text(text, encoding="utf-8")
 
 
@@ -259,7 +264,8 @@ def run_once(
     workdir: Path, port: int, setup: Setup, phases: list[tuple[int, float]], surges_per_phase: int, err: TextIO,
 ) -> dict[str, Any]:  # fmt: skip
     name, tick_s = setup.name.replace(" ", "-"), setup.tick_s
-    svc: ServiceProcess = new_service(workdir, name, mqtt_port=port, site=None, tick_s=tick_s)
+    push_port = free_port()
+    svc: ServiceProcess = new_service(workdir, name, mqtt_port=port, site=None, tick_s=tick_s, push_port=push_port)
     _tune(svc.config, setup)
     hold = tick_s + 2.0  # a surge lasts past the next tick, so the tick sees it
     surges: list[tuple[str, float, float]] = []
@@ -278,8 +284,10 @@ def run_once(
           f"loads {loads}", file=err, flush=True)  # fmt: skip
     svc.start()
     try:
+        if svc.push_port != push_port:
+            raise RuntimeError(f"the push process is not up on {push_port}: {svc.health().get('relay')}")
         seen = Seen()
-        samples, lost, alerts, rec, health = asyncio.run(_drive(svc, port, tick_s, plan, out, seen))
+        samples, lost, alerts, rec, health = asyncio.run(_drive(svc, push_port, port, tick_s, plan, out, seen))
     finally:
         svc.stop()
     ingest = health.get("pipeline", {}).get("ingest", {})
@@ -289,10 +297,10 @@ def run_once(
 
 
 async def _drive(
-    svc: ServiceProcess, port: int, tick_s: float, plan: Plan, out: Path, seen: Seen
+    svc: ServiceProcess, push_port: int, port: int, tick_s: float, plan: Plan, out: Path, seen: Seen
 ) -> tuple[list[Sample], int, list[tuple[int, float]], Record, dict[str, Any]]:
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch(svc.http_port, seen, stop))
+    watcher = asyncio.create_task(watch(push_port, seen, stop))
     await asyncio.sleep(0.5)  # connected and past the snapshot
     argv = [sys.executable, __file__, "--publish", "--port", str(port), "--plan",
             msgspec.json.encode(plan).decode(), "--out", str(out)]  # fmt: skip

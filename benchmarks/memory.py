@@ -58,7 +58,15 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
-from benchmarks._common import ReadingFeed, broker, held_bytes, kv_line, new_service, print_machine  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    ReadingFeed,
+    broker,
+    held_bytes,
+    kv_line,
+    new_service,
+    print_machine,
+    slope_per,
+)
 from benchmarks.scaled_site import write_scaled_site  # noqa: E402
 from detect.registry import DEFAULT_SURGE  # noqa: E402
 from domain.loader import load_site  # noqa: E402
@@ -144,16 +152,7 @@ class RssRun:
 
     def slope_mb_per_h(self, since_s: float) -> float:
         """Least-squares slope of RSS from since_s (simulated seconds in) to the end, per simulated hour."""
-        pts = [(t, mb) for t, mb in self.samples if t >= since_s]
-        if len(pts) < 3:
-            return 0.0
-        n = len(pts)
-        mt = sum(t for t, _ in pts) / n
-        mm = sum(mb for _, mb in pts) / n
-        var = sum((t - mt) ** 2 for t, _ in pts)
-        if var == 0:
-            return 0.0
-        return sum((t - mt) * (mb - mm) for t, mb in pts) / var * 3600.0
+        return slope_per([(t, mb) for t, mb in self.samples if t >= since_s], 3600.0)
 
 
 @dataclass

@@ -9,13 +9,21 @@ hours and compared with the first: the allocation sites that grew most are print
 At the end, the sizes of the service's windows: the embedded store's ring (bytes), the hub's resume window
 (deltas, characters and bytes of the texts held), the alert book (alerts held, resolved ones kept).
 
+--per-sensor A B: where the memory per sensor goes instead. The service is built in this process for the
+Lujiazui site scaled to A and then to B sensors (benchmarks/scaled_site.py, zones unchanged) and fed --rounds
+(2) readings of every sensor, all under tracemalloc (after a small warm-up build, so imports are not counted);
+the allocation sites are compared between the two, and each one's difference over B - A is printed: bytes and
+blocks per sensor, largest first. Per-zone state (the store's ring, the hub's deltas) shows up when it was
+made at one size and not yet at the other: it is not per sensor.
+
 Usage:
     .venv/bin/python benchmarks/memory_where.py                       # 2 days ending 31 Dec (the countdown)
     .venv/bin/python benchmarks/memory_where.py --days 1 --last 2026-12-30 --every 3
     .venv/bin/python benchmarks/memory_where.py --quick               # 4 simulated hours, snapshots hourly
+    .venv/bin/python benchmarks/memory_where.py --per-sensor 1000 5000
 
 Ends with one line of key=value pairs: sim_h, traced_growth_kb (first to last snapshot), store_ring_kb,
-hub_resume_deltas, hub_resume_kb, alerts_held.
+hub_resume_deltas, hub_resume_kb, alerts_held; with --per-sensor: traced_b_per_sensor, sensors_a, sensors_b.
 """
 
 from __future__ import annotations
@@ -136,7 +144,7 @@ def _windows(svc: object, out: TextIO) -> dict[str, str]:
     ring = int(store.memory_bytes()) if store is not None and hasattr(store, "memory_bytes") else 0
     hub = getattr(svc, "hub", None)
     recent = list(getattr(hub, "_recent", ()))
-    texts = [t for _, t in recent]
+    texts = [m.text for m in recent]
     chars = sum(len(t) for t in texts)
     held = sum(sys.getsizeof(t) for t in texts)
     book = getattr(getattr(svc, "alerts", None), "book", None)
@@ -153,6 +161,55 @@ def _windows(svc: object, out: TextIO) -> dict[str, str]:
     }
 
 
+def _built_and_fed(sensors: int, rounds: int, tmp: Path) -> tracemalloc.Snapshot:
+    """A snapshot of everything allocated while the service for `sensors` was built and fed `rounds` readings
+    of every sensor (the feed made beforehand, outside the trace)."""
+    from benchmarks._common import ReadingFeed
+    from benchmarks.scaled_site import write_scaled_site
+    from crowdflow.config import load_config
+    from crowdflow.service import Service
+
+    site_path = write_scaled_site(sensors, tmp / f"site-{sensors}.toml")
+    cfg_path = tmp / f"crowdflow-{sensors}.toml"
+    cfg_path.write_text(
+        f'[service]\nsite = "{site_path}"\ndata_dir = "{tmp}/var-{sensors}"\n\n[alerts]\ndeliver = false\n'
+    )
+    feed = ReadingFeed(load_site(site_path))
+    t0 = time.time()
+    messages = [feed.message(i, t0 + 60 * r)[:2] for r in range(rounds) for i in range(sensors)]
+    gc.collect()
+    tracemalloc.start(1)
+    try:
+        svc = Service(load_config(cfg_path, env={}), quiet=True)
+        handle = svc.pipeline.handle
+        for topic, payload in messages:
+            handle(topic, payload, t0)
+        snap = _snapshot()
+    finally:
+        tracemalloc.stop()
+    svc.store.close()
+    svc.journal.close()
+    return snap
+
+
+def per_sensor(a: int, b: int, rounds: int, top: int, out: TextIO) -> dict[str, str]:
+    print_machine(out)
+    with tempfile.TemporaryDirectory(prefix="cf-where-") as tmp:
+        _built_and_fed(min(100, a), rounds, Path(tmp))  # imports and whatever is made once per process
+        small = _built_and_fed(a, rounds, Path(tmp))
+        big = _built_and_fed(b, rounds, Path(tmp))
+    stats = big.compare_to(small, "lineno")
+    per = sum(st.size_diff for st in stats) / (b - a)
+    print(f"Traced memory per sensor, {a:,} -> {b:,} sensors, built and fed {rounds} readings each: {per:,.0f} bytes",
+          file=out)  # fmt: skip
+    for st in stats[:top]:
+        frame = st.traceback[0]
+        where = "/".join(Path(frame.filename).parts[-2:])
+        print(f"  {st.size_diff / (b - a):>8,.1f} B {st.count_diff / (b - a):>6.2f} blocks  {where}:{frame.lineno}",
+              file=out)  # fmt: skip
+    return {"traced_b_per_sensor": f"{per:.0f}", "sensors_a": str(a), "sensors_b": str(b)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=int, default=2)
@@ -162,7 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=6.0, help="simulated hours between snapshots")
     ap.add_argument("--top", type=int, default=8, help="allocation sites shown per snapshot")
     ap.add_argument("--quick", action="store_true", help="4 simulated hours of 30 Dec, a snapshot every hour")
+    ap.add_argument("--per-sensor", type=int, nargs=2, metavar=("A", "B"), help="bytes per sensor, A to B sensors")
+    ap.add_argument("--rounds", type=int, default=2, help="--per-sensor: readings fed per sensor")
     a = ap.parse_args(argv)
+    if a.per_sensor:
+        lo, hi = a.per_sensor
+        print(kv_line(per_sensor(lo, hi, a.rounds, max(a.top, 25), sys.stdout)))
+        return 0
     limit = None
     if a.quick:
         a.days, a.last, a.warm, a.every, limit = 1, dt.date(2026, 12, 30), 1.0, 1.0, 4.0

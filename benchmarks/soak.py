@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 
-from benchmarks._common import ServiceProcess, broker, kv_line, new_service, print_machine  # noqa: E402
+from benchmarks._common import ServiceProcess, broker, kv_line, new_service, print_machine, slope_per  # noqa: E402
 from benchmarks.district_days import DAY_START, Day, calendar, district_messages  # noqa: E402
 from benchmarks.scaled_site import write_scaled_site  # noqa: E402
 from domain.loader import load_site  # noqa: E402
@@ -226,14 +226,7 @@ class Soak:
         if len(pts) < 3:
             return 0.0
         t0, t1 = pts[0][0], pts[-1][0]
-        half = [(t, mb) for t, mb in pts if t >= (t0 + t1) / 2]
-        if len(half) < 3:
-            return 0.0
-        n = len(half)
-        mt = sum(t for t, _ in half) / n
-        mm = sum(mb for _, mb in half) / n
-        var = sum((t - mt) ** 2 for t, _ in half)
-        return 0.0 if var == 0 else sum((t - mt) * (mb - mm) for t, mb in half) / var * 86400.0
+        return slope_per([(t, mb) for t, mb in pts if t >= (t0 + t1) / 2], 86400.0)
 
     @property
     def lost(self) -> int:

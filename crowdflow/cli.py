@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crowdflow.broker import BrokerError, CredentialsError
-from crowdflow.config import Config, ConfigError, load_config
+from crowdflow.config import Config, ConfigError, load_config, push_port_of
 from domain.loader import SiteError, load_site
 
 if TYPE_CHECKING:
@@ -278,11 +278,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not cfg.dashboard.wall_tokens:
         cfg.dashboard.wall_tokens = [secrets.token_urlsafe(16)]  # this run's read-only wall token
     cfg.dashboard.port = free_port(cfg.dashboard.port)
+    push_port = push_port_of(cfg.dashboard)
+    if push_port is not None:  # the walls and phones stream from the push process: a free port for it too
+        cfg.dashboard.push_port = free_port(push_port if push_port != cfg.dashboard.port else None)
+        while cfg.dashboard.push_port == cfg.dashboard.port:
+            cfg.dashboard.push_port = free_port()
     url = f"http://{cfg.dashboard.host}:{cfg.dashboard.port}/"
     print(_c(BOLD, "crowdflow demo: New Year's Eve on the Lujiazui riverside"))
     # In the fragment, which browsers never send: the page keeps it in its session and drops it from the URL.
     print(f"  live wall    {_c(GREEN, f'{url}#wall={cfg.dashboard.wall_tokens[0]}')}  (read-only wall token)")
     print(f"  API          {url}api/zones  {url}api/alerts  {url}healthz")
+    if push_port is not None:
+        print(f"  push stream  ws://{cfg.dashboard.host}:{cfg.dashboard.push_port}/ws (its own process; pages find it)")
     if broker and broker.creds:
         how = f"TLS, CA {broker.creds.tls.ca_file}" if broker.creds.tls else "no TLS (openssl not installed)"
         print(

@@ -93,9 +93,17 @@ class DashboardConfig(_Section):
     max_body_bytes: AtLeastOne = 65536  # request bodies larger than this get 413 before being read
     # Least real time between two pushed deltas; walls render at most 4 times a second on their own.
     push_interval_s: NonNegative = 0.05
-    # The fan-out budget: websocket sends per second over all clients. With many clients the interval between
-    # deltas grows to clients / this, so pushing never takes the ingest loop's CPU (2,000 clients: 0.5 s).
+    # The fan-out budget: websocket sends per second over all clients (the push process's included). With many
+    # clients the interval between deltas grows to clients / this (2,000 clients: 0.5 s), so the loop that
+    # sends (the push process's, or the ingest loop's for the main port's /ws) keeps up with every client.
     max_sends_per_s: Positive = 4000.0
+    # The push stream in a process of its own (dashboard/pushserver.py): the port it listens on. "auto": the
+    # dashboard's port + 1; 0 or "off": no push process, pages use the main port's /ws (in the service's
+    # process, where every send shares the ingest loop). Resolved by push_port_of().
+    push_port: int | str = "auto"
+    # Where pages open the push stream, when it is not the page's host on push_port: "/ws" behind a reverse
+    # proxy that routes /ws to push_port (docs/api-security.md), or a full ws:// or wss:// URL.
+    push_url: str = ""
 
 
 class AlertsConfig(_Section):
@@ -158,6 +166,7 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         cfg = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as e:
         raise ConfigError(f"{where} (+ {ENV_PREFIX}* environment): {e}") from e
+    _check_pairs(cfg, where)
     for name in _SECTIONS:
         part = getattr(cfg, name)
         for key in part.__struct_fields__:
@@ -165,6 +174,77 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{where} (+ {ENV_PREFIX}* environment): [{name}] {key} = {value} is not a number")
     return cfg
+
+
+def push_port_of(dashboard: DashboardConfig) -> int | None:
+    """The push process's port, or None when it is off ([dashboard] push_port: "auto", "off", 0 or a port)."""
+    value = dashboard.push_port
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return dashboard.port + 1
+        if word in ("off", "0"):
+            return None
+        if not word.isdigit():
+            raise ConfigError(f'[dashboard] push_port = {value!r}: a port, "auto" (port + 1), or "off"')
+        value = int(word)
+    if isinstance(value, bool):
+        raise ConfigError(f'[dashboard] push_port = {value!r}: a port, "auto" (port + 1), or "off"')
+    return value or None
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def push_warnings(cfg: Config) -> list[str]:
+    """Push stream settings that are valid but probably leave the walls dark, for the log at startup."""
+    dashboard = cfg.dashboard
+    push = push_port_of(dashboard)
+    if push is None:
+        return []
+    out: list[str] = []
+    url = dashboard.push_url
+    public = [h for h in dashboard.allowed_hosts if h.strip().lower() not in _LOOPBACK]
+    if not url and public:
+        out.append(
+            f"[dashboard] push_url is empty and allowed_hosts names {', '.join(public)}: pages will open "
+            f"ws(s)://<their host>:{push}/ws, which a reverse proxy in front usually does not route (they fall "
+            'back to the main port\'s /ws after a few failed tries). Behind a proxy set push_url = "/ws" and route '
+            'it to the push port (docs/api-security.md); to serve the stream from the main port, push_port = "off"'
+        )
+    tls = [o for o in (*dashboard.allowed_origins, cfg.alerts.public_url) if o.strip().lower().startswith("https://")]
+    if url.startswith("ws://") and tls:
+        out.append(
+            f"[dashboard] push_url = {url!r} is plain ws:// but the site seems to be served over TLS ({tls[0]}): "
+            "browsers refuse ws:// from an https:// page; use wss:// or a path such as \"/ws\""
+        )
+    return out
+
+
+def _check_pairs(cfg: Config, where: str) -> None:
+    """Settings that are each valid alone but not together."""
+    at = f"{where} (+ {ENV_PREFIX}* environment)"
+    if cfg.mqtt.publisher_password and not cfg.mqtt.publisher_username:
+        raise ConfigError(
+            f"{at}: [mqtt] publisher_password is set but publisher_username is empty: the publisher would "
+            "connect as [mqtt] username with that user's password, and this one would be ignored; set "
+            "publisher_username too, or remove publisher_password"
+        )
+    try:
+        push = push_port_of(cfg.dashboard)
+    except ConfigError as e:
+        raise ConfigError(f"{at}: {e}") from e
+    if push is not None:
+        if not 1 <= push <= 65535:
+            raise ConfigError(f'{at}: [dashboard] push_port = {push} is not a port (1-65535; 0 or "off": none)')
+        if push == cfg.dashboard.port:
+            raise ConfigError(
+                f"{at}: [dashboard] push_port = {push} is the dashboard's own port; choose another, "
+                '"auto" (port + 1) or "off"'
+            )
+    url = cfg.dashboard.push_url
+    if url and not (url.startswith("/") or url.startswith(("ws://", "wss://"))):
+        raise ConfigError(f'{at}: [dashboard] push_url = {url!r}: a path such as "/ws", or a ws:// or wss:// URL')
 
 
 def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:

@@ -37,7 +37,7 @@ from alerts.notify.base import Channel
 from alerts.notify.dispatch import Dispatcher
 from alerts.roster import Roster, load_roster, parse_roster
 from alerts.routing import Router
-from crowdflow.config import Config
+from crowdflow.config import Config, ConfigError, push_port_of, push_warnings
 from crowdflow.simclock import SIM_CLOCK_TOPIC, SimClock
 from dashboard.app import create_app
 from dashboard.auth import first_of, from_directory, operator_token
@@ -45,6 +45,8 @@ from dashboard.guard import LOOPBACK_HOSTS
 from dashboard.hub import Hub
 from dashboard.push_api import STATE_NAME as PUSH_STATE
 from dashboard.push_api import PushRegistry, application_server_key
+from dashboard.pushserver import PushSettings
+from dashboard.relay import Relay
 from detect.engine import DetectionEngine
 from detect.grading import raw_level
 from detect.overrides import Overrides
@@ -479,7 +481,27 @@ class Service:
             ),
             api_token=None,
             push=self.push,
+            stream_port=push_port_of(cfg.dashboard),
+            stream_url=cfg.dashboard.push_url,
+            # While the push process is down, /api/stream sends the pages to this port's /ws.
+            stream_up=lambda: self.relay is not None and self.relay.up,
         )
+        # The /ws fan-out in a process of its own (dashboard/relay.py): each delta is one frame on its link.
+        self.relay: Relay | None = None
+        push_port = push_port_of(cfg.dashboard)
+        if push_port is not None:
+            self.relay = Relay(
+                self.hub,
+                self.app.state.access,
+                PushSettings(
+                    host=cfg.dashboard.host,
+                    port=push_port,
+                    allowed_hosts=list(cfg.dashboard.allowed_hosts),
+                    allowed_origins=cfg.dashboard.allowed_origins or None,
+                    site_port=cfg.dashboard.port,
+                ),
+            )
+            self.hub.sinks.append(self.relay.send_delta)
         self.stop_event = asyncio.Event()
         self.state_path = self.data_dir / "state.json"
 
@@ -510,6 +532,8 @@ class Service:
         self.hub.set_status("pipeline", status)
         self.hub.set_status("subscriber", self.subscriber_stats)  # acks, read pauses (backpressure), drops
         self.hub.set_status("dispatcher", self.dispatcher.stats)  # queued, in flight, retried, dropped
+        # The push process: up or down, restarts, its clients, deltas dropped on its link and the resyncs.
+        self.hub.set_status("relay", self.relay.status() if self.relay is not None else {"state": "off"})
 
     async def _ticker(self) -> None:
         self._report()
@@ -563,8 +587,25 @@ class Service:
                 ts, arrivals = max(counted, key=lambda c: c[1])
                 tracker.seed_arrivals(zone, ts, int(arrivals))
 
+    def bind_push_port(self) -> None:
+        """Bind the push port now, as uvicorn binds the main port: a taken port stops the start with a message,
+        rather than a push process failing to start every 30 s while /healthz says ok."""
+        if self.relay is None:
+            return
+        try:
+            self.relay.listen()
+        except OSError as e:
+            host, port = self.relay.settings.host, self.relay.settings.port
+            raise ConfigError(
+                f"[dashboard] push_port = {port}: cannot listen on {host}:{port} ({e.strerror or e}); choose a free "
+                'port, or push_port = "off" to serve the push stream from the dashboard\'s own port'
+            ) from e
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.bind_push_port()
+        for warning in push_warnings(self.cfg):
+            log.warning("%s", warning)
         resumed = self.alerts.restore()
         if resumed:
             log.info("resumed %d open alerts from %s", resumed, self.journal.path)
@@ -637,15 +678,19 @@ class Service:
             asyncio.create_task(self.dispatcher.run(self.stop_event), name="dispatcher"),
             asyncio.create_task(server.serve(), name="dashboard"),
         ]
+        if self.relay is not None:  # stops by itself when stop_event is set: closes its link, waits for it
+            tasks.append(asyncio.create_task(self.relay.run(self.stop_event), name="relay"))
         if not self.quiet:
+            push = f" · push stream :{self.relay.port}/ws (its own process, starting)" if self.relay is not None else ""
             print(
-                f"crowdflow serving: dashboard http://{self.cfg.dashboard.host}:{self.cfg.dashboard.port}/ "
+                f"crowdflow serving: dashboard http://{self.cfg.dashboard.host}:{self.cfg.dashboard.port}/{push} "
                 f"· MQTT {self.mqtt.host}:{self.mqtt.port} · store {type(self.store).__name__}",
                 flush=True,
             )
         try:
             await self.stop_event.wait()
         finally:
+            self.stop_event.set()  # also when cancelled: the relay stops its push process on it
             server.should_exit = True
             self.pipeline.flush()
             self.pipeline.save(self.state_path)
@@ -654,7 +699,7 @@ class Service:
             if undelivered:
                 log.warning("%d notifications still undelivered at shutdown (recorded in the journal)", undelivered)
             for t in tasks:
-                if t.get_name() != "dashboard":
+                if t.get_name() not in ("dashboard", "relay"):
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.journal.close()

@@ -5,13 +5,15 @@ public VAPID key): 401 without a known token, 403 with the reason when the role 
 (dashboard/policy.py), 429 with Retry-After when a write comes faster than the principal's rate limit, or
 when the caller's address has presented too many unknown tokens (guessing is slowed to one every 5 s).
 Zone-scoped checks (an officer's own zones) follow in the route with `policy.may_read_zone` / `may_act_on`.
-`Access.authenticate_token` serves the push stream, which reads its token from its first message.
+`Access.authenticate_token` serves the push stream, which reads its token from its first message; its refusal
+says whether the token was judged (unknown: 4401, the page forgets it) or not (the address's failed-token
+limit, no token source: the stream's 1013, the page keeps its token and tries again later).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +37,14 @@ NO_AUTH = (
 _bearer = HTTPBearer(auto_error=False, description="an officer's, the operator's, the wall's or the admin's token")
 
 RequireDependency = Callable[..., Principal]
+
+
+class Refused(NamedTuple):
+    """Why a token was not let in. temporary: it was not even judged (the address must wait, the service
+    cannot check tokens now): the same token may work later, so a page must not forget it."""
+
+    reason: str
+    temporary: bool = False
 
 
 class Access:
@@ -63,41 +73,45 @@ class Access:
             self.held_back += 1
         return wait
 
-    def authenticate_token(self, token: str | None, address: str = "unknown") -> Principal | str:
-        """The principal for `token`, or the reason it is refused (for the push stream's close frame)."""
+    def authenticate_token(self, token: str | None, address: str = "unknown") -> Principal | Refused:
+        """The principal for `token`, or why it is refused (for the push stream's close frame and code)."""
+        found = self._authenticate_once(token, address)
+        if isinstance(found, Principal):
+            return found
+        reason, status, _ = found
+        return Refused(reason, temporary=status in (429, 503))
+
+    def _authenticate_once(self, token: str | None, address: str) -> Principal | tuple[str, int, float]:
+        """The principal, or (reason, HTTP status, seconds to wait): the failed-token limit is looked at once
+        per attempt, here, whichever way the token came (a header, the push stream, the push process)."""
         if self._authenticate is None:
-            return NO_AUTH
+            return NO_AUTH, 503, 0.0
         if token is None or not token.strip():
-            return NO_TOKEN
+            return NO_TOKEN, 401, 0.0
         wait = self.too_many_failures(address)
         if wait > 0:
-            return f"too many unknown tokens from your address: wait {retry_after(wait)} s, then try again"
+            reason = f"too many unknown tokens from your address: wait {retry_after(wait)} s, then try again"
+            return reason, 429, wait
         found = self._authenticate(token.strip())
         if found is None:
             self.failed += 1
             self.failures.take(address)
-            return BAD_TOKEN
+            return BAD_TOKEN, 401, 0.0
         return found
 
     def principal(self, credentials: HTTPAuthorizationCredentials | None, address: str = "unknown") -> Principal:
         """The caller from the Authorization header, or 401 (503 with no token source configured; 429 for an
         address that presented too many unknown tokens)."""
-        if self._authenticate is None:
-            raise HTTPException(503, NO_AUTH)
-        if credentials is None or not credentials.credentials.strip():
-            raise HTTPException(401, NO_TOKEN, headers=CHALLENGE)
-        wait = self.failures.wait(address)  # counted below, by authenticate_token's own check
-        if wait > 0:
-            self.held_back += 1
-            raise HTTPException(
-                429,
-                f"too many unknown tokens from your address: wait {retry_after(wait)} s, then try again",
-                headers={"Retry-After": retry_after(wait)},
-            )
-        found = self.authenticate_token(credentials.credentials, address)
-        if isinstance(found, str):
-            raise HTTPException(401, found, headers=INVALID_CHALLENGE)
-        return found
+        found = self._authenticate_once(None if credentials is None else credentials.credentials, address)
+        if isinstance(found, Principal):
+            return found
+        reason, status, wait = found
+        if status == 429:
+            raise HTTPException(429, reason, headers={"Retry-After": retry_after(wait)})
+        if status == 503:
+            raise HTTPException(503, reason)
+        challenge = CHALLENGE if reason == NO_TOKEN else INVALID_CHALLENGE
+        raise HTTPException(401, reason, headers=challenge)
 
     def check(self, who: Principal, permission: Permission) -> Principal:
         """403 if the role lacks `permission`; 429 if it is a write over the principal's rate limit."""

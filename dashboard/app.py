@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import anyio.to_thread
 import msgspec
@@ -27,7 +28,7 @@ from dashboard import auth, logredact
 from dashboard.access import Access
 from dashboard.alerts_api import alerts_router, not_theirs
 from dashboard.auth import Authenticator, Principal, first_of, operator_token
-from dashboard.guard import LOOPBACK_HOSTS, RequestGuard
+from dashboard.guard import LOOPBACK_HOSTS, RequestGuard, host_name
 from dashboard.hub import Hub
 from dashboard.limits import (
     FAILED_SIGN_INS,
@@ -42,7 +43,7 @@ from dashboard.limits import (
 from dashboard.policy import may_read_zone
 from dashboard.push_api import PushRegistry, push_router
 from dashboard.report_api import report_router
-from dashboard.stream import AUTH_TIMEOUT_S, ScopeCache, serve_stream
+from dashboard.stream import AUTH_TIMEOUT_S, ScopeCache, local_check, serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_MAX_POINTS = 240
@@ -76,6 +77,9 @@ def create_app(
     failed_sign_in_limit: RateLimit = FAILED_SIGN_INS,
     rate_clock: Callable[[], float] = time.monotonic,
     ws_auth_timeout_s: float = AUTH_TIMEOUT_S,
+    stream_port: int | None = None,
+    stream_url: str = "",
+    stream_up: Callable[[], bool] | None = None,
 ) -> FastAPI:
     """Build the app around a Hub. Every /api route and the /ws stream need a token (docs/api-security.md).
 
@@ -97,9 +101,15 @@ def create_app(
     principal_limit, address_limit: token buckets for the write endpoints (POST, PUT, PATCH, DELETE under
         /api), per principal and per client address; over either, 429 with Retry-After.
         failed_sign_in_limit: unknown tokens per client address (any route, and the push stream); past it, the
-        address gets 429 (the stream: 4401 saying to wait) before its tokens are even looked at.
+        address gets 429 (the stream: 1013 Try Again Later saying to wait) before its tokens are even looked at.
         rate_clock: the buckets' clock (tests).
     ws_auth_timeout_s: how long a new /ws connection may take to send its token before it is closed.
+    stream_port: the push process's port (dashboard/pushserver.py), where the pages open their stream
+        (GET /api/stream tells them); None: the pages use this app's own /ws. stream_url: where the pages
+        open it instead ("/ws" behind a reverse proxy that routes /ws to the push port, or a ws(s):// URL).
+        This app's /ws is served either way (in this process), for clients that know no better.
+        stream_up: whether the push process serves now; while it does not, GET /api/stream answers this app's
+        /ws instead of its port or full URL (a path is the reverse proxy's to route: left as it is).
     """
     history_of: Callable[..., Sequence[object]] | None = getattr(store, "history", None)
     if store is not None and not callable(history_of):
@@ -155,8 +165,8 @@ def create_app(
         host = request.headers.get("host", "")
         response.headers.setdefault(
             "Content-Security-Policy",
-            f"default-src 'self'; connect-src 'self' ws://{host} wss://{host}; img-src 'self' data:; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+            f"default-src 'self'; connect-src 'self' ws://{host} wss://{host}{stream_sources(host)}; "
+            "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
@@ -171,6 +181,31 @@ def create_app(
     app.add_middleware(RequestGuard, allowed_hosts=hosts, refused=refused)
 
     Reader = Annotated[Principal, Depends(access.require("live.read"))]
+
+    def stream_sources(host: str) -> str:
+        """The push stream's origin for the page's connect-src, when it is not the page's own."""
+        if stream_url.startswith(("ws://", "wss://")):
+            parts = urlsplit(stream_url)
+            return f" {parts.scheme}://{parts.netloc}"
+        if stream_url or stream_port is None:
+            return ""  # a path: same origin
+        name = host_name(host)
+        if not name:
+            return ""
+        shown = f"[{name}]" if ":" in name else name
+        return f" ws://{shown}:{stream_port} wss://{shown}:{stream_port}"
+
+    @app.get("/api/stream")
+    async def stream_location() -> Response:
+        # Open, like /healthz: where the push stream is says nothing a page could not guess; the stream itself
+        # wants a token. "url": a path on this origin or a full URL; "port": this host name on that port.
+        # While the push process is down, this app's /ws (in this process) serves the walls meanwhile.
+        down = stream_up is not None and not stream_up()
+        if stream_url and not (down and stream_url.startswith(("ws://", "wss://"))):
+            return _json({"url": stream_url, "port": None})
+        if stream_port is not None and not down:
+            return _json({"url": None, "port": stream_port})
+        return _json({"url": "/ws", "port": None})
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -251,7 +286,7 @@ def create_app(
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
         await serve_stream(
-            websocket, hub, access, allowed_origins=allowed_origins, allowed_hosts=hosts,
+            websocket, hub, local_check(access), allowed_origins=allowed_origins, allowed_hosts=hosts,
             ping_interval_s=ping_interval_s, auth_timeout_s=ws_auth_timeout_s, scopes=scopes,
         )  # fmt: skip
 

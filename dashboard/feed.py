@@ -1,24 +1,113 @@
-"""One connected client's bounded outbox.
+"""One connected client's bounded outbox, and the messages it carries.
 
 A slow client never builds a backlog and never slows the producer: when its queue is full, the backlog is
 dropped and the client is marked to receive a fresh snapshot instead (taken when it is actually sent, so it
 already contains every dropped delta). Single event loop only: push() and next() run on the same loop.
+
+The snapshot source is asynchronous: in the push process (dashboard/pushserver.py) a snapshot is asked of the
+service over the link. Deltas that arrive while it is on its way are queued, and those the snapshot already
+contains (seq up to the snapshot's) are skipped after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+class Message:
+    """A snapshot or delta for clients: its text, encoded once and shared by every socket, and its structure,
+    kept when the producer has it (the hub) or decoded at most once when a scoped client needs it (the push
+    process receives texts): officers' cuts are made from the structure, never by re-decoding per scope."""
+
+    __slots__ = ("_body", "_text", "kind", "seq")
+
+    def __init__(self, seq: int, kind: str, *, text: str | None = None, body: dict[str, Any] | None = None) -> None:
+        if text is None and body is None:
+            raise ValueError("a message needs its text or its body")
+        self.seq = seq
+        self.kind = kind  # "snapshot" or "delta"
+        self._text = text
+        self._body = body
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = _encoder.encode(self._body).decode()
+        return self._text
+
+    def body(self) -> dict[str, Any] | None:
+        """The message as a dict (None if its text is not a JSON object)."""
+        if self._body is None:
+            try:
+                found = _decoder.decode(self.text)
+            except msgspec.DecodeError:
+                return None
+            if not isinstance(found, dict):
+                return None
+            self._body = found
+        return self._body
+
+
+Snapshot = Callable[[], Awaitable[Message]]
+
+
+class ResumeWindow:
+    """The newest deltas, kept for pages that reconnect: at most `count` of them and `max_bytes` of text (deltas
+    with many open alerts are large), the newest always. The hub keeps one for its in-process /ws, the push
+    process one for its clients."""
+
+    __slots__ = ("_deltas", "bytes", "max_bytes")
+
+    def __init__(self, count: int, max_bytes: int) -> None:
+        self._deltas: deque[Message] = deque(maxlen=max(1, count))
+        self.bytes = 0  # the kept texts' length
+        self.max_bytes = max_bytes
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._deltas)
+
+    def __len__(self) -> int:
+        return len(self._deltas)
+
+    def add(self, message: Message) -> None:
+        deltas = self._deltas
+        if len(deltas) == deltas.maxlen:
+            self.bytes -= len(deltas[0].text)
+        deltas.append(message)
+        self.bytes += len(message.text)
+        while len(deltas) > 1 and self.bytes > self.max_bytes:
+            self.bytes -= len(deltas.popleft().text)
+
+    def clear(self) -> None:
+        self._deltas.clear()
+        self.bytes = 0
+
+    def missed_since(self, last: int, seq: int, limit: int) -> list[Message] | None:
+        """The deltas after `last` up to `seq`, if every one is still held and they are at most `limit` (a
+        client's queue); None otherwise: a snapshot is then smaller, or the page's seq makes no sense."""
+        if not 0 <= last <= seq:
+            return None
+        missed = [m for m in self._deltas if m.seq > last]
+        if len(missed) != seq - last or len(missed) > limit:
+            return None
+        return missed
 
 
 class Feed:
-    def __init__(self, maxsize: int, snapshot: Callable[[], str]) -> None:
+    def __init__(self, maxsize: int, snapshot: Snapshot) -> None:
         if maxsize < 1:
             raise ValueError(f"client queue size must be at least 1, got {maxsize}")
         self._maxsize = maxsize
         self._snapshot = snapshot
-        self._queue: deque[str] = deque()
+        self._queue: deque[Message] = deque()
         self._ready = asyncio.Event()
         self._needs_snapshot = True  # a new client starts with a snapshot
         self.closed = False
@@ -33,7 +122,7 @@ class Feed:
     def needs_snapshot(self) -> bool:
         return self._needs_snapshot
 
-    def push(self, text: str) -> bool:
+    def push(self, message: Message) -> bool:
         """Queue one message; False if the client is (now) waiting for a snapshot instead."""
         if self.closed:
             return False
@@ -45,11 +134,11 @@ class Feed:
             self.resyncs += 1
             self._ready.set()
             return False
-        self._queue.append(text)
+        self._queue.append(message)
         self._ready.set()
         return True
 
-    def resume(self, missed: list[str]) -> None:
+    def resume(self, missed: list[Message]) -> None:
         """Start with the deltas a reconnecting client missed instead of a snapshot (see Hub.subscribe)."""
         self._queue.clear()
         self._queue.extend(missed)
@@ -67,7 +156,7 @@ class Feed:
         self._queue.clear()
         self._ready.set()
 
-    async def next(self, wait_s: float) -> str | None:
+    async def next_message(self, wait_s: float) -> Message | None:
         """The next message to send; None if nothing came within `wait_s` s (send a ping) or when closed."""
         if not (self._queue or self._needs_snapshot or self.closed):
             self._ready.clear()
@@ -82,5 +171,13 @@ class Feed:
         if self._needs_snapshot:
             self._needs_snapshot = False
             self._queue.clear()
-            return self._snapshot()
+            snap = await self._snapshot()  # deltas arriving meanwhile are queued
+            while self._queue and self._queue[0].seq <= snap.seq:
+                self._queue.popleft()  # already in the snapshot
+            return None if self.closed else snap
         return self._queue.popleft()
+
+    async def next(self, wait_s: float) -> str | None:
+        """next_message's text."""
+        msg = await self.next_message(wait_s)
+        return None if msg is None else msg.text

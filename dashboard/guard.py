@@ -32,6 +32,19 @@ TOKEN_IN_URL = (
 )
 
 
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame's payload is 125 bytes, 2 of them the code
+
+
+def close_reason(reason: str) -> str:
+    """`reason` cut to fit a close frame: at most 123 bytes of UTF-8, never half a character (a lone
+    surrogate, which UTF-8 cannot carry, becomes '?')."""
+    data = reason.encode("utf-8", errors="replace")
+    if len(data) <= MAX_CLOSE_REASON_BYTES:
+        return data.decode("utf-8")
+    # A cut inside a multi-byte character leaves an incomplete tail, which "ignore" drops (and only it).
+    return data[:MAX_CLOSE_REASON_BYTES].decode("utf-8", errors="ignore")
+
+
 def normalise_origin(origin: str) -> str:
     """'HTTP://Wall.local:80/' -> 'http://wall.local' (scheme://host[:port], default ports dropped)."""
     parts = urlsplit(origin.strip())
@@ -73,13 +86,21 @@ def host_allowed(host_header: str, allowed_hosts: Collection[str]) -> bool:
 
 
 def origin_allowed(
-    headers: Mapping[str, str], allowed_origins: Collection[str] | None, allowed_hosts: Collection[str]
+    headers: Mapping[str, str],
+    allowed_origins: Collection[str] | None,
+    allowed_hosts: Collection[str],
+    *,
+    site_port: int | None = None,
 ) -> bool:
     """True if a WebSocket handshake may proceed.
 
     Browsers always send Origin on a WebSocket handshake, so a missing Origin is a non-browser client (a CLI,
     a test, the service itself) and cannot be a cross-site page: allowed (it still needs a token). With
     `allowed_origins` given, the Origin must be one of them; otherwise an http(s) page on an allowed host.
+    site_port (the push process: dashboard/pushserver.py): the dashboard's own port; with `allowed_origins`
+    given, the dashboard's own pages pass too, as they do on the main port: an Origin on that port whose host
+    is the request's own Host name, listed in `allowed_hosts` by name (a wildcard, "*" or "*.example.cn",
+    would let any site in; a rebinding page controls both headers, so the name must be one we were given).
     """
     origin = headers.get("origin")
     if origin is None:
@@ -87,10 +108,20 @@ def origin_allowed(
     got = normalise_origin(origin)
     if not got or got.endswith("://"):
         return False
-    if allowed_origins is not None:
-        return got in {normalise_origin(a) for a in allowed_origins}
     parts = urlsplit(got)
-    return parts.scheme in ("http", "https") and host_allowed(parts.netloc, allowed_hosts)
+    on_allowed_host = parts.scheme in ("http", "https") and host_allowed(parts.netloc, allowed_hosts)
+    if allowed_origins is None:
+        return on_allowed_host
+    if got in {normalise_origin(a) for a in allowed_origins}:
+        return True
+    if site_port is None or not on_allowed_host:
+        return False
+    name = (parts.hostname or "").rstrip(".")
+    named = {h.strip().lower().strip("[]").rstrip(".") for h in allowed_hosts}
+    if name not in named or name != host_name(headers.get("host") or ""):
+        return False
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return port == site_port
 
 
 def token_in_query(query_string: bytes | str) -> str | None:
@@ -155,7 +186,7 @@ async def _refuse(scope: Scope, send: Send, detail: str) -> None:
     if scope["type"] == "websocket":
         if "websocket.http.response" not in scope.get("extensions", {}):
             # A server without the denial-response extension answers a close before accept with 403.
-            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": detail[:120]})
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": close_reason(detail)})
             return
         # The handshake is answered with the same 400 and JSON reason as a plain request (uvicorn, TestClient).
         await send({"type": "websocket.http.response.start", "status": 400, "headers": headers})

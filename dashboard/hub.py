@@ -1,8 +1,10 @@
 """The live state the dashboard shows, and its fan-out to connected clients.
 
 The service calls `update()` once per tick from the event loop that serves the app. It stores the latest
-view per zone and per alert and enqueues ONE pre-encoded delta to every client's bounded Feed; the work per
-tick is one encode, whatever the number of clients. Lives in app.state (created by the service), no globals.
+view per zone and per alert and enqueues ONE pre-encoded delta to every in-process client's bounded Feed and
+to each sink (the push process's link, dashboard/relay.py, which serves the walls and phones from a process of
+its own); the work per delta is one encode, whatever the number of clients. Lives in app.state (created by the
+service), no globals.
 
 Messages (see dashboard/stream.py for the transport):
 - snapshot: {"type": "snapshot", "seq", "ts", "site", "zones", "district", "alerts", "emergency"}
@@ -25,13 +27,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import msgspec
 
-from dashboard.feed import Feed
+from dashboard.feed import Feed, Message, ResumeWindow
 from dashboard.views import (
     JSON,
     AlertRejected,
@@ -46,6 +48,7 @@ from domain.site import Site
 from domain.values import DistrictState, ZoneState
 
 log = logging.getLogger(__name__)
+RELAY_DOWN_GRACE_S = 5.0  # the push process not serving longer than a start takes: /healthz "degraded"
 
 _encoder = msgspec.json.Encoder()
 
@@ -74,10 +77,11 @@ class Hub:
         with many open alerts are large: memory stays bounded in bytes, not only in count); count
         by default as many as a client's queue holds: a longer gap could never be replayed (it would not fit
         the queue), so the page gets a snapshot instead.
-        max_sends_per_s: the fan-out budget. Every delta costs one websocket send per client, on the loop that
-        also ingests, so with many clients the interval between deltas grows to clients / max_sends_per_s
-        (2,000 clients at the default: 0.5 s) and the pipeline keeps its share of the CPU; a few walls still
-        get batch_interval_s.
+        max_sends_per_s: the fan-out budget. Every delta costs one websocket send per client, so with many
+        clients the interval between deltas grows to clients / max_sends_per_s (2,000 clients at the default:
+        0.5 s); a few walls still get batch_interval_s. In-process clients' sends run on the ingest loop; the
+        push process's (remote_clients) on its own loop, which the budget keeps from falling behind (a loop
+        that cannot send every delta to every client turns each delta into a resync: a snapshot per client).
         monotonic: real time for pacing (tests)."""
         if max_sends_per_s <= 0:
             raise ValueError(f"max_sends_per_s must be positive, got {max_sends_per_s}")
@@ -106,16 +110,18 @@ class Hub:
         self.batch_interval_s = batch_interval_s
         self.max_sends_per_s = max_sends_per_s
         self._monotonic = monotonic
-        self._recent: deque[tuple[int, str]] = deque(
-            maxlen=max(1, client_queue if resume_window is None else resume_window)
-        )
-        self._recent_bytes = 0
-        self.resume_bytes = resume_bytes
+        self._recent = ResumeWindow(client_queue if resume_window is None else resume_window, resume_bytes)
         self._pending: _Pending | None = None  # changes waiting for the next batched delta
         self._last_sent_at: float | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         self.merged = 0  # updates folded into a later delta by batching
         self.resumed = 0  # reconnects served from the resume window instead of a snapshot
+        # Where else each delta goes, once, as (seq, text): the push process's link (dashboard/relay.py).
+        self.sinks: list[Callable[[int, str], None]] = []
+        # Clients served by the push process (it reports them each second): the fan-out budget counts them,
+        # and /healthz adds them to its clients and resyncs.
+        self.remote_clients = 0
+        self.remote_resyncs = 0
 
     # -- producer side ---------------------------------------------------------------------------------
 
@@ -222,7 +228,7 @@ class Hub:
         """The least real time between two deltas now: batch_interval_s, or longer with many clients."""
         # The fan-out budget holds whatever the batching (push_interval_s 0 included) once it matters, from
         # 10 ms on; below that, batch_interval_s 0 keeps its meaning: every update at once.
-        budget = len(self._feeds) / self.max_sends_per_s
+        budget = (len(self._feeds) + self.remote_clients) / self.max_sends_per_s
         return max(self.batch_interval_s, budget) if budget >= 0.01 else self.batch_interval_s
 
     def _wait_s(self) -> float:
@@ -251,15 +257,18 @@ class Hub:
             "alerts": list(pending.alerts.values()),
             "emergency": pending.emergency,
         }
-        text = _encoder.encode(msg).decode()
-        if len(self._recent) == self._recent.maxlen:
-            self._recent_bytes -= len(self._recent[0][1])
-        self._recent.append((self.seq, text))
-        self._recent_bytes += len(text)
-        while len(self._recent) > 1 and self._recent_bytes > self.resume_bytes:
-            self._recent_bytes -= len(self._recent.popleft()[1])
+        text = _encoder.encode(msg).decode()  # once, whatever the number of clients and sinks
+        message = Message(self.seq, "delta", text=text, body=msg)
+        self._recent.add(Message(self.seq, "delta", text=text))  # the text only: the window is bounded by it
         for feed in self._feeds:
-            feed.push(text)
+            feed.push(message)
+        for sink in self.sinks:
+            sink(self.seq, text)
+
+    @property
+    def resume_bytes(self) -> int:
+        """The resume window's bound in characters (the push process keeps its own window to the same)."""
+        return self._recent.max_bytes
 
     def set_status(self, key: str, value: object) -> None:
         """Service health shown by /healthz, e.g. set_status("broker", "connected"), ("ingest", {...})."""
@@ -324,6 +333,9 @@ class Hub:
     def snapshot_text(self) -> str:
         return _encoder.encode(self.snapshot()).decode()
 
+    async def _snapshot_message(self) -> Message:
+        return Message(self.seq, "snapshot", body=self.snapshot())
+
     def ping_text(self) -> str:
         return _encoder.encode(
             {
@@ -370,7 +382,7 @@ class Hub:
         """A new client's feed. Its first message is a snapshot, unless `resume` = (epoch, last seq seen)
         names this service run and the deltas after that seq are all still held and fit the client's queue:
         then it gets exactly those, and nothing is sent twice."""
-        feed = Feed(self.client_queue, self.snapshot_text)
+        feed = Feed(self.client_queue, self._snapshot_message)
         missed = self._missed_since(resume)
         if missed is not None:
             feed.resume(missed)
@@ -378,16 +390,10 @@ class Hub:
         self._feeds.add(feed)
         return feed
 
-    def _missed_since(self, resume: tuple[str, int] | None) -> list[str] | None:
+    def _missed_since(self, resume: tuple[str, int] | None) -> list[Message] | None:
         if resume is None or resume[0] != self.epoch:
             return None
-        last = resume[1]
-        if last > self.seq or last < 0:
-            return None  # a seq from the future: the page is confused, start it over
-        missed = [text for seq, text in self._recent if seq > last]
-        if len(missed) != self.seq - last or len(missed) > self.client_queue:
-            return None  # some were already forgotten, or too many to replay: a snapshot is smaller
-        return missed
+        return self._recent.missed_since(resume[1], self.seq, self.client_queue)
 
     def unsubscribe(self, feed: Feed) -> None:
         if feed in self._feeds:
@@ -424,6 +430,14 @@ class Hub:
             reasons.append("no data yet")
         elif age > self.stale_after_s:
             reasons.append(f"no data for {age:.0f} s")
+        relay = self._status.get("relay")
+        down = relay.get("down_for_s") if isinstance(relay, dict) else None
+        if isinstance(relay, dict) and isinstance(down, int | float) and down > RELAY_DOWN_GRACE_S:
+            reasons.append(
+                f"push process not serving for {down:.0f} s (restarts {relay.get('restarts')}, last exit "
+                f"{relay.get('last_exit')}): pages stream from the main port's /ws meanwhile; see the service's log "
+                'for why, or set [dashboard] push_port = "off" to run without it'
+            )
         out: JSON = {k: v for k, v in self._status.items() if k != "broker"}
         out.update(  # the hub's own keys win over a status key of the same name
             status="degraded" if reasons else "ok",
@@ -432,8 +446,8 @@ class Hub:
             last_data_age_s=age,
             data_ts=self.data_ts,
             seq=self.seq,
-            clients=self.clients,
-            resyncs=self.resyncs,
+            clients=self.clients + self.remote_clients,  # in this process and in the push process
+            resyncs=self.resyncs + self.remote_resyncs,
             deltas=self.deltas,
             delta_interval_s=round(self.interval_s(), 3),  # grows with the clients (the fan-out budget)
             merged=self.merged,

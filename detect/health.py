@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from array import array
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable
@@ -73,51 +74,114 @@ class SensorProblem(msgspec.Struct, frozen=True, kw_only=True):
     summary: str = ""  # a few words for the wall's health panel: "offline: no data for 6 min"
 
 
-class _Sensor:
+class _Columns:
+    """Every sensor's memory, one typed column per field, at the sensor's site index (allocated with the site:
+    about 90 bytes a sensor, where an object per sensor with its boxed numbers, value tuple and dict entry took
+    about 330). What only a troubled sensor has (an implausible value, a device-reported offline) is kept in
+    dicts by index while it lasts."""
+
     __slots__ = (
-        "at",
         "bad",
         "good_after_bad",
-        "interval_s",
-        "kind",
         "last_rx",
         "last_ts",
-        "last_value",
         "move1",
         "move2",
         "move3",
+        "nv",
         "repeat_count",
         "repeat_since",
-        "sid",
         "status",
-        "zone",
+        "v0",
+        "v1",
     )
 
-    def __init__(self, sensor: Sensor, at: int) -> None:
-        self.sid, self.zone, self.kind, self.interval_s = sensor.id, sensor.zone, sensor.kind, sensor.interval_s
-        self.at = at  # position in its zone's neighbourhood (_Hood), to leave itself out of "the others"
-        self.last_rx: float | None = None  # arrival time of the newest data reading
-        self.last_ts: float | None = None  # event time of the newest data reading
-        self.last_value: tuple[float, ...] | None = None
-        self.repeat_count = 0
-        self.repeat_since = 0.0
+    def __init__(self, n: int) -> None:
+        nan = array("d", [math.nan]) * n
+        self.last_rx = nan  # arrival time of the newest data reading; NaN: none yet
+        self.last_ts = array("d", nan)  # event time of the newest data reading; NaN: none yet
+        # The last value shown: nv numbers (0: none yet; a flow has 2, in and out), v0 and v1 as floats (every
+        # count the decoder lets through is below 2**53, so a float holds it exactly and compares the same).
+        self.nv = bytearray(n)
+        self.v0 = array("d", [0.0]) * n
+        self.v1 = array("d", [0.0]) * n
+        self.repeat_count = array("q", [0]) * n
+        self.repeat_since = array("d", [0.0]) * n
         # Event times of its last three readings that showed movement, newest first (strictly decreasing:
         # only a reading newer than the last one counts). Whether the sensors around one moved at least
         # _MOVES_NEEDED (3) times since some time needs no more than each one's last three.
-        self.move1 = self.move2 = self.move3 = _NEVER
-        self.bad: tuple[float, str] | None = None  # (since, detail) of an implausible value
-        self.good_after_bad = 0
-        self.status: tuple[float, str] | None = None  # device-reported offline: (ts, detail)
+        never = array("d", [_NEVER]) * n
+        self.move1, self.move2, self.move3 = never, array("d", never), array("d", never)
+        self.bad: dict[int, tuple[float, str]] = {}  # (since, detail) of an implausible value
+        self.good_after_bad: dict[int, int] = {}  # good readings in a row since, while bad
+        self.status: dict[int, tuple[float, str]] = {}  # device-reported offline: (ts, detail)
+
+
+class _Sensor:
+    """One sensor's memory as seen through the columns (made for a sensor being judged, not kept)."""
+
+    __slots__ = ("_c", "at", "i", "interval_s", "kind", "sid", "zone")
+
+    def __init__(self, cols: _Columns, i: int, sensor: Sensor, at: int) -> None:
+        self._c, self.i = cols, i
+        self.sid, self.zone, self.kind, self.interval_s = sensor.id, sensor.zone, sensor.kind, sensor.interval_s
+        self.at = at  # position in its zone's neighbourhood (_Hood), to leave itself out of "the others"
+
+    @property
+    def last_rx(self) -> float | None:
+        v = self._c.last_rx[self.i]
+        return None if v != v else v
+
+    @property
+    def last_ts(self) -> float | None:
+        v = self._c.last_ts[self.i]
+        return None if v != v else v
+
+    @property
+    def last_value(self) -> tuple[float, ...] | None:
+        c, i = self._c, self.i
+        nv = c.nv[i]
+        return None if not nv else (c.v0[i],) if nv == 1 else (c.v0[i], c.v1[i])
+
+    @property
+    def repeat_count(self) -> int:
+        return self._c.repeat_count[self.i]
+
+    @property
+    def repeat_since(self) -> float:
+        return self._c.repeat_since[self.i]
+
+    @property
+    def move1(self) -> float:
+        return self._c.move1[self.i]
+
+    @property
+    def move2(self) -> float:
+        return self._c.move2[self.i]
+
+    @property
+    def move3(self) -> float:
+        return self._c.move3[self.i]
+
+    @property
+    def bad(self) -> tuple[float, str] | None:
+        return self._c.bad.get(self.i)
+
+    @property
+    def status(self) -> tuple[float, str] | None:
+        return self._c.status.get(self.i)
 
     def moves_since(self, t: float) -> int:
         """Its movements at or after t, counting at most the last three."""
-        return (self.move1 >= t) + (self.move2 >= t) + (self.move3 >= t)
+        c, i = self._c, self.i
+        return (c.move1[i] >= t) + (c.move2[i] >= t) + (c.move3[i] >= t)
 
 
 class _Hood:
     """The sensors of a zone and of its neighbouring zones, in site order: "the others" of each sensor of the
     zone (less itself) when deciding it is stuck. One per zone, shared by the zone's sensors, so the whole
-    structure grows with sensors × (1 + neighbours per zone), not with the square of the sensors.
+    structure grows with sensors × (1 + neighbours per zone), not with the square of the sensors. Holds the
+    sensors' site indices.
 
     The first movers after a time come from records of the neighbourhood's newest movements, rebuilt at most
     once per batch of movements (in practice once per tick, and only for a neighbourhood with a sensor that
@@ -125,11 +189,11 @@ class _Hood:
     asked about, where scanning every neighbour's movements for each suspect was quadratic.
     """
 
-    __slots__ = ("_pos", "_tops", "_version", "reads", "sensors")
+    __slots__ = ("_pos", "_tops", "_version", "members", "reads")
     _K = _MOVES_NEEDED + 1  # movers to find: up to three others, and the sensor asking may be one of them
 
-    def __init__(self, sensors: tuple[_Sensor, ...]) -> None:
-        self.sensors = sensors
+    def __init__(self, members: array[int]) -> None:
+        self.members = members
         self._version = -1  # of SensorHealth's movement count when the records below were made
         # Record r: at position _pos[r] in site order, the prefix's k-th newest latest-movement time became
         # _tops[k][r] (non-decreasing in r for each k).
@@ -137,14 +201,14 @@ class _Hood:
         self._tops: tuple[list[float], ...] = ()
         self.reads = 0  # sensor entries read by rebuilds: the work, counted (a test keeps it linear)
 
-    def _rebuild(self, version: int) -> None:
+    def _rebuild(self, version: int, move1: array[float]) -> None:
         k = self._K
         best = [_NEVER] * k  # the prefix's k newest latest-movement times, newest first
         floor = _NEVER  # best[-1]: only a sensor that moved later than this changes the records
         pos: list[int] = []
         tops: tuple[list[float], ...] = tuple([] for _ in range(k))
-        for i, s in enumerate(self.sensors):
-            v = s.move1
+        for i, m in enumerate(self.members):
+            v = move1[m]
             if v > floor:
                 j = k - 1
                 while j > 0 and best[j - 1] < v:
@@ -156,13 +220,13 @@ class _Hood:
                 for n in range(k):
                     tops[n].append(best[n])
         self._pos, self._tops, self._version = pos, tops, version
-        self.reads += len(self.sensors)
+        self.reads += len(self.members)
 
-    def movers(self, since: float, skip: int, version: int) -> list[int]:
+    def movers(self, since: float, skip: int, version: int, move1: array[float]) -> list[int]:
         """Positions, in site order, of the first (up to three) sensors other than the one at `skip` whose
         latest movement is at or after `since`."""
         if version != self._version:
-            self._rebuild(version)
+            self._rebuild(version, move1)
         out: list[int] = []
         for tops in self._tops:
             r = bisect_left(tops, since)
@@ -221,24 +285,47 @@ class SensorHealth:
         of_zone: dict[str, list[str]] = {z: [] for z in site.zones}  # each zone's sensors, in site order
         for s in site.sensors.values():
             of_zone[s.zone].append(s.id)
+        index = self._index = site.index
+        self._site_sensors: list[Sensor] = list(site.sensors.values())
+        self._zone_of: list[str] = [s.zone for s in self._site_sensors]
+        self._c = _Columns(len(self._site_sensors))
         hood_ids = _neighbourhoods(site, of_zone)
-        at = {sid: i for zid, ids in hood_ids.items() for i, sid in enumerate(ids) if site.sensors[sid].zone == zid}
-        self._sensors: dict[str, _Sensor] = {sid: _Sensor(s, at[sid]) for sid, s in site.sensors.items()}
+        self._at = array("i", [0]) * len(self._site_sensors)  # position in its zone's neighbourhood
+        for zid, ids in hood_ids.items():
+            for pos, sid in enumerate(ids):
+                if site.sensors[sid].zone == zid:
+                    self._at[index[sid]] = pos
         shared: dict[int, _Hood] = {}  # zones with the same neighbourhood share one
         self._hoods: dict[str, _Hood] = {}
         for zid, ids in hood_ids.items():
             if id(ids) not in shared:
-                shared[id(ids)] = _Hood(tuple(self._sensors[sid] for sid in ids))
+                shared[id(ids)] = _Hood(array("i", [index[sid] for sid in ids]))
             self._hoods[zid] = shared[id(ids)]
-        # Per zone, its sensors' memories in site order, for the checks on every tick.
-        self._zone_sensors = {z: tuple(self._sensors[sid] for sid in ids) for z, ids in of_zone.items()}
-        self._counter_ids = {z: tuple(m.sid for m in ms if m.kind == "counter") for z, ms in self._zone_sensors.items()}
+        # Per zone, its sensors' site indices in site order, for the checks on every tick.
+        self._zone_sensors = {z: array("i", [index[sid] for sid in ids]) for z, ids in of_zone.items()}
+        self._counter_ids = {
+            z: tuple(sid for sid in ids if site.sensors[sid].kind == "counter") for z, ids in of_zone.items()
+        }
         self._counters = {z: len(ids) for z, ids in self._counter_ids.items()}
+        self._views: dict[str, _Sensor] | None = None
+
+    @property
+    def _sensors(self) -> dict[str, _Sensor]:
+        """Sensor id -> a view of its memory (made on first use, for tests and debugging; the checks make
+        views only of sensors they judge, the same ones once this exists)."""
+        if self._views is None:
+            self._views = {sid: self._view(i) for sid, i in self._index.items()}
+        return self._views
+
+    def _view(self, i: int) -> _Sensor:
+        if self._views is not None:
+            return self._views[self._site_sensors[i].id]
+        return _Sensor(self._c, i, self._site_sensors[i], self._at[i])
 
     def neighbourhood_entries(self) -> int:
         """Sensor entries held by the neighbourhood structure: grows with sensors × (1 + neighbours per
         zone), never with the square of the sensors (a test holds this)."""
-        return sum(len(h.sensors) for h in self._distinct_hoods())
+        return sum(len(h.members) for h in self._distinct_hoods())
 
     def neighbourhood_reads(self) -> int:
         """Sensor entries read so far to find who moved around a repeating sensor (the stuck check's work)."""
@@ -251,59 +338,65 @@ class SensorHealth:
 
     def apply(self, r: Reading, received_at: float) -> None:
         """Take one reading. Readings of sensors the site does not know are counted in `rejected`."""
-        m = self._sensors.get(r.sensor)
-        if m is None:
+        i = self._index.get(r.sensor)
+        if i is None:
             self.rejected["unknown_sensor"] += 1
             return
-        if m.zone != r.zone:
+        if self._zone_of[i] != r.zone:
             self.rejected["zone_mismatch"] += 1
             return
         if self.started is None or received_at < self.started:
             self.started = received_at
+        c = self._c
         kind = r.kind
         if kind == "status":
             if r.status == "offline":
-                m.status = (r.ts, r.detail)
+                c.status[i] = (r.ts, r.detail)
             elif r.status == "fault":
-                self._mark_bad(m, r.ts, "the device reports a fault" + (f" ({r.detail})" if r.detail else ""))
-                m.status = None
-            else:
-                m.status = None
+                self._mark_bad(i, r.ts, "the device reports a fault" + (f" ({r.detail})" if r.detail else ""))
+                c.status.pop(i, None)
+            elif c.status:
+                c.status.pop(i, None)
             return
-        if m.last_rx is None or received_at > m.last_rx:
-            m.last_rx = received_at
-        m.status = None  # data flows again, whatever the device last said
-        problem = self._implausible(r, m)
+        last_rx = c.last_rx[i]
+        if not last_rx >= received_at:  # none yet (NaN), or older
+            c.last_rx[i] = received_at
+        if c.status:
+            c.status.pop(i, None)  # data flows again, whatever the device last said
+        problem = self._implausible(r, i)
         if problem:
-            self._mark_bad(m, r.ts, problem)
-        elif m.bad is not None:
-            m.good_after_bad += 1
-            if m.good_after_bad >= self.offline_intervals:
-                m.bad = None
+            self._mark_bad(i, r.ts, problem)
+        elif c.bad and i in c.bad:
+            good = c.good_after_bad[i] = c.good_after_bad[i] + 1
+            if good >= self.offline_intervals:
+                del c.bad[i], c.good_after_bad[i]
         ts = r.ts
-        if m.last_ts is not None and ts <= m.last_ts:
+        if ts <= c.last_ts[i]:  # False while there is none (NaN)
             return  # late or repeated: counts as data, but says nothing about what the sensor shows now
-        # The value as sent (ints stay ints: small ones are shared objects, so nothing is allocated for them).
+        # The value as sent, as one or two floats (exact for every count the decoder lets through).
+        nv = c.nv[i]
         if kind == "flow":
-            value: tuple[float, ...] = (r.inflow, r.outflow)
+            v0, v1, n = float(r.inflow), float(r.outflow), 2
             moved = r.inflow + r.outflow > 0
         else:
-            value = _value(r)
-            moved = value != m.last_value
+            v0, v1, n = _value(r), 0.0, 1
+            moved = not (nv == 1 and v0 == c.v0[i])
         if moved:
-            m.move3, m.move2, m.move1 = m.move2, m.move1, ts
+            c.move3[i], c.move2[i], c.move1[i] = c.move2[i], c.move1[i], ts
             self._moves += 1
-        if value == m.last_value:
-            m.repeat_count += 1
+        if nv == n and v0 == c.v0[i] and (n == 1 or v1 == c.v1[i]):
+            c.repeat_count[i] += 1
         else:
-            m.repeat_count, m.repeat_since = 1, ts
-        m.last_value, m.last_ts = value, ts
+            c.repeat_count[i], c.repeat_since[i] = 1, ts
+        c.nv[i], c.v0[i], c.v1[i], c.last_ts[i] = n, v0, v1, ts
 
-    def _mark_bad(self, m: _Sensor, ts: float, detail: str) -> None:
-        m.bad = (m.bad[0] if m.bad is not None else ts, detail)
-        m.good_after_bad = 0
+    def _mark_bad(self, i: int, ts: float, detail: str) -> None:
+        bad = self._c.bad.get(i)
+        self._c.bad[i] = (bad[0] if bad is not None else ts, detail)
+        self._c.good_after_bad[i] = 0
 
-    def _implausible(self, r: Reading, m: _Sensor) -> str:
+    def _implausible(self, r: Reading, i: int) -> str:
+        c = self._c
         if r.kind == "flow":
             fin, fout = r.inflow, r.outflow
             sat = self.saturation_values
@@ -311,10 +404,10 @@ class SensorHealth:
                 for name, v in (("in", fin), ("out", fout)):
                     if v < 0:
                         return f"negative count ({name} {v})"
-                    was = m.last_value[0 if name == "in" else 1] if m.last_value else None
+                    was = (c.v0[i] if name == "in" else c.v1[i]) if c.nv[i] else None
                     if v in sat and self._jumped(v, was):
                         return f"saturated count ({name} {v}, a register's maximum)"
-            interval = r.interval_s if r.interval_s > 0 else m.interval_s  # m.interval_s: the site's
+            interval = r.interval_s if r.interval_s > 0 else self._site_sensors[i].interval_s  # the site's
             most = fout if fout > fin else fin
             rate = most / (interval if interval > 1.0 else 1.0)
             if rate > self.max_rate_per_s:
@@ -324,18 +417,19 @@ class SensorHealth:
                 )
         elif r.kind == "occupancy":
             zone = self.site.zones[r.zone]
-            c = r.count
-            if c is None or c < 0:
-                return f"negative or missing count ({c})"
-            prev = m.last_value
-            if c in self.saturation_values and self._jumped(c, None if prev is None else prev[0]):
-                return f"saturated count ({c}, a register's maximum)"
-            if c > self.max_jump_factor * zone.capacity:
-                return f"count {c:,} is over {self.max_jump_factor:g} × the zone's capacity ({zone.capacity:,})"
-            if prev is not None and m.last_ts is not None and r.ts > m.last_ts:
-                limit = self.max_rate_per_s * max(2, self._counters[r.zone]) * (r.ts - m.last_ts)
-                if abs(c - prev[0]) > limit:
-                    return f"count jumped from {prev[0]:,.0f} to {c:,} in {r.ts - m.last_ts:g} s"
+            cnt = r.count
+            if cnt is None or cnt < 0:
+                return f"negative or missing count ({cnt})"
+            prev = c.v0[i] if c.nv[i] else None
+            if cnt in self.saturation_values and self._jumped(cnt, prev):
+                return f"saturated count ({cnt}, a register's maximum)"
+            if cnt > self.max_jump_factor * zone.capacity:
+                return f"count {cnt:,} is over {self.max_jump_factor:g} × the zone's capacity ({zone.capacity:,})"
+            last_ts = c.last_ts[i]
+            if prev is not None and r.ts > last_ts:  # False without a last reading (NaN)
+                limit = self.max_rate_per_s * max(2, self._counters[r.zone]) * (r.ts - last_ts)
+                if abs(cnt - prev) > limit:
+                    return f"count jumped from {prev:,.0f} to {cnt:,} in {r.ts - last_ts:g} s"
         elif r.kind == "density":
             d = r.density
             if d is None or not math.isfinite(d) or d < 0:
@@ -448,17 +542,21 @@ class SensorHealth:
         out = []
         started, stuck_after = self.started, self.stuck_intervals
         offline_after = self.offline_intervals
-        for m in self._zone_sensors[zone_id]:
+        c = self._c
+        last_rx, repeat_count, interval_of = c.last_rx, c.repeat_count, self._site_sensors
+        for i in self._zone_sensors[zone_id]:
             # Most sensors are fine: skip them without building anything (the full checks say the same).
-            ref = m.last_rx if m.last_rx is not None else started
+            ref = last_rx[i]
+            if ref != ref:  # NaN: never heard from, its silence counts from the start
+                ref = started if started is not None else math.nan
             if (
-                m.status is None
-                and m.bad is None
-                and m.repeat_count < stuck_after
-                and (ref is None or now - ref <= offline_after * max(m.interval_s, 1.0))
+                repeat_count[i] < stuck_after
+                and (ref != ref or now - ref <= offline_after * max(interval_of[i].interval_s, 1.0))
+                and not (c.status and i in c.status)
+                and not (c.bad and i in c.bad)
             ):
                 continue
-            out.extend(self._sensor_problems(zone_id, m, now))
+            out.extend(self._sensor_problems(zone_id, self._view(i), now))
         drift = self._drift.get(zone_id)
         if drift is not None:
             out.append(
@@ -543,15 +641,16 @@ class SensorHealth:
             return ""  # few people expected here now: a zero or an unchanged count is plausible
         hood = self._hoods[zone_id]
         # The first others (site order) that moved since it began repeating; three of them moved 3 times.
-        moving = hood.movers(m.repeat_since, m.at, self._moves)
+        moving = hood.movers(m.repeat_since, m.at, self._moves, self._c.move1)
         moves = (
             _MOVES_NEEDED
             if len(moving) >= _MOVES_NEEDED
-            else sum(hood.sensors[i].moves_since(m.repeat_since) for i in moving)
+            else sum(self._view(hood.members[p]).moves_since(m.repeat_since) for p in moving)
         )
         if moves < _MOVES_NEEDED:
             return ""  # everything around is quiet too: a calm zone, not a stuck sensor
-        first, more = hood.sensors[moving[0]].sid, " and others" if len(moving) > 1 else ""
+        first = self._site_sensors[hood.members[moving[0]]].id
+        more = " and others" if len(moving) > 1 else ""
         return (
             f"reads {shown} {m.repeat_count} times in a row since {self._clock(m.repeat_since)} while "
             f"{first}{more} nearby saw people move; check the sensor's "
@@ -587,13 +686,11 @@ def _neighbourhoods(site: Site, of_zone: dict[str, list[str]]) -> dict[str, tupl
     return out
 
 
-def _value(r: Reading) -> tuple[float, ...]:
-    """What a reading shows, for telling a repeat from a change: numbers as sent (ints stay ints)."""
-    if r.kind == "flow":
-        return (r.inflow, r.outflow)
+def _value(r: Reading) -> float:
+    """What an area or density reading shows, for telling a repeat from a change (a flow shows two numbers)."""
     if r.kind == "occupancy":
-        return (r.count if r.count is not None else -1,)
-    return (r.density if r.density is not None else -1.0,)
+        return float(r.count if r.count is not None else -1)
+    return r.density if r.density is not None else -1.0
 
 
 def _show(v: tuple[float, ...], kind: str) -> str:

@@ -18,6 +18,18 @@ from typing import Any
 _EXACT_TS = 2.0**52  # below this, whole-number bucket bounds (b * bucket_s) are exact floats
 
 
+def last_bucket(ts: float, bucket_s: float) -> int:
+    """The bucket that takes the counts of an interval ending at ts, or of an instant reading at ts: the one
+    holding the instant just before ts, ceil(ts / bucket_s) - 1.
+
+    Buckets are [b * bucket_s, (b + 1) * bucket_s) and a reading covers (ts - interval_s, ts]: at a boundary
+    (ts = b * bucket_s) its last moment lies in bucket b - 1, and bucket b has none of it. An instant reading
+    (interval_s 0) lands where a shrinking interval ending at ts would, so a zero interval is no special case.
+    Both rings (FlowRing here, the counters' rings in detect.flowsignals) apply this rule inline on their hot
+    paths (a call per reading costs more than the rule); tests/detect/test_rates.py pins both to it."""
+    return math.ceil(ts / bucket_s) - 1
+
+
 class FlowRing:
     __slots__ = ("_ids", "_in", "_out", "bucket_s", "first_ts", "n", "window_s")
 
@@ -38,7 +50,7 @@ class FlowRing:
         if self.first_ts is None or start < self.first_ts:
             self.first_ts = start
         bucket_s, n = self.bucket_s, self.n
-        b_end = math.floor(ts / bucket_s)
+        b_end = math.ceil(ts / bucket_s) - 1  # last_bucket(ts, bucket_s), inline
         if interval_s <= 0:
             self._put(b_end, inflow, outflow)
             return

@@ -29,6 +29,7 @@ snapshot() is O(zones × ring size + sensors) and runs on a tick.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, insort
 from collections import Counter, deque
 from collections.abc import Iterable
@@ -212,7 +213,7 @@ class _ZoneMemory:
         # Oldest reading of any kind: the silence of a sensor never heard from counts from here.
         self.first_ts: float | None = None
         self.last_ts: float | None = None  # newest reading of any kind
-        self.seen: dict[str, float] = {}  # sensor -> newest reading ts
+        self.seen: dict[str, float] = {}  # sensor -> newest reading ts, for sensors the site does not place here
         self.status: dict[str, tuple[float, str, str]] = {}  # sensor -> (ts, offline|fault, detail)
 
     def note_anchor(self, ts: float, gain: float) -> None:
@@ -249,17 +250,27 @@ class ZoneTracker:
         # its slowest sensor, 60 s if it has none). One silent sensor is enough to make the zone unhealthy:
         # a missing entrance counter quietly skews the occupancy. An anchor is fresh as long as its sensor
         # may be silent.
-        windows: dict[float, float] = {}  # interval -> window: one float for all sensors of an interval
-        of_zone: dict[str, list[tuple[str, float]]] = {z: [] for z in site.zones}
-        for sid, s in site.sensors.items():
+        # Per zone, its sensors' site indices and silence windows, in site order: parallel typed columns, not a
+        # tuple per sensor.
+        of_zone: dict[str, list[int]] = {z: [] for z in site.zones}
+        self._index = site.index
+        self._ids: list[str] = list(site.sensors)
+        self._zone_of: list[str] = []
+        for i, s in enumerate(site.sensors.values()):
+            self._zone_of.append(s.zone)
             if s.zone in of_zone:
-                window = windows.setdefault(s.interval_s, SILENT_INTERVALS * s.interval_s)
-                of_zone[s.zone].append((sid, window))
-        self._allowed: dict[str, tuple[tuple[str, float], ...]] = {z: tuple(a) for z, a in of_zone.items()}
-        self._silence_s: dict[str, float] = {
-            zid: SILENT_INTERVALS * max([site.sensors[sid].interval_s for sid, _ in a], default=60.0)
-            for zid, a in of_zone.items()
+                of_zone[s.zone].append(i)
+        self._allowed_at: dict[str, array[int]] = {z: array("i", a) for z, a in of_zone.items()}
+        intervals = [s.interval_s for s in site.sensors.values()]
+        self._allowed_s: dict[str, array[float]] = {
+            z: array("d", [SILENT_INTERVALS * intervals[i] for i in a]) for z, a in of_zone.items()
         }
+        self._silence_s: dict[str, float] = {
+            zid: SILENT_INTERVALS * max([intervals[i] for i in a], default=60.0) for zid, a in of_zone.items()
+        }
+        # Newest reading time of each site sensor in its own zone (-inf: none yet), at its site index; a
+        # reading of a sensor the site does not place in that zone goes to the zone's `seen` dict instead.
+        self._seen = array("d", [_NEVER]) * len(self._ids)
         self._zones: dict[str, _ZoneMemory] = {z: self._new_zone() for z in site.zones}
 
     def _new_zone(self) -> _ZoneMemory:
@@ -290,9 +301,12 @@ class ZoneTracker:
         if m.first_ts is None or ts < m.first_ts:
             m.first_ts = ts
         sid = r.sensor
-        seen = m.seen
-        if ts > seen.get(sid, _NEVER):
-            seen[sid] = ts
+        i = self._index.get(sid)
+        if i is not None and self._zone_of[i] == r.zone:
+            if ts > self._seen[i]:
+                self._seen[i] = ts
+        elif ts > m.seen.get(sid, _NEVER):
+            m.seen[sid] = ts
         if kind == "status":
             self._apply_status(m, r)
             return
@@ -439,17 +453,30 @@ class ZoneTracker:
             return False
         if now - m.last_ts > self._silence_s[zid]:
             return False
-        return not any(self._silent(m, now, sid, allowed) for sid, allowed in self._allowed[zid])
+        seen, first = self._seen, m.first_ts
+        for i, allowed in zip(self._allowed_at[zid], self._allowed_s[zid], strict=True):
+            ref = seen[i]
+            if ref == _NEVER:
+                if first is None:
+                    continue
+                ref = first
+            if now - ref > allowed:
+                return False
+        return True
 
-    @staticmethod
-    def _silent(m: _ZoneMemory, now: float, sensor_id: str, allowed_s: float) -> float | None:
-        """How long a sensor of the zone has been silent, if longer than allowed. A sensor not heard from
-        since the tracker began is counted from the zone's first reading, so startup is not an alarm."""
-        ref = m.seen.get(sensor_id, m.first_ts)
+    def _silent(self, m: _ZoneMemory, now: float, i: int, allowed_s: float) -> float | None:
+        """How long the zone's sensor at site index i has been silent, if longer than allowed. A sensor not
+        heard from since the tracker began is counted from the zone's first reading, so startup is not an alarm."""
+        ref: float | None = self._seen[i]
+        if ref == _NEVER:
+            ref = m.first_ts
         if ref is None:
             return None
         quiet = now - ref
         return quiet if quiet > allowed_s else None
+
+    def _allowed(self, zid: str) -> zip[tuple[int, float]]:
+        return zip(self._allowed_at[zid], self._allowed_s[zid], strict=True)
 
     def problems(self, zone_id: str, now: float) -> list[str]:
         """Why a zone is unhealthy at `now`, one line each, for the operator. Empty when healthy."""
@@ -457,12 +484,12 @@ class ZoneTracker:
         out = [f"{sid}: {st}" + (f" ({why})" if why else "") for sid, (_, st, why) in m.status.items()]
         if m.last_ts is None:
             return [*out, "no reading yet"]
-        for sid, allowed in self._allowed[zone_id]:
-            quiet = self._silent(m, now, sid, allowed)
+        for i, allowed in self._allowed(zone_id):
+            quiet = self._silent(m, now, i, allowed)
             if quiet is not None:
-                never = "" if sid in m.seen else ", never heard from"
-                out.append(f"{sid}: silent for {quiet:.0f} s (allowed {allowed:.0f} s{never})")
-        if not self._allowed[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
+                never = "" if self._seen[i] != _NEVER else ", never heard from"
+                out.append(f"{self._ids[i]}: silent for {quiet:.0f} s (allowed {allowed:.0f} s{never})")
+        if not self._allowed_at[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
             out.append(f"silent for {now - m.last_ts:.0f} s (allowed {self._silence_s[zone_id]:.0f} s)")
         return out
 
@@ -475,14 +502,14 @@ class ZoneTracker:
             for sid, (_, st, why) in m.status.items()
         }
         if m.last_ts is None:
-            for sid in [s for s, _ in self._allowed[zone_id]] or [zone_id]:
+            for sid in [self._ids[i] for i in self._allowed_at[zone_id]] or [zone_id]:
                 out.setdefault(sid, "no data yet")
             return out
-        for sid, allowed in self._allowed[zone_id]:
-            quiet = self._silent(m, now, sid, allowed)
+        for i, allowed in self._allowed(zone_id):
+            quiet = self._silent(m, now, i, allowed)
             if quiet is not None:
-                out.setdefault(sid, f"silent: no data for {how_long(quiet)}")
-        if not self._allowed[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
+                out.setdefault(self._ids[i], f"silent: no data for {how_long(quiet)}")
+        if not self._allowed_at[zone_id] and now - m.last_ts > self._silence_s[zone_id]:
             out.setdefault(zone_id, f"silent: no data for {how_long(now - m.last_ts)}")
         return out
 
@@ -519,10 +546,15 @@ class ZoneTracker:
                 "day_end": m.day_end,
                 "first_ts": m.first_ts,
                 "last_ts": m.last_ts,
-                "seen": dict(m.seen),
+                "seen": {**self._seen_in(zid), **m.seen},
                 "status": {k: list(v) for k, v in m.status.items()},
             }
         return {"version": SNAPSHOT_VERSION, "zones": zones, "rejected": dict(self.rejected)}
+
+    def _seen_in(self, zid: str) -> dict[str, float]:
+        """The zone's own sensors heard from, and when last."""
+        seen = self._seen
+        return {self._ids[i]: seen[i] for i in self._allowed_at[zid] if seen[i] != _NEVER}
 
     def from_snapshot(self, data: dict[str, Any]) -> None:
         """Restore in place from to_snapshot(). ValueError on a snapshot that does not fit, leaving the
@@ -539,7 +571,13 @@ class ZoneTracker:
                     _load_zone(fresh[zid], d)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise ValueError(f"tracker snapshot does not fit: {type(e).__name__}: {e}") from e
-        self._zones, self.rejected, self.dropped_zones = fresh, rejected, dropped
+        seen = array("d", [_NEVER]) * len(self._ids)
+        for zid, m in fresh.items():  # the zone's own sensors into the column, as apply() keeps them
+            for sid in list(m.seen):
+                i = self._index.get(sid)
+                if i is not None and self._zone_of[i] == zid:
+                    seen[i] = m.seen.pop(sid)
+        self._zones, self.rejected, self.dropped_zones, self._seen = fresh, rejected, dropped, seen
 
 
 def _opt(x: Any) -> float | None:

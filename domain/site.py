@@ -133,6 +133,7 @@ class Site:
         "_by_zone",
         "file",
         "grids",
+        "index",
         "info",
         "micro_grids",
         "path",
@@ -152,6 +153,9 @@ class Site:
         self.micro_grids: dict[str, MicroGrid] = {m.id: m for m in spec.micro_grids}
         self.zones: dict[str, Zone] = {z.id: z for z in spec.zones}
         self.sensors: dict[str, Sensor] = {s.id: s for s in spec.sensors}
+        # Sensor id -> its position in site order: the one per-sensor lookup the models share, which keep their
+        # per-sensor state in columns at these positions (a 50,000-sensor site: one dict, not one per model).
+        self.index: dict[str, int] = {sid: i for i, sid in enumerate(self.sensors)}
         # Each zone's sensors in site order, once: asking per zone and tick must not walk every sensor.
         by_zone: dict[str, list[Sensor]] = {}
         for s in self.sensors.values():

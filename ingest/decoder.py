@@ -54,7 +54,7 @@ _SHOWN_CHARS = 120  # a topic or an id in a detail: enough to recognise it
 class Decoder:
     """Decoder for one site. Build once; `decode` is called per message."""
 
-    __slots__ = ("_decoders", "_route", "max_bytes", "site", "tz")
+    __slots__ = ("_decoders", "_ids", "_index", "_routes", "max_bytes", "site", "tz")
 
     def __init__(self, site: Site, tz: tzinfo | None = None, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> None:
         self.site = site
@@ -62,11 +62,19 @@ class Decoder:
         self.max_bytes = max_bytes
         # strict=False: numbers sent as strings ("12") are accepted, as some counters do.
         self._decoders = {kind: msgspec.json.Decoder(typ, strict=False) for kind, typ in MESSAGE_TYPES.items()}
-        # sensor id -> (grid, zone, kinds it may send)
-        self._route: dict[str, tuple[str, str, frozenset[str]]] = {}
+        # Per sensor, at its site index: (grid, zone, kinds it may send), one tuple shared by every sensor of a
+        # zone and kind, and its id as the site holds it. A decoded message's sensor is replaced by that id, so
+        # whatever keeps it (a key, a model's memory) keeps the site's string, not a copy per message.
+        self._index = site.index
+        self._ids: list[str] = list(site.sensors)
+        shared: dict[tuple[str, str], tuple[str, str, frozenset[str]]] = {}
+        self._routes: list[tuple[str, str, frozenset[str]]] = []
         for s in site.sensors.values():
-            zone = site.zones[s.zone]
-            self._route[s.id] = (zone.grid, zone.id, ALLOWED_KINDS[s.kind])
+            route = shared.get((s.zone, s.kind))
+            if route is None:
+                zone = site.zones[s.zone]
+                route = shared[(s.zone, s.kind)] = (zone.grid, zone.id, ALLOWED_KINDS[s.kind])
+            self._routes.append(route)
 
     def decode(self, topic: str, payload: bytes, received_at: float = 0.0) -> Message | Rejection:
         if len(payload) > self.max_bytes:
@@ -87,7 +95,7 @@ class Decoder:
         ):
             return reject("bad_topic", _topic_problem(topic), topic, payload, received_at=received_at)
         _, _, grid, zone, topic_sensor, kind = parts
-        known = topic_sensor if topic_sensor in self._route else None
+        known = topic_sensor if topic_sensor in self._index else None
         try:
             msg: Message = self._decoders[kind].decode(payload)
         except msgspec.ValidationError as e:
@@ -114,8 +122,8 @@ class Decoder:
         problem = _value_problem(msg)
         if problem is not None:
             return reject("schema", problem, topic, payload, sensor, received_at)
-        route = self._route.get(sensor)
-        if route is None:
+        at = self._index.get(sensor)
+        if at is None:
             return reject(
                 "unknown_sensor",
                 f"sensor '{_shown(sensor)}' is not in site '{self.site.info.id}'; "
@@ -125,7 +133,7 @@ class Decoder:
                 sensor,
                 received_at,
             )
-        s_grid, s_zone, allowed = route
+        s_grid, s_zone, allowed = self._routes[at]
         if topic_sensor != sensor or zone != s_zone or grid != s_grid:
             return reject(
                 "topic_mismatch",
@@ -150,6 +158,7 @@ class Decoder:
         if msg.ts.tzinfo is None:
             # A naive local time is read in the site's timezone (contract v1).
             msg.ts = msg.ts.replace(tzinfo=self.tz)
+        msg.sensor = self._ids[at]
         return msg
 
     def _too_deep(self, topic: str, payload: bytes, sensor: str | None, received_at: float) -> Rejection | None:

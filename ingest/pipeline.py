@@ -11,6 +11,8 @@ through `received_at` and `now`, so a replay is deterministic.
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Callable
 from datetime import datetime
 
@@ -19,7 +21,7 @@ from domain.site import Sensor, Site
 from domain.values import Reading
 from ingest.decoder import MAX_PAYLOAD_BYTES, Decoder
 from ingest.rejection import Reason, Rejection, reject
-from ingest.sequencer import Sequencer
+from ingest.sequencer import Sequences
 from ingest.stats import IngestStats
 
 _KIND_OF: dict[type, str] = {
@@ -40,86 +42,17 @@ RATE_LIMIT = 200
 RATE_WINDOW_S = 10.0
 
 
-class _Stream(Sequencer[_Item]):
-    """One sensor's messages of one kind: its sequencer (one object with it, not two: there is one stream per
-    sensor and kind) and, for running totals, the previous total."""
-
-    __slots__ = ("kind", "prev_total", "rate_count", "rate_window", "reversed", "sensor", "zone")
-
-    def __init__(self, sensor: Sensor, kind: str, lateness_s: float) -> None:
-        super().__init__(lateness_s)
-        self.sensor = sensor
-        self.zone = sensor.zone
-        self.kind = kind
-        self.reversed = sensor.direction == "reversed"
-        self.prev_total: tuple[int, int, float] | None = None  # in_total, out_total, ts
-        self.rate_window = -1  # event-time window of the flood bound (RATE_WINDOWS intervals), and its count
-        self.rate_count = 0
-
-    def floods(self, ts: float, limit: int) -> bool:
-        """More than `limit` readings within the current RATE_WINDOW_S of event time. By event time, not
-        arrival: a device replaying an hour it buffered (one reading per interval) is no flood, thousands of
-        readings stamped within seconds are. Older windows are not counted (the sequencer bounds those)."""
-        window = int(ts // RATE_WINDOW_S)
-        if window > self.rate_window:
-            self.rate_window, self.rate_count = window, 0
-        elif window < self.rate_window:
-            return False
-        self.rate_count += 1
-        return self.rate_count > limit
-
-    def reading(self, item: _Item, stats: IngestStats) -> Reading | None:
-        msg, ts = item
-        if isinstance(msg, CountMsg):
-            return self._flow(msg.seq, ts, msg.interval_s, msg.in_, msg.out)
-        if isinstance(msg, TotalMsg):
-            return self._from_total(msg, ts, stats)
-        if isinstance(msg, OccupancyMsg):
-            return Reading(sensor=msg.sensor, zone=self.zone, kind="occupancy", ts=ts, seq=msg.seq, count=msg.count)
-        if isinstance(msg, DensityMsg):
-            return Reading(sensor=msg.sensor, zone=self.zone, kind="density", ts=ts, seq=msg.seq, density=msg.density)
-        return Reading(
-            sensor=msg.sensor,
-            zone=self.zone,
-            kind="status",
-            ts=ts,
-            seq=msg.seq,
-            status=msg.state,
-            detail=msg.detail,
-        )
-
-    def _flow(self, seq: int, ts: float, interval_s: float, cin: int, cout: int) -> Reading:
-        if self.reversed:  # mounted the other way round: its "in" is people leaving the zone
-            cin, cout = cout, cin
-        return Reading(
-            sensor=self.sensor.id,
-            zone=self.zone,
-            kind="flow",
-            ts=ts,
-            seq=seq,
-            interval_s=interval_s,
-            inflow=cin,
-            outflow=cout,
-        )
-
-    def _from_total(self, msg: TotalMsg, ts: float, stats: IngestStats) -> Reading | None:
-        prev = self.prev_total
-        self.prev_total = (msg.in_total, msg.out_total, ts)
-        if prev is None:
-            stats.baselines += 1  # the first total only sets the baseline: no flow can be derived yet
-            return None
-        p_in, p_out, p_ts = prev
-        if msg.in_total < p_in or msg.out_total < p_out:
-            # Counter reset (midnight or reboot): what it shows now was counted since the reset. Taking the
-            # new totals as the delta never produces a negative or a giant wrapped-around flow.
-            stats.resets += 1
-            d_in, d_out = msg.in_total, msg.out_total
-        else:
-            d_in, d_out = msg.in_total - p_in, msg.out_total - p_out
-        interval = ts - p_ts
-        if interval <= 0:
-            interval = self.sensor.interval_s
-        return self._flow(msg.seq, ts, interval, d_in, d_out)
+# The message type of each sensor's own stream (stream number = the sensor's site index): what it sends.
+# Its status messages, and a counter sending the other mode's kind, are streams of their own, numbered from
+# the site's sensor count on, made at their first message.
+_OWN: dict[tuple[str, str], type] = {
+    ("counter", "interval"): CountMsg,
+    ("counter", "total"): TotalMsg,
+    ("area", "interval"): OccupancyMsg,
+    ("area", "total"): OccupancyMsg,
+    ("density", "interval"): DensityMsg,
+    ("density", "total"): DensityMsg,
+}
 
 
 class Ingestor:
@@ -144,9 +77,26 @@ class Ingestor:
         self.on_reject = on_reject
         self.stats = IngestStats()
         self._decoder = Decoder(site, max_bytes=max_bytes)
-        # message type -> sensor -> stream: no key tuple per stream, none built per message
-        self._streams: dict[type, dict[str, _Stream]] = {typ: {} for typ in _KIND_OF}
-        self._holding: set[_Stream] = set()  # streams with held messages, so expire() skips the rest
+        # Every sensor's own stream is allocated here, at its site index, in columns: no object, dict entry or
+        # allocation per sensor when its first reading comes (a 50,000-sensor site hears from most sensors only
+        # a few times in its first minutes), and a few dozen bytes a sensor in all.
+        self._index = site.index
+        self._sensors: list[Sensor] = list(site.sensors.values())
+        n = len(self._sensors)
+        self._own: list[type] = [_OWN[(s.kind, s.mode)] for s in self._sensors]
+        self._reversed = bytearray(s.direction == "reversed" for s in self._sensors)  # "in" means leaving
+        self._seqs: Sequences[_Item] = Sequences(lateness_s, n)
+        self._extra: dict[tuple[type, int], int] = {}  # (message type, sensor) -> stream, for the other streams
+        self._extra_of: list[tuple[int, type]] = []  # stream n + j -> (sensor, message type)
+        # Running totals: the previous (in_total, out_total, ts) per stream; ts NaN: none yet.
+        self._prev_in = array("q", [0]) * n
+        self._prev_out = array("q", [0]) * n
+        self._prev_ts = array("d", [math.nan]) * n
+        # The flood bound's event-time window (RATE_WINDOW_S) per stream, and its count.
+        self._rate_window = array("q", [-1]) * n
+        self._rate_count = array("q", [0]) * n
+        self._rate_older = array("q", [0]) * n  # readings of the window just before the current one
+        self._holding: set[int] = set()  # streams with held messages, so expire() skips the rest
 
     def feed(self, topic: str, payload: bytes, received_at: float) -> list[Reading]:
         """Take one MQTT message; return the Readings released by it (usually just its own)."""
@@ -167,14 +117,16 @@ class Ingestor:
                 received_at,
             )
             return []
-        streams = self._streams[type(msg)]
-        stream = streams.get(msg.sensor)
-        if stream is None:
-            stream = streams[msg.sensor] = _Stream(self.site.sensors[msg.sensor], _KIND_OF[type(msg)], self.lateness_s)
-        kind = stream.kind
-        missing_before, held_before = stream.missing, len(stream.held)
+        typ = type(msg)
+        i = self._index[msg.sensor]  # the decoder took only the site's sensors, and gave the site's id
+        k = i if typ is self._own[i] else self._stream(typ, i)
+        kind = _KIND_OF[typ]
+        seqs = self._seqs
+        held = seqs.held
+        missing_before, resets_before = seqs.missing, seqs.resets
+        held_before = seqs.held_count(k) if held else 0
         released: list[_Item] = []
-        verdict = stream.offer(msg.seq, ts, received_at, (msg, ts), released)
+        verdict = seqs.offer(k, msg.seq, ts, received_at, (msg, ts), released)
         if verdict == "duplicate":
             stats.duplicates += 1
             self._reject(
@@ -193,7 +145,7 @@ class Ingestor:
                 # Interval counts are additive: applying one late keeps occupancy right.
                 stats.accepted += 1
                 stats.late_applied += 1
-                return self._readings(stream, [(msg, ts)])
+                return self._readings(k, [(msg, ts)])
             self._reject(
                 "too_late",
                 f"seq {msg.seq} arrived after its gap was closed (lateness window {self.lateness_s:g} s); "
@@ -224,9 +176,9 @@ class Ingestor:
         # The flood bound after sequencing: a repeat is a duplicate, not a flood, and a rejected reading in
         # order still moves the sequence on, so the readings after a flood are not held for a gap it left. One
         # that was held (out of order, or past a seq jump) is taken out of the hold.
-        if self.rate_limit and stream.floods(ts, self.rate_limit):
+        if self.rate_limit and self._floods(k, ts):
             if verdict == "held":
-                del stream.held[msg.seq]
+                seqs.drop(k, msg.seq)
             released = [item for item in released if item[0] is not msg]
             self._reject(
                 "too_frequent",
@@ -239,14 +191,59 @@ class Ingestor:
             )
         else:
             stats.accepted += 1
-        stats.missing += stream.missing - missing_before
-        if stream.held or held_before:  # the common stream, in order with nothing held, needs none of this
-            stats.held += len(stream.held) - held_before
-            if stream.held:
-                self._holding.add(stream)
+        stats.missing += seqs.missing - missing_before
+        stats.restarts += seqs.resets - resets_before
+        if held or held_before:  # the common case, nothing held anywhere, needs none of this
+            held_now = seqs.held_count(k)
+            stats.held += held_now - held_before
+            if held_now:
+                self._holding.add(k)
             else:
-                self._holding.discard(stream)
-        return self._readings(stream, released) if released else []
+                self._holding.discard(k)
+        return self._readings(k, released) if released else []
+
+    def _stream(self, typ: type, sensor: int) -> int:
+        """The stream of a sensor's messages other than its own kind (status), made at the first one."""
+        k = self._extra.get((typ, sensor))
+        if k is None:
+            k = self._extra[(typ, sensor)] = self._seqs.add()
+            self._extra_of.append((sensor, typ))
+            self._prev_in.append(0)
+            self._prev_out.append(0)
+            self._prev_ts.append(math.nan)
+            self._rate_window.append(-1)
+            self._rate_count.append(0)
+            self._rate_older.append(0)
+        return k
+
+    def _sensor_of(self, k: int) -> int:
+        n = len(self._sensors)
+        return k if k < n else self._extra_of[k - n][0]
+
+    def _kind_of(self, k: int) -> str:
+        n = len(self._sensors)
+        return _KIND_OF[self._own[k] if k < n else self._extra_of[k - n][1]]
+
+    def _floods(self, k: int, ts: float) -> bool:
+        """More than rate_limit readings within the current RATE_WINDOW_S of event time. By event time, not
+        arrival: a device replaying an hour it buffered (one reading per interval) is no flood, thousands of
+        readings stamped within seconds are. A straggler of the window just before the current one (a flood
+        from two connections, interleaved across a window boundary) counts on that window's own count: without
+        it each one passed. Older readings are not counted: a device replaying its buffer after a live reading
+        sends them, at most one per reporting interval, and the sequencer bounds them."""
+        window = int(ts // RATE_WINDOW_S)
+        current = self._rate_window[k]
+        if window > current:
+            self._rate_older[k] = self._rate_count[k] if window == current + 1 else 0
+            self._rate_window[k] = window
+            self._rate_count[k] = count = 1
+        elif window < current:
+            if window < current - 1:
+                return False
+            self._rate_older[k] = count = self._rate_older[k] + 1
+        else:
+            self._rate_count[k] = count = self._rate_count[k] + 1
+        return count > self.rate_limit
 
     def expire(self, now: float) -> list[Reading]:
         """Release messages held for a gap for more than lateness_s of processing time; call on a tick."""
@@ -258,28 +255,93 @@ class Ingestor:
 
     def _release_holding(self, now: float | None) -> list[Reading]:
         out: list[Reading] = []
-        for stream in sorted(self._holding, key=lambda s: (s.sensor.id, s.kind)):  # deterministic order
-            missing_before, held_before = stream.missing, len(stream.held)
+        seqs = self._seqs
+        order = sorted(self._holding, key=lambda k: (self._sensors[self._sensor_of(k)].id, self._kind_of(k)))
+        for k in order:  # deterministic order
+            missing_before, resets_before, held_before = seqs.missing, seqs.resets, seqs.held_count(k)
             released: list[_Item] = []
             if now is None:
-                stream.flush(released)
+                seqs.flush(k, released)
             else:
-                stream.expire(now, released)
-            self.stats.missing += stream.missing - missing_before
-            self.stats.held += len(stream.held) - held_before
-            if not stream.held:
-                self._holding.discard(stream)
-            out.extend(self._readings(stream, released))
+                seqs.expire(k, now, released)
+            held_now = seqs.held_count(k)
+            self.stats.missing += seqs.missing - missing_before
+            self.stats.restarts += seqs.resets - resets_before
+            self.stats.held += held_now - held_before
+            if not held_now:
+                self._holding.discard(k)
+            out.extend(self._readings(k, released))
         return out
 
-    def _readings(self, stream: _Stream, items: list[_Item]) -> list[Reading]:
+    def _readings(self, k: int, items: list[_Item]) -> list[Reading]:
         out = []
-        for item in items:
-            r = stream.reading(item, self.stats)
+        i = self._sensor_of(k)
+        sensor = self._sensors[i]
+        for msg, ts in items:
+            r = self._reading(k, sensor, self._reversed[i], msg, ts)
             if r is not None:
                 out.append(r)
         self.stats.released += len(out)
         return out
+
+    def _reading(self, k: int, sensor: Sensor, reversed_: int, msg: Message, ts: float) -> Reading | None:
+        if isinstance(msg, CountMsg):
+            cin, cout = (msg.out, msg.in_) if reversed_ else (msg.in_, msg.out)
+            return Reading(
+                sensor=sensor.id,
+                zone=sensor.zone,
+                kind="flow",
+                ts=ts,
+                seq=msg.seq,
+                interval_s=msg.interval_s,
+                inflow=cin,
+                outflow=cout,
+            )
+        if isinstance(msg, TotalMsg):
+            return self._from_total(k, sensor, reversed_, msg, ts)
+        if isinstance(msg, OccupancyMsg):
+            return Reading(sensor=msg.sensor, zone=sensor.zone, kind="occupancy", ts=ts, seq=msg.seq, count=msg.count)
+        if isinstance(msg, DensityMsg):
+            return Reading(sensor=msg.sensor, zone=sensor.zone, kind="density", ts=ts, seq=msg.seq, density=msg.density)
+        assert isinstance(msg, StatusMsg)
+        return Reading(
+            sensor=msg.sensor,
+            zone=sensor.zone,
+            kind="status",
+            ts=ts,
+            seq=msg.seq,
+            status=msg.state,
+            detail=msg.detail,
+        )
+
+    def _from_total(self, k: int, sensor: Sensor, reversed_: int, msg: TotalMsg, ts: float) -> Reading | None:
+        p_in, p_out, p_ts = self._prev_in[k], self._prev_out[k], self._prev_ts[k]
+        self._prev_in[k], self._prev_out[k], self._prev_ts[k] = msg.in_total, msg.out_total, ts
+        if p_ts != p_ts:  # NaN: none yet
+            self.stats.baselines += 1  # the first total only sets the baseline: no flow can be derived yet
+            return None
+        if msg.in_total < p_in or msg.out_total < p_out:
+            # Counter reset (midnight or reboot): what it shows now was counted since the reset. Taking the
+            # new totals as the delta never produces a negative or a giant wrapped-around flow.
+            self.stats.resets += 1
+            d_in, d_out = msg.in_total, msg.out_total
+        else:
+            d_in, d_out = msg.in_total - p_in, msg.out_total - p_out
+        interval = ts - p_ts
+        if interval <= 0:
+            interval = sensor.interval_s
+        if reversed_:  # mounted the other way round: its "in" is people leaving the zone
+            d_in, d_out = d_out, d_in
+        return Reading(
+            sensor=sensor.id,
+            zone=sensor.zone,
+            kind="flow",
+            ts=ts,
+            seq=msg.seq,
+            interval_s=interval,
+            inflow=d_in,
+            outflow=d_out,
+        )
 
     def _reject(
         self, reason: Reason, detail: str, topic: str, payload: bytes, msg: Message, received_at: float

@@ -13,7 +13,7 @@ class IngestStats:
     rejected: dict[str, int] = field(default_factory=dict)  # by reason (ingest.rejection.REASONS)
     duplicates: int = 0  # also counted in rejected["duplicate"]
     resets: int = 0  # running-total counter resets (midnight, reboot)
-    restarts: int = 0  # sensor reboots detected by the sequence number falling back
+    restarts: int = 0  # sensor reboots: the sequence number fell back, or a gap too wide to be lost messages
     missing: int = 0  # sequence numbers given up on after the lateness window
     late_applied: int = 0  # interval counts that arrived after their gap was given up, still applied
     baselines: int = 0  # first running total of a stream: sets the baseline, yields no flow

@@ -70,7 +70,8 @@ def main() -> int:
         cfg.write_text(
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "cf-shots"\n'
             f'[service]\nclock = "sim"\ndata_dir = "{work / "var"}"\ntick_s = 5\n'
-            f'[dashboard]\nport = {port}\napi_token = "{operator}"\nwall_tokens = ["{operator}-wall"]\n'
+            f'[dashboard]\nport = {port}\npush_port = {free_port()}\n'
+            f'api_token = "{operator}"\nwall_tokens = ["{operator}-wall"]\n'
             f'[alerts]\nroster = "{roster}"\ndeliver = false\n',
             encoding="utf-8",
         )

@@ -17,7 +17,9 @@ With a disk `Spool` (store/spool.py, docs/storage.md) the outage path changes; t
   The memory buffer also spills to the spool when it passes `high_water` lines (a server slower than ingest).
 - While the server is down, the oldest spooled record is tried again after a backoff (`retries`); once it
   goes through, the spool is replayed oldest first, one record per request, at most `replay_rate` lines a
-  second, so a server that has just come back is not flattened. Then writing goes direct again.
+  second, so a server that has just come back is not flattened. What arrives during the replay goes behind the
+  spool a batch (or a flush interval) at a time, so the records stay full and the spool drains while ingest
+  goes on. Then writing goes direct again.
 - `close()` spools what is still in memory if the server is down or the spool is not empty, replays what it
   can within `close_timeout_s`, and leaves the rest on disk for the next start: nothing is counted as failed
   for want of a server.
@@ -185,12 +187,7 @@ class Batcher:
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             except Permanent as err:
-                failed = len(batch) if err.failed is None else min(err.failed, len(batch))
-                self.stats.points_failed += failed
-                self.stats.points_written += len(batch) - failed
-                self.stats.batches += 1
-                self.stats.last_error = str(err)
-                log.error("store refused %d of %d points: %s", failed, len(batch), err)
+                self._refused(batch, err)
                 return
             except Exception as err:  # a bug in a sender must not kill the writer thread
                 log.exception("store sender failed")
@@ -199,6 +196,15 @@ class Batcher:
             self.stats.points_written += len(batch)
             self.stats.batches += 1
             return
+
+    def _refused(self, batch: list[str], err: Permanent) -> None:
+        """The server refused the batch for good: its refused points counted as failed, the rest written."""
+        failed = len(batch) if err.failed is None else min(err.failed, len(batch))
+        self.stats.points_failed += failed
+        self.stats.points_written += len(batch) - failed
+        self.stats.batches += 1
+        self.stats.last_error = str(err)
+        log.error("store refused %d of %d points: %s", failed, len(batch), err)
 
     def _give_up(self, batch: list[str], reason: str, *, drain: bool = False) -> None:
         """Count `batch` as failed; with `drain`, everything still buffered too (close() ran out of time)."""
@@ -219,6 +225,7 @@ class Batcher:
         next_try = 0.0  # monotonic: when the spool may be tried again after a transient failure
         next_send = 0.0  # monotonic: when the replay rate allows the next record
         spool_retry_at = 0.0  # monotonic: when to try the disk again after it refused a write
+        spill_at = 0.0  # monotonic: when memory goes behind the spool even short of a batch (server up)
         while True:
             if spool.empty and not self._down and len(self._buf) < self.high_water:
                 if self._outage_logged or self._drop_logged:
@@ -238,16 +245,24 @@ class Batcher:
                 continue
             # Backlog: whatever waits in memory goes behind the spool, then the spool's oldest record is tried.
             now = time.monotonic()
-            if now >= spool_retry_at and not self._spool_memory(spool):
-                spool_retry_at = now + self.retry_initial_s
             closing = self._close_requested.is_set()
+            # While the server takes the replay, what arrives meanwhile goes behind the spool a batch (or a
+            # flush interval) at a time: spilled after every request, it would make one small record per
+            # request, and a spool replayed one record per request would shrink no faster than it grows.
+            # While the server is down, memory goes to disk at once.
+            spill = self._down or closing or len(self._buf) >= self.batch_size or now >= spill_at
+            if spill and now >= spool_retry_at:
+                if self._spool_memory(spool):
+                    spill_at = now + self.flush_interval_s
+                else:
+                    spool_retry_at = now + self.retry_initial_s
             if closing and (self._down or now >= self._deadline):
                 if not self._spool_memory(spool):  # neither server nor disk: count, never lose quietly
                     self._give_up(
                         [], f"close(): the spool refused the last points ({self.stats.last_error})", drain=True
                     )
                 return
-            if spool.empty:  # the disk refused the lines: they wait in memory for the server itself
+            if spool.empty:  # replayed, or the disk refused the lines: memory goes to the server itself
                 if self._down and now < next_try:
                     self._pause(next_try - now)
                     continue
@@ -292,12 +307,7 @@ class Batcher:
             self.stats.last_error = str(err)
             return "transient"
         except Permanent as err:
-            failed = len(batch) if err.failed is None else min(err.failed, len(batch))
-            self.stats.points_failed += failed
-            self.stats.points_written += len(batch) - failed
-            self.stats.batches += 1
-            self.stats.last_error = str(err)
-            log.error("store refused %d of %d points: %s", failed, len(batch), err)
+            self._refused(batch, err)
             return "refused"
         except Exception as err:  # a bug in a sender must not kill the writer thread
             log.exception("store sender failed")

@@ -13,6 +13,7 @@ import logging
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,12 +23,16 @@ from store.embedded import EmbeddedStore
 from store.influx_v1 import InfluxV1Store
 from store.influx_v2 import InfluxV2Store
 from store.spool import DEFAULT_MAX_BYTES
+from store.spool_location import adopt_legacy, destination_dir, others_pending
+from store.writer import WriterSettings
 
 log = logging.getLogger(__name__)
 
 Api = Literal["auto", "v1", "v2"]
 _MAJOR = re.compile(r"^\s*v?(\d+)\.")
-SPOOL_DIR = "influx-spool"  # beside the embedded store's file, in the service's data directory
+# Beside the embedded store's file, in the service's data directory; a directory per destination inside it
+# (store/spool_location.py).
+SPOOL_DIR = "influx-spool"
 
 
 def detect_api(url: str, *, timeout_s: float = 5.0) -> Literal["v1", "v2"]:
@@ -88,9 +93,11 @@ def open_store(
     """None → EmbeddedStore(embedded_path); an http(s) URL → InfluxV1Store or InfluxV2Store.
 
     `site` gives the grid and kind tags of each zone (InfluxDB stores); `database` is the 1.x database.
-    The InfluxDB stores spool to disk while the server is unreachable, in `influx-spool/` beside
-    `embedded_path` (the service's data directory: no setting of its own), at most `spool_max_bytes`
-    (docs/storage.md); without an `embedded_path` they buffer in memory only. With a spool, the store opens
+    The InfluxDB stores spool to disk while the server is unreachable, in `influx-spool/<destination>/` beside
+    `embedded_path` (the service's data directory: no setting of its own; one directory per API, database or
+    bucket and server, see store/spool_location.py), at most `spool_max_bytes` (docs/storage.md); a spool
+    left directly in `influx-spool/` by an earlier version is moved into the destination's directory and
+    replayed there. Without an `embedded_path` they buffer in memory only. With a spool, the store opens
     while the server is down and spools until it answers; with "auto" the API is then taken from the
     settings (a token means 2.x/3.x), logged as a guess.
     """
@@ -101,10 +108,15 @@ def open_store(
             f"store URL {url!r} must start with http:// or https:// (e.g. http://localhost:8086), "
             "or be unset for the embedded store"
         )
+    try:
+        _port = urlsplit(url).port  # out of range or not a number: said here, not as a bare ValueError later
+    except ValueError as err:
+        raise StoreConfigError(f"store URL {url!r} has a bad port ({err}); e.g. http://localhost:8086") from err
     if api not in ("auto", "v1", "v2"):
         raise StoreConfigError(f"api must be 'auto', 'v1' or 'v2', not {api!r}")
-    spool_dir = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
-    chosen = _choose_api(url, api, token, spooling=spool_dir is not None, timeout_s=timeout_s)
+    spool_root = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
+    chosen = _choose_api(url, api, token, spooling=spool_root is not None, timeout_s=timeout_s)
+    writer = WriterSettings(spool_max_bytes=spool_max_bytes)
     if chosen == "v1":
         return InfluxV1Store(
             url,
@@ -113,8 +125,8 @@ def open_store(
             password=password,
             site=site,
             timeout_s=timeout_s,
-            spool_dir=spool_dir,
-            spool_max_bytes=spool_max_bytes,
+            spool_dir=_spool_dir(spool_root, api="v1", url=url, name=database),
+            writer=writer,
         )
     missing = [name for name, value in (("token", token), ("org", org), ("bucket", bucket)) if not value]
     if missing or token is None or org is None or bucket is None:
@@ -129,6 +141,28 @@ def open_store(
         bucket,
         site=site,
         timeout_s=timeout_s,
-        spool_dir=spool_dir,
-        spool_max_bytes=spool_max_bytes,
+        spool_dir=_spool_dir(spool_root, api="v2", url=url, name=bucket, org=org),
+        writer=writer,
     )
+
+
+def _spool_dir(
+    root: Path | None, *, api: Literal["v1", "v2"], url: str, name: str, org: str | None = None
+) -> Path | None:
+    """This destination's spool directory under `root` (None: no spool), with an earlier version's spool
+    moved into it; spools of other destinations are left alone, and said to be waiting."""
+    if root is None:
+        return None
+    target = destination_dir(root, api=api, url=url, name=name, org=org)
+    try:
+        adopt_legacy(root, target)
+    except OSError as err:  # what is not moved yet stays where it was, for the next start: not a reason to stop
+        log.error("could not move the InfluxDB spool an earlier version left in %s to %s: %s", root, target, err)
+    for other in others_pending(root, target):
+        log.warning(
+            "the InfluxDB spool %s holds points for another destination than this store's (%s); only a store "
+            "writing to that destination replays them",
+            other,
+            target.name,
+        )
+    return target

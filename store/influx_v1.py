@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from domain.site import Site
-from domain.values import Reading, ZoneState
-from store.base import HISTORY_MAX_FIELDS, HISTORY_MEAN_FIELDS, StoreError, StoreStats, StoreUnreachableError
-from store.batcher import Batcher, Permanent, Transient
-from store.lineprotocol import ZONE_STATE, Encoder, ts_ns
-from store.spool import DEFAULT_MAX_BYTES, Spool
+from store.base import HISTORY_MAX_FIELDS, HISTORY_MEAN_FIELDS, StoreError, StoreUnreachableError
+from store.batcher import Permanent, Transient
+from store.lineprotocol import ZONE_STATE, ts_ns
+from store.writer import WriterSettings, WriterStore
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ def influxql_ident(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class InfluxV1Store:
+class InfluxV1Store(WriterStore):
     def __init__(
         self,
         url: str,
@@ -47,33 +45,21 @@ class InfluxV1Store:
         *,
         username: str | None = None,
         password: str | None = None,
-        batch_size: int = 5000,
-        flush_interval_s: float = 1.0,
         create_database: bool = True,
-        max_queue: int = 200_000,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 30.0,
-        close_timeout_s: float = 10.0,
         timeout_s: float = 10.0,
         site: Site | None = None,
         spool_dir: Path | None = None,
-        spool_max_bytes: int = DEFAULT_MAX_BYTES,
-        spool_segment_bytes: int | None = None,
-        high_water: int | None = None,
-        replay_rate: float = 25_000.0,
+        writer: WriterSettings | None = None,
     ) -> None:
-        """`spool_dir`: where points wait on disk while the server is unreachable (see store/batcher.py and
-        docs/storage.md); None keeps them in memory only (`max_queue`, oldest dropped)."""
-        self.url = url.rstrip("/")
+        """`database` is created at once unless `create_database` is False (or the server is down: then on the
+        first write answered "database not found"); `spool_dir` and `writer`: see WriterStore."""
+        super().__init__(url, site)
         self.database = database
-        self.stats = StoreStats()
-        self._encoder = Encoder(self.stats, site)
         auth = (username, password or "") if username else None
         # One client per thread: the writer thread owns _write_http, history() callers share _query_http.
         self._write_http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout_s)
         self._query_http = httpx.Client(base_url=self.url, auth=auth, timeout=timeout_s)
         self._create_database = create_database
-        self._closed = False
         if create_database:
             try:
                 self._create_db()
@@ -84,33 +70,9 @@ class InfluxV1Store:
                 # writer creates the database when a write is answered "database not found".
                 log.warning("%s; starting anyway, spooling to %s until it answers", err, spool_dir)
                 self.stats.last_error = str(err)
-        spool = (
-            Spool(spool_dir, self.stats, max_bytes=spool_max_bytes, segment_bytes=spool_segment_bytes)
-            if spool_dir is not None
-            else None
-        )
-        self._batcher = Batcher(
-            self._send,
-            self.stats,
-            batch_size=batch_size,
-            flush_interval_s=flush_interval_s,
-            max_queue=max_queue,
-            retry_initial_s=retry_initial_s,
-            retry_max_s=retry_max_s,
-            close_timeout_s=close_timeout_s,
-            name=f"influx-v1-writer:{database}",
-            spool=spool,
-            high_water=high_water,
-            replay_rate=replay_rate,
-        )
+        self._start_writer(self._send, name=f"influx-v1-writer:{database}", spool_dir=spool_dir, writer=writer)
 
     # -- Store ----------------------------------------------------------------------------------------------
-
-    def write_states(self, states: Sequence[ZoneState]) -> None:
-        self._batcher.put(self._encoder.states(states))
-
-    def write_readings(self, readings: Sequence[Reading]) -> None:
-        self._batcher.put(self._encoder.readings(readings))
 
     def history(self, zone: str, since: float, until: float, *, every_s: float = 60.0) -> list[dict[str, float]]:
         every_ms = max(1, round(every_s * 1000))
@@ -134,17 +96,9 @@ class InfluxV1Store:
         return rows
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._batcher.close()
-        self._write_http.close()
-        self._query_http.close()
-
-    @property
-    def pending(self) -> int:
-        """Lines buffered and not yet sent."""
-        return self._batcher.pending
+        if self._close_writer():
+            self._write_http.close()
+            self._query_http.close()
 
     # -- HTTP -----------------------------------------------------------------------------------------------
 

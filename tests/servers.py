@@ -176,7 +176,9 @@ class ServiceProcess:
 
     def start(self, timeout_s: float = 120.0) -> None:
         """Start and wait until it has subscribed (broker "connected" in /healthz): a message published
-        earlier could reach a broker that has no session for the service yet."""
+        earlier could reach a broker that has no session for the service yet. Then until its push process
+        serves (relay "up"; 30 s at most, else ServiceError with its status and the log), so a page's first
+        connection finds it."""
         out = self.log.open("ab")
         argv = [sys.executable, "-m", "crowdflow.cli", "serve", "--config", str(self.config), *self.extra_argv]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -188,10 +190,36 @@ class ServiceProcess:
                 raise ServiceError(f"crowdflow serve exited with {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(OSError, ValueError):
                 if self.health().get("broker") == "connected":
+                    self._wait_relay(max(30.0, deadline - time.monotonic()))
                     return
             time.sleep(0.1)
         self.stop()
         raise ServiceError(f"crowdflow serve did not subscribe within {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def _wait_relay(self, timeout_s: float) -> None:
+        """Until the push process serves (or the service runs without one); ServiceError saying why not."""
+        deadline = time.monotonic() + timeout_s
+        relay: Any = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServiceError(f"crowdflow serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(OSError, ValueError):
+                relay = self.health().get("relay")
+                if isinstance(relay, dict) and relay.get("state") in ("up", "off"):
+                    return
+            time.sleep(0.05)
+        raise ServiceError(f"the push process did not serve within {timeout_s:.0f} s: {relay}\n{self.log_tail()}")
+
+    @property
+    def push_port(self) -> int | None:
+        """The push process's port (its /ws), or None when the service runs without one; ServiceError if it has
+        one that is not serving now (a test streaming from it would only time out, saying less)."""
+        relay = self.health().get("relay")
+        if not isinstance(relay, dict) or relay.get("state") == "off":
+            return None
+        if relay.get("state") != "up" or not isinstance(relay.get("port"), int):
+            raise ServiceError(f"the push process is not serving: {relay}\n{self.log_tail()}")
+        return int(relay["port"])
 
     def get(self, path: str, token: str | None = None, timeout_s: float = 5.0) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -59,7 +59,8 @@
     else showForm(SHOW_WALL);
   }
 
-  // The service closed the stream (4401): that token is no good any more; forget it and ask again.
+  // The service refused the token (4401): that token is no good any more; forget it and ask again. (Not for a
+  // token the service could not judge just then, 1013: stream.js keeps it and tries again.)
   function refused(why) {
     if (wallToken() && wallToken() === streaming) storeWall(null);
     else { store(null); showWho(null); }

@@ -93,6 +93,7 @@ class Live:
     mqtt_port: int
     workdir: Path
     roster: Path
+    push_port: int = 0  # the push process's (dashboard/pushserver.py): the pages' stream
     publishers: list[threading.Thread] = field(default_factory=list)
     stop_publishing: threading.Event = field(default_factory=threading.Event)
 
@@ -162,12 +163,12 @@ def live(tmp_path: Path) -> Iterator[Live]:
     broker: Server = start_mosquitto(tmp_path / "mosquitto")
     roster = tmp_path / "roster.toml"
     roster.write_text(roster_with_tokens(SHIPPED_ROSTER.read_text(encoding="utf-8")), encoding="utf-8")
-    port = free_port()
+    port, push_port = free_port(), free_port()
     cfg = tmp_path / "crowdflow.toml"
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "cf-browser"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f'[dashboard]\nport = {port}\napi_token = "{OPERATOR_TOKEN}"\n'
+        f'[dashboard]\nport = {port}\npush_port = {push_port}\napi_token = "{OPERATOR_TOKEN}"\n'
         f'[alerts]\nroster = "{roster}"\ndeliver = false\n',
         encoding="utf-8",
     )
@@ -176,6 +177,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         mqtt_port=broker.port,
         workdir=tmp_path,
         roster=roster,
+        push_port=push_port,
     )
     try:
         stack.service.start()

@@ -151,6 +151,13 @@ def test_wall_follows_a_surge_and_operators_act_from_it(browser: Browser, live: 
     )
     assert acked[0]["by"] == officer and acked[0]["note"] == "bridge ramps closed, stewards on the deck"
     assert wall.evaluate("sessionStorage.getItem('crowdflow.token')") == live.token(officer)
+    # Both walls stream from the push process (its own port, the page's host name), not the main port's /ws.
+    for page in (wall, second):
+        assert page.evaluate("CF.wall.stream.ws && CF.wall.stream.ws.url").startswith(
+            f"ws://127.0.0.1:{live.push_port}/ws"
+        )
+    relay = live.service.health()["relay"]
+    assert relay["state"] == "up" and relay["clients"] >= 2, relay
     wait_for("the acknowledgement on the second wall", lambda: "acknowledged" in seen(second, "second"), timeout=60)
     assert (wall.locator("#whoami").text_content() or "").endswith("officer")
 
@@ -340,6 +347,8 @@ class Scripted:
         path = urlparse(route.request.url).path
         if path == "/healthz":
             route.fulfill(json={"status": "ok", "reasons": [], "broker": "connected", "rejected": {}})
+        elif path == "/api/stream":
+            route.fulfill(json={"url": "/ws", "port": None})  # as a service without a push process says
         elif path.startswith("/api/"):
             route.fulfill(status=503, json={"detail": "no alert manager"})  # the wall hides what needs one
         else:
@@ -383,7 +392,8 @@ def test_stream_batches_deltas_resyncs_on_a_gap_resumes_and_says_when_data_time_
     page.goto(HOST + "/")
     page.locator('#conn[data-state="live"]').wait_for()
     assert server.urls == ["ws://wall.test/ws"], "a first connection asks for a snapshot, not a resume"
-    assert page.locator("#clock").text_content() == "19:20:00"  # the data's time in Shanghai, not the browser's
+    # The data's time in Shanghai, not the browser's (drawn by the render after the snapshot: "live" may come first).
+    wait_for("the data clock", lambda: page.locator("#clock").text_content() == "19:20:00", timeout=30)
 
     # 300 deltas in a burst while the page's time stands still: all applied, none drawn; then one second of the
     # page's time draws them in a handful of renders, the last state on the map.
@@ -517,3 +527,40 @@ def test_a_wall_link_with_its_token_in_the_fragment_streams_and_drops_the_token_
     assert wall.evaluate("sessionStorage.getItem('crowdflow.wall')") == live.operator_token
     assert wall.locator("#signin").is_hidden()
     assert unexpected(errors) == []
+
+
+class ScriptedRelay(Scripted):
+    """The same, with /api/stream saying where the push stream is (a port, a path or a URL), as a service does."""
+
+    def __init__(self, page: Page, where: dict[str, Any]) -> None:
+        self.where = where
+        super().__init__(page)
+
+    def serve(self, route: Route) -> None:
+        if urlparse(route.request.url).path == "/api/stream":
+            route.fulfill(json=self.where)
+            return
+        super().serve(route)
+
+
+def test_the_wall_streams_from_where_the_service_says(browser: Browser) -> None:
+    errors: list[str] = []
+    for where, expected in (
+        ({"url": None, "port": 8101}, "ws://wall.test:8101/ws"),  # the push process on the page's host name
+        ({"url": "/push/ws", "port": None}, "ws://wall.test/push/ws"),  # behind a reverse proxy
+        ({"url": "wss://push.wall.test/ws", "port": None}, "wss://push.wall.test/ws"),
+    ):
+        context = browser.new_context(viewport={"width": WALL["width"], "height": WALL["height"]})
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        server = ScriptedRelay(page, where)
+        page.goto(HOST + "/")
+        page.locator('#conn[data-state="live"]').wait_for()
+        assert server.urls == [expected], where
+        # A reconnect after a drop goes to the same place, resuming.
+        server.sockets[-1].close()
+        # (page.evaluate lets Playwright's sync API deliver the socket's events to this thread)
+        wait_for("the reconnect", lambda: page.evaluate("1") and len(server.urls) == 2, timeout=15)  # noqa: B023
+        assert server.urls[1].startswith(expected + "?epoch="), server.urls
+        assert not errors, errors
+        context.close()

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from playwright.sync_api import Browser, BrowserContext, Page, Route
+from playwright.sync_api import Browser, BrowserContext, Page, Route, WebSocketRoute
 
 from tests.browser.conftest import WALL, wait_for
-from tests.browser.test_wall import BRIDGE, HOST, T0, Scripted
+from tests.browser.test_wall import BRIDGE, HOST, SCRIPTED_TOKEN, T0, Scripted, ScriptedRelay
 
 HOLD = "hold"  # an answer that keeps the request in flight until the test fulfils it (ScriptedApi.held)
 Answer = Callable[[str, str, str | None, Any], "tuple[int, Any] | str | None"]
@@ -217,4 +217,119 @@ def test_alert_rows_show_when_raised_and_the_last_change_in_site_time(browser: B
     server.delta(1, T0 + 600)
     acked.locator(".alert-opened").filter(has_text="26 min ago").wait_for()
     assert acked.locator(".alert-changed").text_content() == "变更 changed 19:19, 11 min ago"
+    context.close()
+
+
+# ---- stream refusals and fallback --------------------------------------------------------------------------
+
+
+class Closing(ScriptedRelay):
+    """ScriptedRelay whose sockets answer the page's token with the close codes in `closes`, in turn (then a
+    snapshot); sockets to a URL containing `dead` are closed before they open (a port nobody routes)."""
+
+    def __init__(self, page: Page, closes: list[tuple[int, str]], where: dict[str, Any] | None = None,
+                 dead: str | None = None) -> None:  # fmt: skip
+        self.closes = closes
+        self.dead = dead
+        super().__init__(page, where or {"url": "/ws", "port": None})
+
+    def connect(self, ws: WebSocketRoute) -> None:
+        self.urls.append(ws.url)
+        if self.dead is not None and self.dead in ws.url:
+            ws.close(code=1006)
+            return
+        self.sockets.append(ws)
+
+        def got(text: str | bytes) -> None:
+            self.received.append(json.loads(text))
+            if self.closes:
+                code, reason = self.closes.pop(0)
+                ws.close(code=code, reason=reason)
+            else:
+                ws.send(json.dumps(self.snapshot))
+
+        ws.on_message(got)
+
+
+def test_a_token_not_judged_now_is_kept_and_retried_only_4401_forgets_it(browser: Browser) -> None:
+    """1013 Try Again Later (the address must wait, the service was busy): the wall keeps its token and streams
+    once the service answers; 4401 (refused): the token is forgotten and the sign-in form says why."""
+    errors: list[str] = []
+    context = wall_context(browser)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    busy = "the service did not check the token in time: try again"
+    server = Closing(page, [(1013, busy), (1013, "too many unknown tokens from your address: wait 5 s")])
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="live"]').wait_for(timeout=60_000)
+    assert len(server.urls) == 3 and [m["token"] for m in server.received] == [SCRIPTED_TOKEN] * 3
+    assert page.evaluate("sessionStorage.getItem('crowdflow.wall')") == SCRIPTED_TOKEN
+    assert page.locator("#signin").is_hidden()
+    context.close()
+
+    context = wall_context(browser)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = Closing(page, [(4401, "unknown or expired token: ask the command centre")])
+    page.goto(HOST + "/")
+    page.locator("#signin").filter(has_text="unknown or expired token").wait_for()
+    assert page.evaluate("sessionStorage.getItem('crowdflow.wall')") is None
+    assert errors == []
+    context.close()
+
+
+def test_a_push_port_that_never_opens_falls_back_to_this_origins_ws(browser: Browser) -> None:
+    """/api/stream names the push port, but nothing answers there (a proxy that does not route it): after a
+    few tries the wall streams from its own origin's /ws."""
+    errors: list[str] = []
+    context = wall_context(browser)
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = Closing(page, [], where={"url": None, "port": 8101}, dead=":8101")
+    page.goto(HOST + "/")
+    page.locator('#conn[data-state="live"]').wait_for(timeout=60_000)
+    assert server.urls[:3] == ["ws://wall.test:8101/ws"] * 3 and server.urls[3] == "ws://wall.test/ws", server.urls
+    assert errors == []
+    context.close()
+
+
+HUNG_SOCKET = """
+(function () {
+  // A push port held with nobody serving (the service's socket between two push processes): the connection
+  // never opens, nor fails. Other URLs get the page's (Playwright-routed) WebSocket.
+  var Real = window.WebSocket;
+  window.CF_hung = 0;
+  window.WebSocket = function (url, protocols) {
+    if (String(url).indexOf(":8101/") < 0) return protocols === undefined ? new Real(url) : new Real(url, protocols);
+    var ws = this;
+    window.CF_hung++;
+    ws.url = url; ws.readyState = 0;
+    ws.send = function () { throw new Error("not open"); };
+    ws.close = function () {
+      if (ws.readyState === 3) return;
+      ws.readyState = 3;
+      setTimeout(function () { if (ws.onclose) ws.onclose({ code: 1006, reason: "" }); }, 0);
+    };
+  };
+})();
+"""
+
+
+def test_a_connection_that_never_opens_is_given_up_and_counts_towards_the_fallback(browser: Browser) -> None:
+    errors: list[str] = []
+    context = wall_context(browser)
+    context.clock.install()
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server = Closing(page, [], where={"url": None, "port": 8101})
+    page.add_init_script(HUNG_SOCKET)
+    page.goto(HOST + "/")
+    for _ in range(20):  # the page's time, 12 s at a time: open waits of 10 s and backoffs in between
+        if page.evaluate("CF.wall.stats.snapshots") >= 1:
+            break
+        context.clock.run_for(12_000)
+        page.evaluate("1")  # let Playwright deliver the routed socket's events
+    wait_for("the wall streaming from its own origin", lambda: page.evaluate("CF.wall.stats.snapshots") >= 1, 30)
+    assert page.evaluate("window.CF_hung") == 3 and server.urls == ["ws://wall.test/ws"], server.urls
+    assert errors == []
     context.close()

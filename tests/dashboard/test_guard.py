@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from dashboard.guard import bearer_ok, host_allowed, host_name, normalise_origin, origin_allowed, token_in_query
@@ -77,3 +79,52 @@ def test_bearer() -> None:
     assert bearer_ok("Bearer t0k", "t0k") and bearer_ok("bearer t0k", "t0k")
     assert not bearer_ok(None, "t0k") and not bearer_ok("Basic t0k", "t0k") and not bearer_ok("Bearer", "t0k")
     assert not bearer_ok("Bearer t0kX", "t0k")
+
+
+@pytest.mark.parametrize("reason", ["a" * 200, "é" * 100, "警" * 60, "🚨" * 40, "ab" + "警" * 60, "x\ud800y" * 50])
+def test_a_close_reason_fits_123_bytes_and_never_splits_a_character(reason: str) -> None:
+    from dashboard.guard import close_reason
+
+    out = close_reason(reason)
+    data = out.encode("utf-8")  # strict: a split character or a surrogate would raise
+    assert len(data) <= 123
+    assert 123 - len(data) < 4  # as much as fits: at most one character's bytes short of the bound
+    assert reason.encode("utf-8", errors="replace").startswith(data)
+
+
+def test_a_short_close_reason_is_kept_whole() -> None:
+    from dashboard.guard import close_reason
+
+    assert close_reason("origin not allowed") == "origin not allowed"
+
+
+def test_the_push_process_also_lets_the_dashboards_own_pages_in() -> None:
+    listed = ["https://wall.example.cn"]
+    hosts = ["wall.example.cn", "127.0.0.1"]
+
+    def ok(origin: str, site_port: int | None = 8000, host: str | None = None) -> bool:
+        asked = host or (urlsplit(origin).hostname or "x") + ":8001"  # the push port, on the page's host name
+        return origin_allowed({"origin": origin, "host": asked}, listed, hosts, site_port=site_port)
+
+    assert ok("https://wall.example.cn") and ok("http://127.0.0.1:8000") and ok("https://wall.example.cn:8000")
+    assert not ok("http://127.0.0.1:8001") and not ok("http://evil.example:8000") and not ok("null")
+    assert not ok("http://127.0.0.1:8000", site_port=None)  # the main port itself: the configured list only
+    assert ok("http://wall.example.cn", site_port=80) and not ok("https://wall.example.cn:8443", site_port=443)
+    assert not ok("http://127.0.0.1:8000", host="wall.example.cn:8001")  # another host than the one asked
+
+
+@pytest.mark.parametrize("hosts", [["*"], ["*.example.cn"], ["*", "wall.example.cn"]])
+def test_a_host_wildcard_never_lets_another_site_in_on_the_push_port(hosts: list[str]) -> None:
+    listed = ["https://wall.example.cn"]
+
+    def ok(origin: str, host: str) -> bool:
+        return origin_allowed({"origin": origin, "host": host}, listed, hosts, site_port=8000)
+
+    # The reviewer's case: any site on port 8000 passed when allowed_hosts had a wildcard.
+    assert not origin_allowed({"origin": "http://evil.example:8000"}, listed, hosts, site_port=8000)
+    assert not ok("http://evil.example:8000", "127.0.0.1:8001")
+    assert not ok("http://evil.example.cn:8000", "wall.example.cn:8001")
+    # A rebinding page names itself in both headers: only a host listed by name passes.
+    assert not ok("http://evil.example.cn:8000", "evil.example.cn:8001")
+    assert ok("https://wall.example.cn", "wall.example.cn:8001")  # the configured origin, as before
+    assert ok("http://wall.example.cn:8000", "wall.example.cn:8001") == ("wall.example.cn" in hosts)

@@ -124,10 +124,10 @@ async def test_the_resume_window_is_bounded_in_bytes(mini_site: Site, clock: Man
     hub = _hub(mini_site, clock, resume_bytes=3000)
     for occ in range(1, 40):
         hub.update([zone_state("seg-1", occ), zone_state("plaza", occ)], None, [])
-    kept = sum(len(text) for _, text in hub._recent)
-    assert 0 < kept <= 3000 and hub._recent_bytes == kept
+    kept = [m.seq for m in hub._recent]
+    assert 0 < sum(len(m.text) for m in hub._recent) == hub._recent.bytes <= 3000
     assert _msg(await hub.subscribe(resume=(hub.epoch, 1)).next(1))["type"] == "snapshot"  # forgotten: snapshot
-    recent_seq = hub._recent[0][0]
+    recent_seq = kept[0]
     resumed = hub.subscribe(resume=(hub.epoch, recent_seq - 1))
     assert _msg(await resumed.next(1))["seq"] == recent_seq
 

@@ -3,6 +3,7 @@ Origin check; an officer's stream cut to their zones."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -73,6 +74,15 @@ def test_a_missing_or_wrong_token_closes_with_4401_and_a_reason(hub: Hub, first:
         code, said = closed(ws)
         assert code == 4401 and reason in said, said
     assert hub.clients == 0 and hub.rejected["websocket without a valid token"] == 1
+
+
+def test_no_token_source_closes_with_1013_not_4401(hub: Hub) -> None:
+    """The token was not judged (the service has no roster or token now): the page must keep it and retry."""
+    with TestClient(create_app(hub)) as client, client.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "auth", "token": WALL})
+        code, said = closed(ws)
+        assert code == 1013 and "nobody can be authenticated" in said
+    assert hub.rejected["websocket token not checked now"] == 1
 
 
 def test_a_silent_client_is_closed_after_the_auth_timeout(hub: Hub) -> None:
@@ -245,3 +255,29 @@ def test_officers_with_the_same_zones_share_one_cut_per_delta(hub: Hub) -> None:
         finally:
             for ws in sockets:
                 ws.__exit__(None, None, None)
+
+
+def test_scope_cache_cuts_once_per_delta_and_zone_set_from_the_structure() -> None:
+    from dashboard.feed import Message
+    from dashboard.stream import ScopeCache
+
+    body = {"type": "delta", "seq": 7, "ts": None, "district": None, "emergency": None,
+            "zones": [{"id": "seg-1", "occupancy": 1}, {"id": "plaza", "occupancy": 2}],
+            "alerts": [{"id": "a1", "zone": "seg-1"}, {"id": "a2", "zone": "plaza"}]}  # fmt: skip
+    # The hub's message: its text is never decoded (a text that is not JSON proves it).
+    delta = Message(7, "delta", text="not json: never decoded", body=body)
+    cache = ScopeCache()
+    ann, lee = frozenset({"seg-1"}), frozenset({"seg-1", "plaza"})
+    cut = json.loads(cache.scoped(ann, delta))
+    assert [z["id"] for z in cut["zones"]] == ["seg-1"] and [a["id"] for a in cut["alerts"]] == ["a1"]
+    assert cut["seq"] == 7 and body["zones"][1]["id"] == "plaza"  # the hub's own dict is left whole
+    for _ in range(5):
+        cache.scoped(ann, delta)  # more phones with Ann's zones
+    assert len(json.loads(cache.scoped(lee, delta))["zones"]) == 2
+    assert (cache.cuts, cache.hits) == (2, 5)  # one cut per distinct zone set
+    # The push process's message: received as text, decoded once whatever the zone sets.
+    relayed = Message(8, "delta", text=json.dumps(body | {"seq": 8}))
+    cache.scoped(ann, relayed)
+    decoded = relayed.body()
+    cache.scoped(lee, relayed)
+    assert relayed.body() is decoded and cache.cuts == 4

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from domain.loader import SiteError, load_site, parse_site
+from domain.loader import SiteError, default_site_path, load_site, parse_site
+from domain.site import SiteFile
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "mini_site.toml"
 TEXT = FIXTURE.read_text(encoding="utf-8")
@@ -84,16 +87,12 @@ def test_unknown_kind_names_zone_and_field() -> None:
 
 
 def test_dangling_neighbour() -> None:
-    msg = problems_of(
-        mutate('neighbours = ["seg-1"]\n\n[[sensors]]', 'neighbours = ["seg-1", "seg-9"]\n\n[[sensors]]')
-    )
+    msg = problems_of(mutate('neighbours = ["seg-1"]\n\n[[sensors]]', 'neighbours = ["seg-1", "seg-9"]\n\n[[sensors]]'))
     assert "zones 'plaza', field neighbours: no zone 'seg-9'" in msg
 
 
 def test_zone_cannot_neighbour_itself() -> None:
-    msg = problems_of(
-        mutate('neighbours = ["seg-1"]\n\n[[sensors]]', 'neighbours = ["plaza"]\n\n[[sensors]]')
-    )
+    msg = problems_of(mutate('neighbours = ["seg-1"]\n\n[[sensors]]', 'neighbours = ["plaza"]\n\n[[sensors]]'))
     assert "zones 'plaza', field neighbours" in msg and "itself" in msg
 
 
@@ -212,3 +211,24 @@ def test_one_sided_neighbour_is_reported() -> None:
     text = FIXTURE.read_text().replace('neighbours = ["seg-1"]\nsegment = 2', "segment = 2")
     with pytest.raises(SiteError, match=r"zones 'seg-1', field neighbours: 'seg-2' does not list 'seg-1' back"):
         parse_site(text, "one-sided.toml")
+
+
+def test_the_site_is_what_the_file_says_after_its_objects_are_made_again() -> None:
+    """parse_site rebuilds the kept objects once the parse is gone (compact in memory) and shares the sensors'
+    repeated values: the result equals the file converted directly, field for field."""
+    path = default_site_path()
+    direct = msgspec.convert(tomllib.loads(path.read_text(encoding="utf-8")), SiteFile, strict=True)
+    site = load_site(path)
+    assert site.file == direct
+    assert [type(s.interval_s) for s in site.file.sensors] == [float] * len(direct.sensors)
+    zone_ids = {z.id: z.id for z in site.zones.values()}
+    assert all(s.zone is zone_ids[s.zone] for s in site.sensors.values())  # one string per zone, not per sensor
+    intervals = {s.interval_s: s.interval_s for s in site.sensors.values()}
+    assert all(s.interval_s is intervals[s.interval_s] for s in site.sensors.values())
+    assert list(site.index) == list(site.sensors) and sorted(site.index.values()) == list(range(len(site.sensors)))
+
+
+def test_an_integer_beyond_64_bits_is_named_not_a_crash() -> None:
+    """tomllib reads any integer; the site's compact copy (msgpack) holds 64 bits: 2**64 raised OverflowError."""
+    msg = problems_of(mutate("capacity = 1500\n", "capacity = 18446744073709551616\n"))
+    assert "capacity: 18446744073709551616 is out of range" in msg

@@ -212,9 +212,13 @@ def service_config(
     snapshot_s: float | None = None,
     tick_s: float = 1.0,
     sensor_rate_limit: int | None = None,
+    push_port: int | str | None = None,
 ) -> FaultService:
-    """A wall-clock service on this site and roster, its own data dir, client id and port; deliveries on."""
+    """A wall-clock service on this site and roster, its own data dir, client id and port; deliveries on.
+    push_port: a free port unless given ("off": the stream on the dashboard's port). Never "auto": port + 1
+    may be some other process's ephemeral port on a busy machine, and serve would refuse to start."""
     port = http_port or free_port()
+    push = json.dumps(push_port) if isinstance(push_port, str) else push_port or free_port()
     snapshot = f"snapshot_s = {snapshot_s}\n" if snapshot_s is not None else ""
     if sensor_rate_limit is not None:
         snapshot += f"sensor_rate_limit = {sensor_rate_limit}\n"
@@ -222,7 +226,7 @@ def service_config(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mqtt_port}\nclient_id = "{client_id}"\nqos = 1\n'
         f'[service]\nsite = {json.dumps(str(site))}\ndata_dir = {json.dumps(str(data_dir))}\nclock = "wall"\n'
         f"tick_s = {tick_s}\n{snapshot}"
-        f'[dashboard]\nhost = "127.0.0.1"\nport = {port}\napi_token = "{TOKEN}"\n'
+        f'[dashboard]\nhost = "127.0.0.1"\nport = {port}\npush_port = {push}\napi_token = "{TOKEN}"\n'
         f"[alerts]\nroster = {json.dumps(str(roster))}\nmax_attempts = {max_attempts}\n"
         f'public_url = "http://127.0.0.1:{port}"\n',
         encoding="utf-8",
@@ -248,6 +252,29 @@ def fault_service(
         workdir / "crowdflow.toml", mqtt_port=mosq.port, site=site, roster=roster, data_dir=workdir / "var",
         client_id=client_id, **config,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def started(svc: FaultService) -> Iterator[FaultService]:
+    """`svc` started, and stopped (SIGTERM) however the block ends."""
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@contextlib.contextmanager
+def one_receiver_run(
+    workdir: Path, zones: int, *, client_id: str, **config: Any
+) -> Iterator[tuple[Receiver, Server, FaultService]]:
+    """What most faults run on: a notification receiver (each zone's officer told on /a/<zone>, the command
+    centre on /cmd), a broker, and the service (fault_service; `config`: service_config's settings), started;
+    all stopped however the block ends, the service first."""
+    with Receiver() as rx, running_broker(workdir / "mosquitto") as mosq:
+        officer, command = (lambda z: [rx.url("json", f"/a/{z}")]), [rx.url("json", "/cmd")]
+        with started(fault_service(workdir, mosq, zones, officer, command, client_id=client_id, **config)) as svc:
+            yield rx, mosq, svc
 
 
 # --- the sensors ------------------------------------------------------------------------------------------
@@ -422,14 +449,38 @@ class FaultResult:
         return max(0, self.alerts_expected - self.alerts_delivered)
 
     def check(self, ok: bool, problem: str) -> None:
-        if not ok:
+        if not ok and problem not in self.problems:  # the same problem found twice is listed once
             self.problems.append(problem)
 
     def check_counts(self) -> None:
+        """The tallies every fault must hold: no rejection the fault did not provoke, nothing lost or accepted
+        twice, every expected alert notified, no notification sent twice."""
+        self.check(not self.rejected, f"unexpected rejections: {self.rejected}")
         self.check(self.lost == 0, f"{self.lost} of {self.sent} sensor messages lost (rejections: {self.rejected})")
         self.check(self.duplicated == 0, f"{self.duplicated} messages accepted twice")
         self.check(self.alerts_missed == 0, f"{self.alerts_missed} of {self.alerts_expected} alerts never notified")
         self.check(self.notifications_duplicated == 0, f"{self.notifications_duplicated} notifications sent twice")
+
+    def checked(self) -> FaultResult:
+        """This result once check_counts has run: what a fault's run returns."""
+        self.check_counts()
+        return self
+
+    def take(
+        self, svc: FaultService, expected: int, *, ignore: tuple[str, ...] = (), timeout_s: float = 90.0
+    ) -> dict[str, Any]:
+        """Wait until this service run has received `expected` messages, add its ingest counters
+        (add_run, `ignore`: rejections the fault provokes on purpose) and return them."""
+        ingest = svc.wait_taken(expected, timeout_s=timeout_s)
+        self.add_run(ingest, ignore)
+        return ingest
+
+    def tally_alerts(self, items: list[Told], zones: list[str] | tuple[str, ...]) -> None:
+        """One I red alert expected for each of `zones`, notified on /a/<zone>; any notification received twice
+        (on any path) counts as duplicated."""
+        self.alerts_expected = len(zones)
+        self.alerts_delivered = red_notified(items, zones)
+        self.notifications_duplicated = duplicated(items, lambda p: True)
 
     def add_run(self, ingest: dict[str, Any], ignore: tuple[str, ...] = ()) -> None:
         """Add one service run's ingest counters (duplicates apart from the other rejections)."""
@@ -480,6 +531,12 @@ def summary_line(results: list[FaultResult]) -> str:
         f"duplicated={sum(r.duplicated + r.notifications_duplicated for r in results)} "
         f"alerts_missed={sum(r.alerts_missed for r in results)}"
     )
+
+
+def assert_passed(res: FaultResult) -> None:
+    """A test's verdict: the fault's row and figures printed, every expectation held."""
+    print(table([res]), res.figures)
+    assert not res.problems, res.report()
 
 
 def wait_for(ok: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.25) -> None:

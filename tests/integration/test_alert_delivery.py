@@ -94,7 +94,7 @@ def test_delivery_retries_records_and_survives_a_restart(tmp_path: Path, mosquit
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-delivery"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f'[dashboard]\nport = {port}\napi_token = "t-delivery"\n'
+        f'[dashboard]\nport = {port}\npush_port = {free_port()}\napi_token = "t-delivery"\n'
         f'[alerts]\nroster = "{roster}"\nmax_attempts = 3\n'
     )
     serve = ServiceProcess(cfg, port, tmp_path / "service.log")

@@ -69,13 +69,13 @@ class PushRecorder(threading.Thread):
 
 @pytest.fixture
 def service(tmp_path: Path, mosquitto: Server, influxdb: Server) -> Iterator[ServiceProcess]:
-    port = free_port()
+    port, push_port = free_port(), free_port()
     cfg = tmp_path / "crowdflow.toml"
     cfg.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\nclient_id = "cf-e2e"\n'
         f'[influx]\nurl = "{influxdb.url}"\ndatabase = "crowdflow"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f'[dashboard]\nport = {port}\napi_token = "{TOKEN}"\n'
+        f'[dashboard]\nport = {port}\npush_port = {push_port}\napi_token = "{TOKEN}"\n'
     )
     svc = ServiceProcess(cfg, port, tmp_path / "service.log")
     svc.start()
@@ -94,7 +94,9 @@ def test_new_years_eve_hour_end_to_end(
 ) -> None:
     base = service.base
     site = load_site()
-    push = PushRecorder(base.replace("http", "ws") + "/ws", origin=base)
+    # Where the walls stream from: the push process (dashboard.push_port), the page's Origin the main site's.
+    assert _get(f"{base}/api/stream") == {"url": None, "port": service.push_port}
+    push = PushRecorder(f"ws://127.0.0.1:{service.push_port}/ws", origin=base)
     push.start()
     assert push.ready.wait(10), "push stream did not open"
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,28 +28,23 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from crowdflow.broker import SHIPPED_CONFIG, SIMULATOR_USER, Credentials, render_config, write_credentials
 from domain.site import Site
-from tests.servers import free_port, require_binary
+from tests.servers import Server, free_port, require_binary
 
 TIMEOUT_S = 20.0  # only ever a bound on waiting for something that must happen
 
 
 @dataclass
-class SecuredMosquitto:
-    proc: subprocess.Popen[bytes]
+class SecuredMosquitto(Server):
+    """tests/servers.py's Server (its start and stop), on the shipped configuration: `port` is the TLS
+    listener's, the last one the configuration opens."""
+
     creds: Credentials
     plain_port: int
-    tls_port: int
-    conf: Path
     log: Path
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+    @property
+    def tls_port(self) -> int:
+        return self.port
 
     def reload(self) -> None:
         """SIGHUP: the broker reads its password file and ACL again."""
@@ -73,21 +66,19 @@ def start_secured_mosquitto(workdir: Path, site: Site) -> SecuredMosquitto:
     conf.write_text(
         render_config(SHIPPED_CONFIG.read_text(), creds, plain_port=plain, tls_port=tls, data_dir=data, log_file=log)
     )
-    with open(workdir / "stderr.log", "wb") as err:  # a config error is printed before the log is set up
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + TIMEOUT_S
-    for port in (plain, tls):
-        while True:
-            if proc.poll() is not None:
-                said = (workdir / "stderr.log").read_text(errors="replace") + (log.read_text() if log.exists() else "")
-                raise RuntimeError(f"mosquitto exited with {proc.returncode} on the shipped config:\n{said}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"mosquitto did not listen on {port}")
-            time.sleep(0.05)
-    return SecuredMosquitto(proc, creds, plain, tls, conf, log)
+    argv = [binary, "-c", str(conf)]
+    broker = SecuredMosquitto("127.0.0.1", tls, None, workdir, conf, argv, creds, plain, log)  # type: ignore[arg-type]
+    try:
+        # Mosquitto binds its listeners in the order of the configuration, plain before TLS, before it serves
+        # either: once the TLS port answers, both are there (the connection below checks it).
+        broker.start()
+        socket.create_connection(("127.0.0.1", plain), TIMEOUT_S).close()
+    except (RuntimeError, OSError) as err:
+        if broker.proc is not None:
+            broker.stop()
+        said = (workdir / "server.log").read_text(errors="replace") + broker.log_text()  # config errors go to stderr
+        raise RuntimeError(f"mosquitto on the shipped config: {err}\n{said}") from err
+    return broker
 
 
 @pytest.fixture

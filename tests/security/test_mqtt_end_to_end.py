@@ -39,7 +39,7 @@ def service(tmp_path: Path, site_broker: SecuredMosquitto, monkeypatch: pytest.M
         'publisher_username = "crowdflow-out"\n'  # its own user: the broker ties client ids to user names
         f'tls = true\nca_file = "{creds.tls.ca_file}"\nclient_id = "cf-secure-e2e"\n'
         f'[service]\nclock = "sim"\ndata_dir = "{tmp_path / "var"}"\ntick_s = 5\n'
-        f"[dashboard]\nport = {port}\n"
+        f"[dashboard]\nport = {port}\npush_port = {free_port()}\n"
     )
     # The password through the environment, not the config file: what a deployment's secret store would do.
     monkeypatch.setenv("CROWDFLOW_MQTT_PASSWORD", creds.password("crowdflow"))

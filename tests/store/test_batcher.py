@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,15 +11,9 @@ import pytest
 from store.base import StoreStats
 from store.batcher import Batcher, Permanent, Transient
 from store.influx_v1 import InfluxV1Store
+from store.writer import WriterSettings
 from tests.servers import Server
 from tests.store.conftest import T0, state
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 class Script:
@@ -114,7 +107,8 @@ def test_v1_http_answers_map_to_retry_or_fail(shared_influxdb: Server, status: i
         code = answers.pop(0) if answers else 204
         return httpx.Response(code, json={"error": f"status {code}"} if code != 204 else None)
 
-    store = InfluxV1Store(shared_influxdb.url, "mapping", flush_interval_s=0.01, retry_initial_s=0.01)
+    writer = WriterSettings(flush_interval_s=0.01, retry_initial_s=0.01)
+    store = InfluxV1Store(shared_influxdb.url, "mapping", writer=writer)
     store._write_http = httpx.Client(base_url=store.url, transport=httpx.MockTransport(handler))
     store.write_states([state("z", T0)])
     store.close()

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,6 @@ from store.influx_v2 import InfluxV2Store
 from tests.servers import Server, free_port, influx_query
 from tests.store.conftest import T0, state
 from tests.store.fake_influx2 import FakeInflux2
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeInflux2]:
-    srv = FakeInflux2().start()
-    yield srv
-    srv.stop()
 
 
 def test_no_url_opens_the_embedded_store(tmp_path: Path) -> None:
@@ -60,12 +52,15 @@ def test_unreachable_server_says_so() -> None:
         open_store(url, api="v1")
 
 
-def test_not_an_influxdb_or_not_a_url(fake: FakeInflux2) -> None:
+def test_not_an_influxdb_or_not_a_url(fake: FakeInflux2, tmp_path: Path) -> None:
     fake.version = ""
     with pytest.raises(StoreConfigError, match="no InfluxDB version header"):
         open_store(fake.url)
     with pytest.raises(StoreConfigError, match="http:// or https://"):
         open_store("localhost:8086")
+    for bad in ("http://localhost:99999", "http://localhost:80a"):  # with a spool, the store would open on it
+        with pytest.raises(StoreConfigError, match="bad port"):
+            open_store(bad, api="v1", embedded_path=tmp_path / "ts.db")
     # an explicit api skips the probe
     store = open_store(fake.url, api="v2", token="t", org="o", bucket="b")
     assert isinstance(store, InfluxV2Store)

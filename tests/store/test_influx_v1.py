@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
-from collections.abc import Callable
 
 from domain.levels import Level
 from domain.site import Site
 from store.base import HISTORY_FIELDS
 from store.influx_v1 import InfluxV1Store
+from store.writer import WriterSettings
 from tests.servers import Server, influx_query
-from tests.store.conftest import T0, flow, state
+from tests.store.conftest import T0, flow, state, wait_for
 
 
 def rows(url: str, db: str, q: str) -> list[dict[str, object]]:
@@ -24,18 +23,12 @@ def rows(url: str, db: str, q: str) -> list[dict[str, object]]:
     return out
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
 
 def test_every_state_and_reading_arrives_with_tags_and_fields(
     shared_influxdb: Server, mini_site: Site
 ) -> None:
     url = shared_influxdb.url
-    store = InfluxV1Store(url, "all_points", batch_size=50, flush_interval_s=0.2, site=mini_site)
+    store = InfluxV1Store(url, "all_points", site=mini_site, writer=WriterSettings(batch_size=50, flush_interval_s=0.2))
     states = [state(z, T0 + i * 10, 100.0 + i, level=Level.IV) for i in range(40) for z in ("seg-1", "plaza")]
     readings = [flow("seg1-west", "seg-1", T0 + i * 10, inflow=i, outflow=1, seq=i) for i in range(30)]
     store.write_states(states)
@@ -68,7 +61,8 @@ def test_every_state_and_reading_arrives_with_tags_and_fields(
 
 
 def test_close_writes_what_was_still_buffered(shared_influxdb: Server) -> None:
-    store = InfluxV1Store(shared_influxdb.url, "buffered", batch_size=5000, flush_interval_s=60.0)
+    writer = WriterSettings(batch_size=5000, flush_interval_s=60.0)
+    store = InfluxV1Store(shared_influxdb.url, "buffered", writer=writer)
     store.write_states([state("z", T0 + i) for i in range(1234)])
     assert store.pending == 1234  # nothing sent yet: neither the size nor the interval was reached
     store.close()
@@ -82,9 +76,8 @@ def test_close_writes_what_was_still_buffered(shared_influxdb: Server) -> None:
 
 
 def test_server_down_mid_run_points_are_kept_and_written_when_it_returns(influxdb: Server) -> None:
-    store = InfluxV1Store(
-        influxdb.url, "outage", batch_size=100, flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2
-    )
+    writer = WriterSettings(batch_size=100, flush_interval_s=0.05, retry_initial_s=0.05, retry_max_s=0.2)
+    store = InfluxV1Store(influxdb.url, "outage", writer=writer)
     store.write_states([state("z", T0 + i) for i in range(50)])
     wait_for(lambda: store.stats.points_written == 50)
     influxdb.stop()
@@ -102,15 +95,8 @@ def test_server_down_mid_run_points_are_kept_and_written_when_it_returns(influxd
 
 
 def test_full_buffer_drops_oldest_and_counts(influxdb: Server) -> None:
-    store = InfluxV1Store(
-        influxdb.url,
-        "dropping",
-        batch_size=10,
-        flush_interval_s=0.05,
-        max_queue=100,
-        retry_initial_s=0.05,
-        retry_max_s=0.05,
-    )
+    writer = WriterSettings(batch_size=10, flush_interval_s=0.05, max_queue=100, retry_initial_s=0.05, retry_max_s=0.05)
+    store = InfluxV1Store(influxdb.url, "dropping", writer=writer)
     influxdb.stop()
     store.write_states([state("z", T0 + i) for i in range(300)])
     assert store.pending <= 100 and store.stats.queue_dropped >= 190
@@ -132,7 +118,7 @@ def test_field_type_conflict_is_counted_and_the_rest_is_written(shared_influxdb:
     req = urllib.request.Request(f"{url}/write?db=conflict", data=line, method="POST")
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 204
-    store = InfluxV1Store(url, "conflict", batch_size=1000, flush_interval_s=60.0)
+    store = InfluxV1Store(url, "conflict", writer=WriterSettings(batch_size=1000, flush_interval_s=60.0))
     store.write_states([state("z", T0 + i) for i in range(3)])
     store.write_readings([flow("c1", "z", T0 + i, seq=i) for i in range(5)])
     store.close()
@@ -144,7 +130,7 @@ def test_field_type_conflict_is_counted_and_the_rest_is_written(shared_influxdb:
 
 def test_history_buckets_means_and_worst_level(shared_influxdb: Server) -> None:
     url = shared_influxdb.url
-    store = InfluxV1Store(url, "hist", flush_interval_s=60.0)
+    store = InfluxV1Store(url, "hist", writer=WriterSettings(flush_interval_s=60.0))
     # two minutes of 10 s states; the second minute reaches level II once
     states = [state("seg-1", T0 + 40 + i * 10, 100.0 + i * 10) for i in range(12)]
     states[8].level = Level.II
@@ -177,7 +163,7 @@ def test_history_buckets_means_and_worst_level(shared_influxdb: Server) -> None:
 
 def test_a_dropped_database_is_created_again(shared_influxdb: Server) -> None:
     url = shared_influxdb.url
-    store = InfluxV1Store(url, "dropped", flush_interval_s=0.02, retry_initial_s=0.02)
+    store = InfluxV1Store(url, "dropped", writer=WriterSettings(flush_interval_s=0.02, retry_initial_s=0.02))
     influx_query(url, "", 'DROP DATABASE "dropped"')
     store.write_states([state("z", T0 + i) for i in range(7)])
     store.close()

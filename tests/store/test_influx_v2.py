@@ -1,44 +1,30 @@
-"""InfluxV2Store through influxdb-client against a fake /api/v2 (no real 2.x server on these machines)."""
+"""InfluxV2Store (influxdb-client's SYNCHRONOUS WriteApi under our Batcher) against a fake /api/v2 (no real 2.x
+server on these machines), without a disk spool; test_spool_influx_v2.py has the spooled path."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from typing import Any
 
 from domain.levels import Level
 from domain.site import Site
 from store.influx_v2 import InfluxV2Store, flux_string, history_flux
-from tests.store.conftest import T0, flow, state
+from store.spool import line_ts
+from store.writer import WriterSettings
+from tests.store.conftest import T0, flow, state, wait_for
 from tests.store.fake_influx2 import FakeInflux2
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeInflux2]:
-    srv = FakeInflux2().start()
-    yield srv
-    srv.stop()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-def open_store(fake: FakeInflux2, **kw: object) -> InfluxV2Store:
-    args: dict[str, object] = {"batch_size": 5000, "flush_interval_s": 60.0, "retry_interval_s": 0.05}
+def open_store(fake: FakeInflux2, site: Site | None = None, **kw: Any) -> InfluxV2Store:
+    args: dict[str, Any] = {"batch_size": 5000, "flush_interval_s": 60.0, "retry_initial_s": 0.05}
     args.update(kw)
-    return InfluxV2Store(fake.url, "s3cret-token", "lujiazui", "crowdflow", **args)  # type: ignore[arg-type]
+    return InfluxV2Store(fake.url, "s3cret-token", "lujiazui", "crowdflow", site=site, writer=WriterSettings(**args))
 
 
 def test_points_reach_api_v2_write_with_org_bucket_precision_and_token(
     fake: FakeInflux2, mini_site: Site
 ) -> None:
-    store = open_store(fake, site=mini_site)
+    store = open_store(fake, mini_site)
     states = [state("seg-1", T0 + i, 100.0 + i, level=Level.II) for i in range(300)]
     store.write_states(states)
     store.write_readings([flow("seg1-west", "seg-1", T0 + i, seq=i) for i in range(200)])
@@ -47,7 +33,7 @@ def test_points_reach_api_v2_write_with_org_bucket_precision_and_token(
     store.close()  # idempotent
     assert store.stats.points_written == 500 and store.stats.points_failed == 0 and store.pending == 0
     writes = fake.writes()
-    assert writes, "close() must flush the batching WriteApi"
+    assert writes, "close() must send what is buffered"
     for w in writes:
         assert w.params == {"org": "lujiazui", "bucket": "crowdflow", "precision": "ns"}
         assert w.headers["authorization"] == "Token s3cret-token"
@@ -79,7 +65,7 @@ def test_5xx_is_retried_and_then_written(fake: FakeInflux2) -> None:
     store.close()
     assert store.stats.retries == 2 and store.stats.points_failed == 0
     assert len(fake.writes()) == 3 and len(fake.lines()) == 10
-    assert "retrying" in store.stats.last_error
+    assert "InfluxDB write failed (500)" in store.stats.last_error
 
 
 def test_4xx_is_counted_as_failed_with_the_message(fake: FakeInflux2) -> None:
@@ -102,14 +88,40 @@ def test_partial_write_counts_only_the_dropped_points(fake: FakeInflux2) -> None
     assert store.stats.points_failed == 2 and store.stats.points_written == 3
 
 
-def test_buffer_is_bounded_and_writes_after_close_are_counted(fake: FakeInflux2) -> None:
-    store = open_store(fake, max_queue=100)
+def test_buffer_is_bounded_by_dropping_the_oldest_and_writes_after_close_are_counted(fake: FakeInflux2) -> None:
+    store = open_store(fake, batch_size=100, max_queue=100)
     store.write_states([state("z", T0 + i) for i in range(150)])
-    assert store.stats.queue_dropped == 50 and store.pending == 100
+    assert store.stats.queue_dropped == 50
     store.close()
     store.write_states([state("z", T0)])
     s = store.stats
     assert s.points_written == 100 and s.points_failed == 1 and "after close" in s.last_error
+    assert [index(ln) for ln in fake.lines()] == list(range(50, 150))  # the newest kept, as the 1.x store does
+
+
+def test_without_a_spool_an_outage_is_retried_in_memory_and_everything_arrives_in_order(fake: FakeInflux2) -> None:
+    """The same writer as the 1.x store: a refused connection keeps the batch (and the ones behind it) in memory
+    and retries it with a backoff; nothing is counted as failed, nothing arrives twice or out of order."""
+    store = open_store(fake, batch_size=20, flush_interval_s=0.02, retry_initial_s=0.02, retry_max_s=0.1)
+    store.write_states([state("z", T0 + i) for i in range(40)])
+    wait_for(lambda: store.stats.points_written == 40)
+    fake.stop()  # connection refused from now on
+    store.write_states([state("z", T0 + i) for i in range(40, 100)])
+    wait_for(lambda: store.stats.retries >= 2)
+    assert "unreachable" in store.stats.last_error and store.stats.points_written == 40
+    fake.start()
+    store.write_states([state("z", T0 + i) for i in range(100, 120)])
+    store.close()
+    s = store.stats
+    assert s.points_written == 120 and s.points_failed == 0 and s.queue_dropped == 0 and s.spooled == 0
+    assert [index(ln) for ln in fake.lines()] == list(range(120))
+
+
+def index(line: str) -> int:
+    """The point's second after T0 (its index in these tests) from the line's timestamp."""
+    ts = line_ts(line)
+    assert ts is not None
+    return round(ts / 1e9 - T0)
 
 
 CSV = (

@@ -4,13 +4,10 @@ path with a scripted sender (order, high water, a failing disk, close while down
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import pytest
 from store.base import StoreConfigError, StoreStats
 from store.batcher import Batcher, Transient
 from store.spool import HEADER_BYTES, Spool, encode_record, line_ts
+from tests.store.conftest import sigkill, wait_for
 
 T0_NS = 1_700_000_000 * 10**9
 REPO = Path(__file__).resolve().parents[2]
@@ -40,13 +38,6 @@ def drain(spool: Spool) -> list[list[str]]:
         out.append(rec.lines)
         spool.consume(rec)
     return out
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def test_records_come_back_in_order_across_segments_and_a_reopen(tmp_path: Path) -> None:
@@ -180,12 +171,8 @@ def test_sigkill_while_appending_loses_no_complete_record(tmp_path: Path) -> Non
     try:
         wait_for(lambda: len(list(tmp_path.glob("*.seg"))) >= 4 or proc.poll() is not None)
         assert proc.poll() is None, "the appending child died by itself"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        sigkill(proc)  # mid-append
     stats = StoreStats()
     spool = Spool(tmp_path, stats, max_bytes=1 << 30, segment_bytes=64 * 1024)
     got = [index(ln) for rec in drain(spool) for ln in rec]
@@ -361,3 +348,33 @@ def test_replay_goes_one_record_per_request_under_the_rate_bound(tmp_path: Path)
     print(f"replay: 2000 lines at replay_rate 4000/s took {took:.2f} s ({2000 / took:.0f} lines/s)")
     assert send.indices() == list(range(2000))
     assert all(len(body) <= 20 for body in send.sent) and len(send.sent) >= 100
+
+
+def test_the_spool_drains_while_ingest_goes_on_against_a_server_with_a_round_trip(tmp_path: Path) -> None:
+    """Points keep arriving during the replay, faster than one request's round trip: what arrives meanwhile
+    must not be spooled as a tiny record per request (the spool would then only ever shrink by the records
+    the server took, as fast as new ones were made, and never drain)."""
+    send = Server(delay_s=0.005)
+    b, stats = spooled_batcher(send, tmp_path, batch_size=50, flush_interval_s=0.05, max_queue=100_000)
+    stop, fed = threading.Event(), [0]
+
+    def feed() -> None:
+        while not stop.is_set():
+            b.put(lines(fed[0], 5))
+            fed[0] += 5
+            time.sleep(0.002)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        wait_for(lambda: stats.points_written >= 200)
+        send.up.clear()
+        wait_for(lambda: stats.spooled >= 1000 and stats.retries >= 2)
+        send.up.set()
+        wait_for(lambda: stats.spool_pending == 0 and stats.replayed == stats.spooled)
+    finally:
+        stop.set()
+        feeder.join()
+    b.close()
+    assert send.indices() == list(range(fed[0]))  # each once, in order
+    assert stats.points_failed == 0 and stats.queue_dropped == 0

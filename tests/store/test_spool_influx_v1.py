@@ -3,22 +3,18 @@ port and data directory by the tests."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store.base import StoreUnreachableError
+from store.base import StoreStats, StoreUnreachableError
 from store.factory import SPOOL_DIR, open_store
 from store.influx_v1 import InfluxV1Store
-from store.spool import encode_record, line_ts
+from store.spool import Spool, encode_record, line_ts
+from store.writer import WriterSettings
 from tests.servers import Server, influx_query
-from tests.store.conftest import T0, kill_server, restart_influxdb, state
+from tests.store.conftest import T0, Feeder, kill_server, points, restart_influxdb, sigkill, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,11 +40,6 @@ def index(line: str) -> int:
     return round(ts / 1e9 - T0)
 
 
-def points(start: int, n: int) -> list[Any]:
-    """Zone states one second apart from T0 + start s; occupancy repeats the index, to check identity."""
-    return [state("z", T0 + i, float(i)) for i in range(start, start + n)]
-
-
 def stored(url: str, db: str) -> list[int]:
     """The indices of the points in the database, by time (each time at most once, as InfluxDB keeps it)."""
     res = influx_query(url, db, "SELECT occupancy FROM zone_state WHERE zone = 'z'")
@@ -69,66 +60,40 @@ def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 def open_v1(url: str, db: str, spool: Path, **kw: Any) -> SpiedV1:
     args: dict[str, Any] = {
         "batch_size": 200,
         "flush_interval_s": 0.05,
         "retry_initial_s": 0.05,
         "retry_max_s": 0.5,
-        "timeout_s": 2.0,
-        "spool_dir": spool,
         "replay_rate": 20_000.0,
     }
     args.update(kw)
-    return SpiedV1(url, db, **args)
+    return SpiedV1(url, db, timeout_s=2.0, spool_dir=spool, writer=WriterSettings(**args))
 
 
 def test_influxd_killed_during_continuous_writes_every_point_arrives_in_order_once(
     influxdb: Server, tmp_path: Path
 ) -> None:
     store = open_v1(influxdb.url, "outage", tmp_path / "spool")
-    written = [0]  # points handed to the store so far
-    slowest = [0.0]
-    stop = threading.Event()
-
-    def ingest() -> None:
-        while not stop.is_set():
-            t = time.perf_counter()
-            store.write_states(points(written[0], 5))
-            slowest[0] = max(slowest[0], time.perf_counter() - t)
-            written[0] += 5
-            time.sleep(0.002)
-
-    feeder = threading.Thread(target=ingest)
-    feeder.start()
-    try:
+    with Feeder(store) as feed:
         wait_for(lambda: store.stats.points_written >= 1000)
         kill_server(influxdb)
-        at_kill = written[0]
-        wait_for(lambda: written[0] - at_kill >= 5000)  # ingest carries on while the server is dead
-        during = written[0] - at_kill
+        at_kill = feed.written
+        wait_for(lambda: feed.written - at_kill >= 5000)  # ingest carries on while the server is dead
+        during = feed.written - at_kill
         wait_for(lambda: store.stats.spooled >= during and store.stats.retries >= 3)  # all of it on disk
         assert store.stats.spool_pending > 0 and store.stats.spool_oldest_ts > 0
         restart_influxdb(influxdb)
-        at_restart = written[0]
+        at_restart = feed.written
         wait_for(lambda: store.stats.spool_pending == 0 and store.stats.points_written >= at_restart)
         wait_for(lambda: store.stats.points_written >= at_restart + 1000)  # back to direct writes
-    finally:
-        stop.set()
-        feeder.join()
     store.close()
-    total = written[0]
+    total = feed.written
     s = store.stats
     print(
         f"outage: {total} points, {during} written by ingest while influxd was down, spooled {s.spooled}, "
-        f"replayed {s.replayed}, retries {s.retries}, slowest put {slowest[0] * 1000:.2f} ms"
+        f"replayed {s.replayed}, retries {s.retries}, slowest put {feed.slowest * 1000:.2f} ms"
     )
     assert s.points_written == total and s.points_failed == 0
     assert s.queue_dropped == 0 and s.spool_dropped == 0 and s.spool_torn == 0
@@ -212,16 +177,18 @@ def test_open_store_spools_a_v1_server_beside_the_embedded_file(influxdb: Server
     store.write_states(points(0, 7))
     store.close()
     assert store.stats.spool_pending == 7 and store.stats.points_failed == 0
-    assert list((tmp_path / SPOOL_DIR).glob("*.seg"))
+    (spool,) = (tmp_path / SPOOL_DIR).iterdir()  # one destination's directory (store/spool_location.py)
+    assert spool.name.startswith("v1-factory_spool-127.0.0.1_") and list(spool.glob("*.seg"))
 
 
 WRITER = """
 import sys, time
 from pathlib import Path
 from store.influx_v1 import InfluxV1Store
+from store.writer import WriterSettings
 from tests.store.conftest import T0, state
-store = InfluxV1Store(sys.argv[1], "sigkill", batch_size=50, flush_interval_s=0.02, retry_initial_s=0.05,
-                      retry_max_s=0.2, timeout_s=2.0, spool_dir=Path(sys.argv[2]))
+writer = WriterSettings(batch_size=50, flush_interval_s=0.02, retry_initial_s=0.05, retry_max_s=0.2)
+store = InfluxV1Store(sys.argv[1], "sigkill", timeout_s=2.0, spool_dir=Path(sys.argv[2]), writer=writer)
 i = 0
 while True:
     store.write_states([state("z", T0 + j, float(j)) for j in range(i, i + 10)])
@@ -248,12 +215,8 @@ def test_a_store_process_killed_while_spooling_replays_its_spool_after_a_restart
         kill_server(influxdb)
         while spooled < 1000:
             handed, written, spooled = map(int, child.stdout.readline().split())
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(10)
+        sigkill(child)  # mid-spool, as a crash or the OOM killer would
     restart_influxdb(influxdb)
     again = open_v1(influxdb.url, "sigkill", spool)
     wait_for(lambda: again.stats.spool_pending == 0)
@@ -307,3 +270,21 @@ def test_without_a_spool_api_auto_still_refuses_to_start_while_influxd_is_down(i
         raise AssertionError("a store with nowhere to keep points opened against a dead server")
     finally:
         restart_influxdb(influxdb)
+
+
+def test_a_spool_an_earlier_version_left_is_replayed_into_the_configured_database(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    """Upgrading: points spooled into influx-spool/ itself (the layout before one directory per destination)
+    reach the database the service is configured for, once."""
+    root = tmp_path / SPOOL_DIR
+    legacy = Spool(root, StoreStats(), max_bytes=1 << 20, segment_bytes=4096)
+    for b in range(5):
+        legacy.append([f"zone_state,zone=z occupancy={i}.0 {int((T0 + i) * 1e9)}" for i in range(b * 10, b * 10 + 10)])
+    legacy.close()
+    store = open_store(influxdb.url, api="v1", database="upgraded", embedded_path=tmp_path / "history.sqlite")
+    wait_for(lambda: store.stats.spool_pending == 0)
+    store.close()
+    assert store.stats.replayed == 50 and store.stats.points_failed == 0
+    assert stored(influxdb.url, "upgraded") == list(range(50))
+    assert not list(root.glob("*.seg"))

@@ -7,37 +7,15 @@ What this does NOT show: how a real InfluxDB 2.x or 3.x server behaves while it 
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from store.factory import SPOOL_DIR, open_store
 from store.influx_v2 import InfluxV2Store
 from store.spool import line_ts
-from tests.store.conftest import T0, state
+from store.writer import WriterSettings
+from tests.store.conftest import T0, Feeder, points, wait_for
 from tests.store.fake_influx2 import FakeInflux2
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeInflux2]:
-    srv = FakeInflux2().start()
-    yield srv
-    srv.stop()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-def points(start: int, n: int) -> list[Any]:
-    return [state("z", T0 + i, float(i)) for i in range(start, start + n)]
 
 
 def received(fake: FakeInflux2) -> list[int]:
@@ -54,14 +32,15 @@ def open_v2(fake: FakeInflux2, spool: Path, **kw: Any) -> InfluxV2Store:
     args: dict[str, Any] = {
         "batch_size": 50,
         "flush_interval_s": 0.05,
-        "retry_interval_s": 0.05,
-        "max_retry_delay_s": 0.3,
-        "timeout_s": 2.0,
-        "spool_dir": spool,
+        "retry_initial_s": 0.05,
+        "retry_max_s": 0.3,
         "replay_rate": 20_000.0,
     }
     args.update(kw)
-    return InfluxV2Store(fake.url, "s3cret-token", "lujiazui", "crowdflow", **args)
+    writer = WriterSettings(**args)
+    return InfluxV2Store(
+        fake.url, "s3cret-token", "lujiazui", "crowdflow", timeout_s=2.0, spool_dir=spool, writer=writer
+    )
 
 
 def test_503s_go_to_the_spool_and_are_replayed_in_order(fake: FakeInflux2, tmp_path: Path) -> None:
@@ -74,41 +53,27 @@ def test_503s_go_to_the_spool_and_are_replayed_in_order(fake: FakeInflux2, tmp_p
     s = store.stats
     assert received(fake) == list(range(500))
     assert s.retries == 4 and s.spooled > 0 and s.replayed == s.spooled and s.points_failed == 0
-    for w in fake.writes():  # the synchronous WriteApi sends what the batching one did
+    for w in fake.writes():
         assert w.params == {"org": "lujiazui", "bucket": "crowdflow", "precision": "ns"}
         assert w.headers["authorization"] == "Token s3cret-token"
 
 
 def test_server_gone_during_continuous_writes_then_back_on_the_same_port(fake: FakeInflux2, tmp_path: Path) -> None:
     store = open_v2(fake, tmp_path / "spool")
-    written = [0]
-    stop = threading.Event()
-
-    def ingest() -> None:
-        while not stop.is_set():
-            store.write_states(points(written[0], 5))
-            written[0] += 5
-            time.sleep(0.002)
-
-    feeder = threading.Thread(target=ingest)
-    feeder.start()
-    try:
+    with Feeder(store) as feed:
         wait_for(lambda: store.stats.points_written >= 500)
         fake.stop()  # connection refused from now on
-        at_stop = written[0]
-        wait_for(lambda: written[0] - at_stop >= 2000)
-        wait_for(lambda: store.stats.spooled >= written[0] - at_stop and store.stats.retries >= 2)
+        at_stop = feed.written
+        wait_for(lambda: feed.written - at_stop >= 2000)
+        wait_for(lambda: store.stats.spooled >= feed.written - at_stop and store.stats.retries >= 2)
         assert "unreachable" in store.stats.last_error
         fake.start()
-        at_start = written[0]
+        at_start = feed.written
         wait_for(lambda: store.stats.spool_pending == 0 and store.stats.points_written >= at_start + 500)
-    finally:
-        stop.set()
-        feeder.join()
     store.close()
     s = store.stats
-    assert received(fake) == list(range(written[0]))  # each once, in order
-    assert s.points_written == written[0] and s.points_failed == 0 and s.queue_dropped == 0
+    assert received(fake) == list(range(feed.written))  # each once, in order
+    assert s.points_written == feed.written and s.points_failed == 0 and s.queue_dropped == 0
     assert s.replayed == s.spooled > 0 and s.spool_dropped == 0
 
 
@@ -145,7 +110,8 @@ def test_open_store_puts_the_spool_beside_the_embedded_file(fake: FakeInflux2, t
     store.write_states(points(0, 3))
     store.close()
     assert store.stats.spool_pending == 3 and store.stats.points_failed == 0
-    assert list((tmp_path / SPOOL_DIR).glob("*.seg"))
+    (spool,) = (tmp_path / SPOOL_DIR).iterdir()  # one destination's directory (store/spool_location.py)
+    assert spool.name.startswith("v2-b-127.0.0.1_") and list(spool.glob("*.seg"))
     fake.start()
     memory_only = open_store(fake.url, token="t", org="o", bucket="b", api="v2")  # no data directory given
     memory_only.write_states(points(3, 1))
