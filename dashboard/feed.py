@@ -181,3 +181,42 @@ class Feed:
         """next_message's text."""
         msg = await self.next_message(wait_s)
         return None if msg is None else msg.text
+
+
+class FeedHost:
+    """The clients of one stream: subscribe (a snapshot first, or a resume from the window) and unsubscribe.
+    Shared by the hub (/ws in the service) and the push process's Relayed, which set these attributes."""
+
+    epoch: str
+    seq: int
+    client_queue: int
+    resumed: int  # reconnects served from the resume window instead of a snapshot
+    resyncs_closed: int  # resyncs of clients that have since disconnected
+    _feeds: set[Feed]
+    _recent: ResumeWindow
+
+    def _first_snapshot(self) -> Awaitable[Message]:
+        raise NotImplementedError
+
+    def subscribe(self, resume: tuple[str, int] | None = None) -> Feed:
+        """A new client's feed. Its first message is a snapshot, unless `resume` = (epoch, last seq seen)
+        names this service run and the deltas after that seq are all still held and fit the client's queue:
+        then it gets exactly those, and nothing is sent twice."""
+        feed = Feed(self.client_queue, self._first_snapshot)
+        missed = self._missed_since(resume)
+        if missed is not None:
+            feed.resume(missed)
+            self.resumed += 1
+        self._feeds.add(feed)
+        return feed
+
+    def _missed_since(self, resume: tuple[str, int] | None) -> list[Message] | None:
+        if resume is None or resume[0] != self.epoch:
+            return None
+        return self._recent.missed_since(resume[1], self.seq, self.client_queue)
+
+    def unsubscribe(self, feed: Feed) -> None:
+        if feed in self._feeds:
+            self._feeds.discard(feed)
+            self.resyncs_closed += feed.resyncs
+            feed.close()

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from dashboard.feed import Feed, Message, ResumeWindow
+from dashboard.feed import Feed, FeedHost, Message, ResumeWindow
 from dashboard.views import (
     JSON,
     AlertRejected,
@@ -53,7 +53,7 @@ RELAY_DOWN_GRACE_S = 5.0  # the push process not serving longer than a start tak
 _encoder = msgspec.json.Encoder()
 
 
-class Hub:
+class Hub(FeedHost):
     """Latest zone/district/alert views, per-client feeds, and service health for /healthz."""
 
     def __init__(
@@ -333,7 +333,7 @@ class Hub:
     def snapshot_text(self) -> str:
         return _encoder.encode(self.snapshot()).decode()
 
-    async def _snapshot_message(self) -> Message:
+    async def _first_snapshot(self) -> Message:
         return Message(self.seq, "snapshot", body=self.snapshot())
 
     def ping_text(self) -> str:
@@ -377,29 +377,6 @@ class Hub:
         return round(max(0.0, self.clock.now() - self.last_update_at), 1)
 
     # -- clients ---------------------------------------------------------------------------------------
-
-    def subscribe(self, resume: tuple[str, int] | None = None) -> Feed:
-        """A new client's feed. Its first message is a snapshot, unless `resume` = (epoch, last seq seen)
-        names this service run and the deltas after that seq are all still held and fit the client's queue:
-        then it gets exactly those, and nothing is sent twice."""
-        feed = Feed(self.client_queue, self._snapshot_message)
-        missed = self._missed_since(resume)
-        if missed is not None:
-            feed.resume(missed)
-            self.resumed += 1
-        self._feeds.add(feed)
-        return feed
-
-    def _missed_since(self, resume: tuple[str, int] | None) -> list[Message] | None:
-        if resume is None or resume[0] != self.epoch:
-            return None
-        return self._recent.missed_since(resume[1], self.seq, self.client_queue)
-
-    def unsubscribe(self, feed: Feed) -> None:
-        if feed in self._feeds:
-            self._feeds.discard(feed)
-            self.resyncs_closed += feed.resyncs
-            feed.close()
 
     def close_all(self) -> None:
         """At shutdown: every client's sender ends and closes its socket."""

@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,7 +46,7 @@ from starlette.websockets import WebSocket
 from dashboard import link, logredact
 from dashboard.access import Refused
 from dashboard.auth import Principal
-from dashboard.feed import Feed, Message, ResumeWindow
+from dashboard.feed import Feed, FeedHost, Message, ResumeWindow
 from dashboard.guard import LOOPBACK_HOSTS, RequestGuard
 from dashboard.stream import ScopeCache, serve_stream
 
@@ -82,7 +82,7 @@ class Hello(PushSettings, frozen=True, kw_only=True):
     resume_bytes: int = 8_000_000
 
 
-class Relayed:
+class Relayed(FeedHost):
     """The hub's stream as the push process has it: a StreamSource (dashboard/stream.py) over the link."""
 
     def __init__(self, hello: Hello, writer: asyncio.StreamWriter) -> None:
@@ -163,25 +163,8 @@ class Relayed:
 
     # -- StreamSource ----------------------------------------------------------------------------------
 
-    def subscribe(self, resume: tuple[str, int] | None = None) -> Feed:
-        feed = Feed(self.client_queue, self.snapshot)
-        missed = self._missed_since(resume)
-        if missed is not None:
-            feed.resume(missed)
-            self.resumed += 1
-        self._feeds.add(feed)
-        return feed
-
-    def _missed_since(self, resume: tuple[str, int] | None) -> list[Message] | None:
-        if resume is None or resume[0] != self.epoch:
-            return None
-        return self._recent.missed_since(resume[1], self.seq, self.client_queue)
-
-    def unsubscribe(self, feed: Feed) -> None:
-        if feed in self._feeds:
-            self._feeds.discard(feed)
-            self.resyncs_closed += feed.resyncs
-            feed.close()
+    def _first_snapshot(self) -> Awaitable[Message]:
+        return self.snapshot()
 
     def close_all(self) -> None:
         for feed in list(self._feeds):
