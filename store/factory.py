@@ -23,7 +23,7 @@ from store.embedded import EmbeddedStore
 from store.influx_v1 import InfluxV1Store
 from store.influx_v2 import InfluxV2Store
 from store.spool import DEFAULT_MAX_BYTES
-from store.spool_location import adopt_legacy, destination_dir, others_pending
+from store.spool_location import adopt, adopt_legacy, destination_dir, others_pending
 from store.writer import WriterSettings
 
 log = logging.getLogger(__name__)
@@ -55,14 +55,17 @@ def detect_api(url: str, *, timeout_s: float = 5.0) -> Literal["v1", "v2"]:
     return "v1" if int(m.group(1)) == 1 else "v2"
 
 
-def _choose_api(url: str, api: Api, token: str | None, *, spooling: bool, timeout_s: float) -> Literal["v1", "v2"]:
-    """The API to speak. "auto" asks the server; when it cannot answer and points can wait on disk, the
-    settings decide (a 2.x/3.x server needs a token, 1.x does not), so a service restarted during an
-    InfluxDB outage still starts, keeps ingesting and alerting, and spools until the server is back."""
+def _choose_api(
+    url: str, api: Api, token: str | None, *, spooling: bool, timeout_s: float
+) -> tuple[Literal["v1", "v2"], bool]:
+    """The API to speak, and whether the server said so. "auto" asks the server; when it cannot answer and
+    points can wait on disk, the settings decide (a 2.x/3.x server needs a token, 1.x does not), so a service
+    restarted during an InfluxDB outage still starts, keeps ingesting and alerting, and spools until the
+    server is back."""
     if api != "auto":
-        return api
+        return api, False
     try:
-        return detect_api(url, timeout_s=timeout_s)
+        return detect_api(url, timeout_s=timeout_s), True
     except StoreUnreachableError as err:
         if not spooling:
             raise
@@ -72,7 +75,7 @@ def _choose_api(url: str, api: Api, token: str | None, *, spooling: bool, timeou
             "[influx] api to say which for certain.",
             err, guess, "a token is set" if token else "no token is set",
         )  # fmt: skip
-        return guess
+        return guess, False
 
 
 def open_store(
@@ -115,8 +118,12 @@ def open_store(
     if api not in ("auto", "v1", "v2"):
         raise StoreConfigError(f"api must be 'auto', 'v1' or 'v2', not {api!r}")
     spool_root = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
-    chosen = _choose_api(url, api, token, spooling=spool_root is not None, timeout_s=timeout_s)
+    chosen, detected = _choose_api(url, api, token, spooling=spool_root is not None, timeout_s=timeout_s)
     writer = WriterSettings(spool_max_bytes=spool_max_bytes)
+    if detected and spool_root is not None:
+        # An earlier start guessed the other API while the server was down and spooled under that API's
+        # directory: the points are for this same server and these settings, so they are replayed here.
+        _adopt_guess(spool_root, chosen, url=url, database=database, bucket=bucket, org=org)
     if chosen == "v1":
         return InfluxV1Store(
             url,
@@ -144,6 +151,22 @@ def open_store(
         spool_dir=_spool_dir(spool_root, api="v2", url=url, name=bucket, org=org),
         writer=writer,
     )
+
+
+def _adopt_guess(
+    root: Path, chosen: Literal["v1", "v2"], *, url: str, database: str, bucket: str | None, org: str | None
+) -> None:
+    """Move the spool of the API not `chosen` (for this URL and these settings) into the chosen one's."""
+    v1 = destination_dir(root, api="v1", url=url, name=database)
+    v2 = destination_dir(root, api="v2", url=url, name=bucket, org=org) if bucket else None
+    source, target = (v2, v1) if chosen == "v1" else (v1, v2)
+    if source is None or target is None:
+        return
+    try:
+        other = "v2" if chosen == "v1" else "v1"
+        adopt(source, target, f"spooled as {other} while the server was down (a guess; it speaks {chosen})")
+    except OSError as err:  # left where it is, and tried again at the next start
+        log.error("could not move the InfluxDB spool %s to %s: %s", source, target, err)
 
 
 def _spool_dir(

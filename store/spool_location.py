@@ -10,7 +10,8 @@ differ only in characters that are not safe in a file name.
 
 Versions before this layout spooled into `influx-spool/` itself. `adopt_legacy` moves such a spool into the
 configured destination's directory the first time a store opens there, so it is replayed once, to the
-destination the service is configured for (docs/storage.md).
+destination the service is configured for (docs/storage.md). `adopt` does the same for the directory of an
+API that `api = "auto"` guessed while the server was down, once the server says it speaks the other one.
 """
 
 from __future__ import annotations
@@ -80,8 +81,13 @@ def _cursor(directory: Path) -> tuple[int, int]:
 
 
 def adopt_legacy(root: Path, target: Path) -> int:
-    """Move a spool left directly in `root` by an earlier version into `target`, behind what `target` holds;
-    how many segments were moved. Call it before a `Spool` opens `target`.
+    """Move a spool left directly in `root` by an earlier version into `target` (`adopt`)."""
+    return adopt(root, target, "an earlier version left")
+
+
+def adopt(source: Path, target: Path, what: str) -> int:
+    """Move the spool in `source` into `target`, behind what `target` holds; how many segments were moved.
+    Call it before a `Spool` opens `target`. `what` says in the log whose spool it was.
 
     The legacy spool's replayed part is left behind (its head segment is copied from the cursor on), so no
     cursor has to be merged; segments are renumbered after the target's own, oldest first. Each step is a
@@ -90,27 +96,28 @@ def adopt_legacy(root: Path, target: Path) -> int:
     segment's records twice, which InfluxDB absorbs: a point with the same series and time overwrites itself).
     Skipped, with a warning, while an older version still has the legacy spool open.
     """
-    if not _segments(root):
+    if not source.is_dir() or not _segments(source):
         return 0
-    with _locked(root) as got_legacy:
-        if not got_legacy:
+    with _locked(source) as got_source:
+        if not got_source:
             log.warning(
                 "the InfluxDB spool in %s is in use by another process (an older crowdflow?); its points are "
                 "left there and not replayed by this one",
-                root,
+                source,
             )
             return 0
         target.mkdir(parents=True, exist_ok=True)
         with _locked(target) as got_target:
             if not got_target:
                 return 0  # another process writes to this destination; the Spool's own lock says so
-            moved = _move_segments(root, target)
+            moved = _move_segments(source, target)
     if moved:
         log.warning(
-            "moved %d segment(s) of the InfluxDB spool an earlier version left in %s to %s; they are replayed "
-            "to the configured destination before new points",
+            "moved %d segment(s) of the InfluxDB spool %s in %s to %s; they are replayed to the configured "
+            "destination before new points",
             moved,
-            root,
+            what,
+            source,
             target,
         )
     return moved

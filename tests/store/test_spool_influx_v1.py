@@ -11,6 +11,7 @@ from typing import Any
 from store.base import StoreStats, StoreUnreachableError
 from store.factory import SPOOL_DIR, open_store
 from store.influx_v1 import InfluxV1Store
+from store.influx_v2 import InfluxV2Store
 from store.spool import Spool, encode_record, line_ts
 from store.writer import WriterSettings
 from tests.servers import Server, influx_query
@@ -185,6 +186,7 @@ WRITER = """
 import sys, time
 from pathlib import Path
 from store.influx_v1 import InfluxV1Store
+from store.influx_v2 import InfluxV2Store
 from store.writer import WriterSettings
 from tests.store.conftest import T0, state
 writer = WriterSettings(batch_size=50, flush_interval_s=0.02, retry_initial_s=0.05, retry_max_s=0.2)
@@ -258,6 +260,34 @@ def test_with_a_spool_and_api_auto_the_store_opens_while_influxd_is_down_as_v1_w
     wait_for(lambda: store.stats.spool_pending == 0)
     store.close()
     assert stored(influxdb.url, "auto") == list(range(25))
+
+
+def test_points_spooled_under_a_wrong_guess_of_the_api_reach_the_server_once_it_says_which(
+    influxdb: Server, tmp_path: Path
+) -> None:
+    """api = "auto" with a token set, started while influxd is down, guesses 2.x and spools under the v2
+    directory; the next start finds a 1.x server and replays those points into the configured database."""
+    settings: dict[str, Any] = {
+        "api": "auto", "database": "guessed", "token": "t", "org": "o", "bucket": "b",
+        "embedded_path": tmp_path / "history.sqlite",
+    }  # fmt: skip
+    kill_server(influxdb)
+    guessed = open_store(influxdb.url, **settings)
+    assert isinstance(guessed, InfluxV2Store), "a token is set: the guess is 2.x/3.x"
+    guessed.write_states(points(0, 30))
+    wait_for(lambda: guessed.stats.spooled == 30)
+    guessed.close()
+    spooled = [d for d in (tmp_path / SPOOL_DIR).iterdir() if list(d.glob("*.seg"))]
+    assert [d.name.split("-")[0] for d in spooled] == ["v2"], spooled
+    restart_influxdb(influxdb)
+    store = open_store(influxdb.url, **settings)
+    assert isinstance(store, InfluxV1Store), "the server answers: it is 1.x"
+    store.write_states(points(30, 10))
+    wait_for(lambda: store.stats.spool_pending == 0 and store.stats.replayed == 30)
+    store.close()  # flushes the 10 new points
+    assert store.stats.points_failed == 0, store.stats
+    assert stored(influxdb.url, "guessed") == list(range(40)), "every point, once"
+    assert not list(spooled[0].glob("*.seg")), "the guessed API's spool is emptied, not left to replay again"
 
 
 def test_without_a_spool_api_auto_still_refuses_to_start_while_influxd_is_down(influxdb: Server) -> None:
