@@ -1,6 +1,10 @@
 // crowdflow wall: the alert feed (#alert-list). Open, most severe, newest first; each alert with cause,
 // evidence, the measures checklist, diversion targets, state and age, and the operator's actions.
 // A row is rebuilt only when its alert changed, and its comment box is kept, so typing is never lost.
+// While the operator points at the list or types in it, rows hold their places: a row that moved under the
+// pointer between sight and click would take the click (an Ack on another zone's alert). New alerts are
+// added at the end meanwhile, counted in the head; the list sorts again when the pointer leaves, or after
+// HOLD_MS without a touch, so a pointer left resting on the list never keeps a new red alert down.
 (function () {
   "use strict";
   var W = window.CF.wall, U = W.util;
@@ -9,6 +13,9 @@
   var rows = {}; // alert id -> {li, body, actions, input, msg, key, opened, changed}
   var toggled = {}; // alert id -> true: opened (or closed) by hand, against the default
   var more = null;
+  var HOLD_MS = 15000;
+  var touched = 0; // Date.now() of the operator's last pointer move, key or focus in the list
+  var holdTimer = null;
   var EVIDENCE = {
     occupancy: "在区 occupancy", capacity: "容量 capacity", share: "占比 share", density: "密度 density",
     inflow_per_min: "进 in/min", outflow_per_min: "出 out/min",
@@ -170,10 +177,33 @@
     r.changed = changed ? { el: changed, ts: alertTime(a), label: "变更 changed " } : null;
   }
 
+  function holding(list) {
+    var inside = list.matches(":hover") || list.contains(document.activeElement);
+    return inside && Date.now() - touched < HOLD_MS;
+  }
+
+  function watch(list) {
+    if (list.dataset.watched) return;
+    list.dataset.watched = "1";
+    var touch = function () { touched = Date.now(); };
+    ["pointermove", "pointerdown", "keydown", "focusin", "wheel"].forEach(function (ev) {
+      list.addEventListener(ev, touch, { passive: true });
+    });
+    // Leaving the list lets it sort at once (the event comes before :hover clears), unless the operator is
+    // still typing in a row's box: focus keeps the hold until it leaves too, or HOLD_MS after the last key.
+    list.addEventListener("pointerleave", function () {
+      if (!list.contains(document.activeElement)) touched = 0;
+      setTimeout(render, 0);
+    });
+    list.addEventListener("focusout", function () { setTimeout(render, 0); });
+  }
+
   function render() {
     var S = W.S, list = U.$("alert-list");
+    watch(list);
+    var hold = holding(list);
     var all = Object.keys(S.alerts).map(function (id) { return S.alerts[id]; }).sort(order);
-    var shown = all.slice(0, MAX_ROWS), keep = {};
+    var shown = all.slice(0, MAX_ROWS), keep = {}, added = 0;
     shown.forEach(function (a, i) {
       var r = rows[a.id] || (rows[a.id] = buildRow(a));
       keep[a.id] = true;
@@ -181,7 +211,12 @@
       paint(r, a, toggled[a.id] ? !byDefault : byDefault);
     });
     Object.keys(rows).forEach(function (id) {
-      if (!keep[id]) { rows[id].li.remove(); delete rows[id]; delete toggled[id]; }
+      if (keep[id]) return;
+      if (hold && rows[id].li.isConnected && S.alerts[id]) { // pushed past the last row: stays until released
+        paint(rows[id], S.alerts[id], rows[id].li.classList.contains("expanded"));
+        return;
+      }
+      rows[id].li.remove(); delete rows[id]; delete toggled[id];
     });
     var empty = list.querySelector(".alert-empty");
     if (!shown.length && !empty) list.appendChild(U.el("li", "alert-empty", "无预警 No alerts"));
@@ -189,12 +224,28 @@
     // Reorder only when the order changed: moving a focused row would drop the operator's cursor.
     var current = Array.prototype.filter.call(list.children, function (c) { return c.dataset.alert; });
     var same = current.length === shown.length && shown.every(function (a, i) { return current[i] === rows[a.id].li; });
-    if (!same) shown.forEach(function (a) { list.appendChild(rows[a.id].li); });
+    if (!same && hold) {
+      shown.forEach(function (a) { if (!rows[a.id].li.isConnected) { list.appendChild(rows[a.id].li); added++; } });
+    } else if (!same) shown.forEach(function (a) { list.appendChild(rows[a.id].li); });
+    held(hold && !same, added);
     if (!more) more = U.el("li", "more", "");
     U.setText(more, all.length > MAX_ROWS ? "+" + (all.length - MAX_ROWS) + " more 更多" : "");
     more.hidden = all.length <= MAX_ROWS;
     if (list.lastChild !== more) list.appendChild(more);
     ages();
+  }
+
+  // The head says the order is held, and how many alerts came in meanwhile; a timer releases the hold.
+  var waiting = 0;
+  function held(on, added) {
+    var tag = U.$("alert-held");
+    waiting = on ? waiting + added : 0;
+    if (tag) {
+      tag.hidden = !on;
+      U.setText(tag, (waiting ? "+" + waiting + " 新 new ↓ · " : "") + "暂停排序 order held");
+    }
+    if (holdTimer) { clearTimeout(holdTimer); holdTimer = null; }
+    if (on) holdTimer = setTimeout(render, Math.max(50, touched + HOLD_MS - Date.now() + 50));
   }
 
   // "发布 raised 19:42, 16 min ago". Ages read the data's own clock, so a replayed evening says "12 min ago"

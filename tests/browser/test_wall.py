@@ -185,13 +185,19 @@ def test_wall_follows_a_surge_and_operators_act_from_it(browser: Browser, live: 
     # A note, then closing it: a reason is required before anything is sent.
     row.locator('input[data-field="comment"]').fill("stewards report the deck clearing")
     row.locator('button[data-action="comment"]').click()
-    wait_for(
-        "the note in the alert's history",
-        lambda: any(
-            h["note"] == "stewards report the deck clearing" for h in live.get(f"/api/alerts/{alert['id']}")["history"]
-        ),
-        timeout=30,
-    )
+    try:
+        wait_for(
+            "the note in the alert's history",
+            lambda: any(
+                h["note"] == "stewards report the deck clearing"
+                for h in live.get(f"/api/alerts/{alert['id']}")["history"]
+            ),
+            timeout=30,
+        )
+    except AssertionError as e:  # what the row shows says which side it failed on
+        said = row.locator(".alert-error").text_content()
+        box = row.locator('input[data-field="comment"]').input_value()
+        raise AssertionError(f"{e}; the row says {said!r}, its box holds {box!r}, errors {errors}") from e
     row.locator('button[data-action="resolve"]').click()
     assert "reason" in (row.locator(".alert-error").text_content() or "")
     assert live.get(f"/api/alerts/{alert['id']}")["state"] != "resolved"
