@@ -120,10 +120,11 @@ def open_store(
     spool_root = embedded_path.parent / SPOOL_DIR if embedded_path is not None else None
     chosen, detected = _choose_api(url, api, token, spooling=spool_root is not None, timeout_s=timeout_s)
     writer = WriterSettings(spool_max_bytes=spool_max_bytes)
-    if detected and spool_root is not None:
-        # An earlier start guessed the other API while the server was down and spooled under that API's
-        # directory: the points are for this same server and these settings, so they are replayed here.
-        _adopt_guess(spool_root, chosen, url=url, database=database, bucket=bucket, org=org)
+    # An earlier start may have guessed the other API while the server was down and spooled under that API's
+    # directory: the points are for this same server and these settings, so they are replayed here. Moved
+    # only once the chosen store's settings are complete (below), so a config error strands nothing.
+    guessed = _other_api_dir(spool_root, chosen, url=url, database=database, bucket=bucket, org=org)
+    guessed = guessed if detected else None
     if chosen == "v1":
         return InfluxV1Store(
             url,
@@ -132,7 +133,7 @@ def open_store(
             password=password,
             site=site,
             timeout_s=timeout_s,
-            spool_dir=_spool_dir(spool_root, api="v1", url=url, name=database),
+            spool_dir=_spool_dir(spool_root, api="v1", url=url, name=database, guessed=guessed),
             writer=writer,
         )
     missing = [name for name, value in (("token", token), ("org", org), ("bucket", bucket)) if not value]
@@ -148,32 +149,35 @@ def open_store(
         bucket,
         site=site,
         timeout_s=timeout_s,
-        spool_dir=_spool_dir(spool_root, api="v2", url=url, name=bucket, org=org),
+        spool_dir=_spool_dir(spool_root, api="v2", url=url, name=bucket, org=org, guessed=guessed),
         writer=writer,
     )
 
 
-def _adopt_guess(
-    root: Path, chosen: Literal["v1", "v2"], *, url: str, database: str, bucket: str | None, org: str | None
-) -> None:
-    """Move the spool of the API not `chosen` (for this URL and these settings) into the chosen one's."""
-    v1 = destination_dir(root, api="v1", url=url, name=database)
-    v2 = destination_dir(root, api="v2", url=url, name=bucket, org=org) if bucket else None
-    source, target = (v2, v1) if chosen == "v1" else (v1, v2)
-    if source is None or target is None:
-        return
-    try:
-        other = "v2" if chosen == "v1" else "v1"
-        adopt(source, target, f"spooled as {other} while the server was down (a guess; it speaks {chosen})")
-    except OSError as err:  # left where it is, and tried again at the next start
-        log.error("could not move the InfluxDB spool %s to %s: %s", source, target, err)
+def _other_api_dir(
+    root: Path | None, chosen: Literal["v1", "v2"], *, url: str, database: str, bucket: str | None, org: str | None
+) -> Path | None:
+    """Where a store of the API not `chosen`, with these settings, would have spooled (None: no spool, or no
+    such store could have been opened: 2.x needs a bucket)."""
+    if root is None:
+        return None
+    if chosen == "v2":
+        return destination_dir(root, api="v1", url=url, name=database)
+    return destination_dir(root, api="v2", url=url, name=bucket, org=org) if bucket else None
 
 
 def _spool_dir(
-    root: Path | None, *, api: Literal["v1", "v2"], url: str, name: str, org: str | None = None
+    root: Path | None,
+    *,
+    api: Literal["v1", "v2"],
+    url: str,
+    name: str,
+    org: str | None = None,
+    guessed: Path | None = None,
 ) -> Path | None:
     """This destination's spool directory under `root` (None: no spool), with an earlier version's spool
-    moved into it; spools of other destinations are left alone, and said to be waiting."""
+    moved into it, then the spool of a wrong guess of the API (`guessed`), oldest first; spools of other
+    destinations are left alone, and said to be waiting."""
     if root is None:
         return None
     target = destination_dir(root, api=api, url=url, name=name, org=org)
@@ -181,6 +185,11 @@ def _spool_dir(
         adopt_legacy(root, target)
     except OSError as err:  # what is not moved yet stays where it was, for the next start: not a reason to stop
         log.error("could not move the InfluxDB spool an earlier version left in %s to %s: %s", root, target, err)
+    if guessed is not None and guessed != target:
+        try:
+            adopt(guessed, target, f"spooled under the other API while the server was down (it speaks {api})")
+        except OSError as err:  # left where it is, and tried again at the next start
+            log.error("could not move the InfluxDB spool %s to %s: %s", guessed, target, err)
     for other in others_pending(root, target):
         log.warning(
             "the InfluxDB spool %s holds points for another destination than this store's (%s); only a store "

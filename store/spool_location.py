@@ -82,10 +82,10 @@ def _cursor(directory: Path) -> tuple[int, int]:
 
 def adopt_legacy(root: Path, target: Path) -> int:
     """Move a spool left directly in `root` by an earlier version into `target` (`adopt`)."""
-    return adopt(root, target, "an earlier version left")
+    return adopt(root, target, "an earlier version left", busy="an older crowdflow?")
 
 
-def adopt(source: Path, target: Path, what: str) -> int:
+def adopt(source: Path, target: Path, what: str, *, busy: str = "another crowdflow on this data directory?") -> int:
     """Move the spool in `source` into `target`, behind what `target` holds; how many segments were moved.
     Call it before a `Spool` opens `target`. `what` says in the log whose spool it was.
 
@@ -101,9 +101,10 @@ def adopt(source: Path, target: Path, what: str) -> int:
     with _locked(source) as got_source:
         if not got_source:
             log.warning(
-                "the InfluxDB spool in %s is in use by another process (an older crowdflow?); its points are "
-                "left there and not replayed by this one",
+                "the InfluxDB spool in %s is in use by another process (%s); its points are left there and not "
+                "replayed by this one",
                 source,
+                busy,
             )
             return 0
         target.mkdir(parents=True, exist_ok=True)
