@@ -1,6 +1,7 @@
 // crowdflow wall: the alert feed (#alert-list). Open, most severe, newest first; each alert with cause,
 // evidence, the measures checklist, diversion targets, state and age, and the operator's actions.
-// A row is rebuilt only when its alert changed, and its comment box is kept, so typing is never lost.
+// A row is rebuilt only when its alert changed, and its comment box is kept; a row with a note being typed
+// stays (at the end) even when newer alerts push it past the last row, and sorting never moves the focus.
 // While the operator points at the list or types in it, rows hold their places: a row that moved under the
 // pointer between sight and click would take the click (an Ack on another zone's alert). New alerts are
 // added at the end meanwhile, counted in the head; the list sorts again when the pointer leaves, or after
@@ -177,9 +178,20 @@
     r.changed = changed ? { el: changed, ts: alertTime(a), label: "变更 changed " } : null;
   }
 
+  // The operator is typing in a row's box (a focused button, left by a click, does not count).
+  function typing(list) {
+    var el = document.activeElement;
+    return !!el && el.tagName === "INPUT" && list.contains(el);
+  }
+
   function holding(list) {
-    var inside = list.matches(":hover") || list.contains(document.activeElement);
-    return inside && Date.now() - touched < HOLD_MS;
+    return (list.matches(":hover") || typing(list)) && Date.now() - touched < HOLD_MS;
+  }
+
+  // A row the operator works in: its box has the focus, or text not sent yet. It is never dropped while its
+  // alert exists (past the last row it stays at the end), so a note is never lost.
+  function working(r) {
+    return r.input === document.activeElement || r.input.value.trim() !== "";
   }
 
   function watch(list) {
@@ -190,12 +202,27 @@
       list.addEventListener(ev, touch, { passive: true });
     });
     // Leaving the list lets it sort at once (the event comes before :hover clears), unless the operator is
-    // still typing in a row's box: focus keeps the hold until it leaves too, or HOLD_MS after the last key.
+    // still typing in a row's box: that holds it until the box loses focus, or HOLD_MS after the last key.
     list.addEventListener("pointerleave", function () {
-      if (!list.contains(document.activeElement)) touched = 0;
+      if (!typing(list)) touched = 0;
       setTimeout(render, 0);
     });
     list.addEventListener("focusout", function () { setTimeout(render, 0); });
+  }
+
+  // The rows `lis` in this order, without moving the one that holds the focus: a moved element loses it,
+  // and the operator's cursor with it.
+  function place(list, lis) {
+    var focus = -1;
+    lis.forEach(function (li, i) { if (li.contains(document.activeElement)) focus = i; });
+    if (focus < 0) { lis.forEach(function (li) { list.appendChild(li); }); return; }
+    var pivot = lis[focus], after = pivot;
+    for (var i = 0; i < focus; i++) list.insertBefore(lis[i], pivot);
+    for (var j = focus + 1; j < lis.length; j++) { list.insertBefore(lis[j], after.nextSibling); after = lis[j]; }
+  }
+
+  function onScreen(list) {
+    return Array.prototype.filter.call(list.children, function (c) { return c.dataset.alert; });
   }
 
   function render() {
@@ -203,46 +230,55 @@
     watch(list);
     var hold = holding(list);
     var all = Object.keys(S.alerts).map(function (id) { return S.alerts[id]; }).sort(order);
-    var shown = all.slice(0, MAX_ROWS), keep = {}, added = 0;
+    var shown = all.slice(0, MAX_ROWS);
+    all.slice(MAX_ROWS).forEach(function (a) { // past the last row: kept where the operator is working
+      var r = rows[a.id];
+      if (r && r.li.isConnected && (hold || working(r))) shown.push(a);
+    });
+    var at = {}, keep = {};
+    onScreen(list).forEach(function (li, i) { at[li.dataset.alert] = i; });
     shown.forEach(function (a, i) {
       var r = rows[a.id] || (rows[a.id] = buildRow(a));
       keep[a.id] = true;
-      var byDefault = a.open && i < EXPANDED;
+      // Held, which rows are open by default follows their places on screen, so no row above the pointer
+      // grows or shrinks (new ones, at the end, start closed).
+      var pos = hold ? (a.id in at ? at[a.id] : Infinity) : i;
+      var byDefault = a.open && pos < EXPANDED;
       paint(r, a, toggled[a.id] ? !byDefault : byDefault);
     });
     Object.keys(rows).forEach(function (id) {
-      if (keep[id]) return;
-      if (hold && rows[id].li.isConnected && S.alerts[id]) { // pushed past the last row: stays until released
-        paint(rows[id], S.alerts[id], rows[id].li.classList.contains("expanded"));
-        return;
-      }
-      rows[id].li.remove(); delete rows[id]; delete toggled[id];
+      if (!keep[id]) { rows[id].li.remove(); delete rows[id]; delete toggled[id]; }
     });
     var empty = list.querySelector(".alert-empty");
     if (!shown.length && !empty) list.appendChild(U.el("li", "alert-empty", "无预警 No alerts"));
     if (shown.length && empty) empty.remove();
-    // Reorder only when the order changed: moving a focused row would drop the operator's cursor.
-    var current = Array.prototype.filter.call(list.children, function (c) { return c.dataset.alert; });
-    var same = current.length === shown.length && shown.every(function (a, i) { return current[i] === rows[a.id].li; });
+    // Reorder only when the order changed; held, only add the new rows at the end.
+    var lis = shown.map(function (a) { return rows[a.id].li; }), current = onScreen(list);
+    var same = current.length === lis.length && lis.every(function (li, i) { return current[i] === li; });
     if (!same && hold) {
-      shown.forEach(function (a) { if (!rows[a.id].li.isConnected) { list.appendChild(rows[a.id].li); added++; } });
-    } else if (!same) shown.forEach(function (a) { list.appendChild(rows[a.id].li); });
-    held(hold && !same, added);
+      lis.forEach(function (li) {
+        if (!li.isConnected) { list.appendChild(li); heldNew[li.dataset.alert] = true; }
+      });
+    } else if (!same) place(list, lis);
+    held(hold && !same);
     if (!more) more = U.el("li", "more", "");
-    U.setText(more, all.length > MAX_ROWS ? "+" + (all.length - MAX_ROWS) + " more 更多" : "");
-    more.hidden = all.length <= MAX_ROWS;
+    var hidden = all.length - shown.length;
+    U.setText(more, hidden > 0 ? "+" + hidden + " more 更多" : "");
+    more.hidden = hidden <= 0;
     if (list.lastChild !== more) list.appendChild(more);
     ages();
   }
 
-  // The head says the order is held, and how many alerts came in meanwhile; a timer releases the hold.
-  var waiting = 0;
-  function held(on, added) {
+  // The head says the order is held, and how many rows came onto the list meanwhile (at its end); a timer
+  // releases the hold HOLD_MS after the last touch.
+  var heldNew = {};
+  function held(on) {
     var tag = U.$("alert-held");
-    waiting = on ? waiting + added : 0;
+    if (!on) heldNew = {};
+    var n = Object.keys(heldNew).filter(function (id) { return rows[id]; }).length;
     if (tag) {
       tag.hidden = !on;
-      U.setText(tag, (waiting ? "+" + waiting + " 新 new ↓ · " : "") + "暂停排序 order held");
+      U.setText(tag, (n ? "+" + n + " 新 new ↓ · " : "") + "暂停排序 order held");
     }
     if (holdTimer) { clearTimeout(holdTimer); holdTimer = null; }
     if (on) holdTimer = setTimeout(render, Math.max(50, touched + HOLD_MS - Date.now() + 50));

@@ -225,15 +225,22 @@ def _order(page: Page) -> list[str]:
     return ids
 
 
+TALL: dict[str, Any] = {
+    "evidence": {"share": 0.93, "inflow_per_min": 420.0},
+    "measures": ["close the north ramp", "stewards to the deck", "hold the metro exits"],
+}
+
+
 def _held_wall(browser: Browser, *, clock: bool = False) -> tuple[BrowserContext, Page, Scripted]:
-    """A wall with two open alerts (red-orange "a", yellow "b"), the pointer resting on "b"."""
+    """A wall with two open alerts (red-orange "a", yellow "b"), the pointer resting on "b". "a", the top row,
+    is open by default: its evidence and checklist make it tall."""
     context = wall_context(browser)
     if clock:
         context.clock.install()
     page = context.new_page()
     server = Scripted(page)
     server.snapshot.update(ts=T0, last_data_age_s=1.0)
-    server.snapshot["alerts"] = [open_alert("a", 3, T0 - 600), open_alert("b", 2, T0 - 300)]
+    server.snapshot["alerts"] = [open_alert("a", 3, T0 - 600, **TALL), open_alert("b", 2, T0 - 300)]
     page.goto(HOST + "/")
     wait_for("both alerts on the wall", lambda: _order(page) == ["a", "b"], timeout=30)
     page.locator('#alert-list li[data-alert="b"] .alert-cause').hover()
@@ -242,13 +249,13 @@ def _held_wall(browser: Browser, *, clock: bool = False) -> tuple[BrowserContext
 
 def test_rows_hold_their_places_under_the_pointer_and_sort_when_it_leaves(browser: Browser) -> None:
     """A new red alert while the operator points at a row: the row does not move (a click meant for it would
-    land on another alert); the new one is added at the end and counted in the head. The list sorts as soon
-    as the pointer leaves it."""
+    land on another alert), nor does any row above it grow or shrink; the new one is added at the end and
+    counted in the head. The list sorts as soon as the pointer leaves it."""
     context, page, server = _held_wall(browser)
     b = page.locator('#alert-list li[data-alert="b"]')
     box = b.bounding_box()
     assert box is not None
-    server.delta(1, T0 + 5, alerts=[open_alert("c", 4, T0 + 5)])
+    server.delta(1, T0 + 5, alerts=[open_alert("c", 4, T0 + 5, **TALL)])
     wait_for("the new alert on the wall", lambda: "c" in _order(page), timeout=30)
     assert _order(page) == ["a", "b", "c"], "rows moved under the pointer"
     now = b.bounding_box()
@@ -280,6 +287,55 @@ def test_a_pointer_resting_on_the_list_holds_it_only_for_a_while(browser: Browse
     assert _order(page) == ["a", "b", "c"], "released before 15 s"
     page.clock.run_for(6_000)
     wait_for("the list sorted after 15 s at rest", lambda: _order(page) == ["c", "a", "b"], timeout=30)
+    context.close()
+
+
+def _after(page: Page, cond: Callable[[], bool]) -> Callable[[], bool]:
+    """`cond`, probed after the page's paused clock has run 50 ms (its renders are timers)."""
+
+    def probe() -> bool:
+        page.clock.run_for(50)
+        return cond()
+
+    return probe
+
+
+def test_a_button_left_focused_by_a_click_does_not_hold_the_list(browser: Browser) -> None:
+    """A click (or a Tab) leaves the focus on a row's button: only typing in a box holds the list after the
+    pointer has left, so it sorts at once (the page's clock paused: the 15 s release cannot be what sorts it)."""
+    context, page, server = _held_wall(browser, clock=True)
+    page.clock.pause_at((page.evaluate("Date.now()") + 1000) / 1000)  # a number is seconds here
+    page.locator('#alert-list li[data-alert="b"] button[data-action="ack"]').focus()
+    assert page.evaluate("document.activeElement.dataset.action") == "ack"
+    server.delta(1, T0 + 5, alerts=[open_alert("c", 4, T0 + 5)])
+    wait_for("the new alert at the end", _after(page, lambda: _order(page) == ["a", "b", "c"]), timeout=20)
+    page.mouse.move(300, 300)
+    wait_for("the list sorted when the pointer left", _after(page, lambda: _order(page)[0] == "c"), timeout=20)
+    context.close()
+
+
+def test_a_note_being_typed_is_kept_when_its_row_falls_past_the_last(browser: Browser) -> None:
+    """Sixteen rows, a note typed into the last, then nothing touched for 16 s (the hold is over) and two new
+    red alerts push that row past the sixteenth: it stays, at the end, with its text and the cursor."""
+    context = wall_context(browser)
+    context.clock.install()
+    page = context.new_page()
+    server = Scripted(page)
+    server.snapshot.update(ts=T0, last_data_age_s=1.0)
+    server.snapshot["alerts"] = [open_alert(f"r{i:02d}", 2, T0 - 1000 + 10 * i) for i in range(16)]
+    page.goto(HOST + "/")
+    wait_for("sixteen rows", lambda: len(_order(page)) == 16, timeout=30)
+    assert _order(page)[-1] == "r00"
+    note = page.locator('#alert-list li[data-alert="r00"] input[data-field="comment"]')
+    note.fill("ramp 3 closed, waiting for police")
+    page.mouse.move(300, 300)
+    page.clock.run_for(16_000)
+    server.delta(1, T0 + 5, alerts=[open_alert("n1", 4, T0 + 5), open_alert("n2", 4, T0 + 6)])
+    wait_for("the new alerts on top", lambda: _order(page)[:2] == ["n2", "n1"], timeout=30)
+    assert _order(page)[-1] == "r00" and "r01" not in _order(page), _order(page)
+    assert note.input_value() == "ramp 3 closed, waiting for police"
+    assert note.evaluate("e => e === document.activeElement"), "the cursor left the box"
+    assert (page.locator("#alert-list .more").text_content() or "").startswith("+1 more")
     context.close()
 
 
