@@ -280,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg.dashboard.port = free_port(cfg.dashboard.port)
     push_port = push_port_of(cfg.dashboard)
     if push_port is not None:  # the walls and phones stream from the push process: a free port for it too
-        cfg.dashboard.push_port = free_port(push_port if push_port != cfg.dashboard.port else None)
+        cfg.dashboard.push_port = free_port(push_port)
         while cfg.dashboard.push_port == cfg.dashboard.port:
             cfg.dashboard.push_port = free_port()
     url = f"http://{cfg.dashboard.host}:{cfg.dashboard.port}/"

@@ -466,6 +466,7 @@ class Service:
             cert_file=cfg.mqtt.cert_file,
             key_file=cfg.mqtt.key_file,
         )
+        push_port = push_port_of(cfg.dashboard)
         self.app = create_app(
             self.hub,
             store=self.store,
@@ -481,14 +482,13 @@ class Service:
             ),
             api_token=None,
             push=self.push,
-            stream_port=push_port_of(cfg.dashboard),
+            stream_port=push_port,
             stream_url=cfg.dashboard.push_url,
             # While the push process is down, /api/stream sends the pages to this port's /ws.
             stream_up=lambda: self.relay is not None and self.relay.up,
         )
         # The /ws fan-out in a process of its own (dashboard/relay.py): each delta is one frame on its link.
         self.relay: Relay | None = None
-        push_port = push_port_of(cfg.dashboard)
         if push_port is not None:
             self.relay = Relay(
                 self.hub,

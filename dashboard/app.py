@@ -43,7 +43,7 @@ from dashboard.limits import (
 from dashboard.policy import may_read_zone
 from dashboard.push_api import PushRegistry, push_router
 from dashboard.report_api import report_router
-from dashboard.stream import AUTH_TIMEOUT_S, ScopeCache, local_check, serve_stream
+from dashboard.stream import AUTH_TIMEOUT_S, PING_INTERVAL_S, ScopeCache, local_check, serve_stream
 
 STATIC_DIR = Path(__file__).parent / "static"
 HISTORY_MAX_POINTS = 240
@@ -69,7 +69,7 @@ def create_app(
     api_token: str | None = None,
     wall_tokens: Sequence[str] = (),
     admin_token: str | None = None,
-    ping_interval_s: float = 15.0,
+    ping_interval_s: float = PING_INTERVAL_S,
     push: PushRegistry | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     principal_limit: RateLimit = PER_PRINCIPAL,

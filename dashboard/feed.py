@@ -59,6 +59,9 @@ class Message:
 Snapshot = Callable[[], Awaitable[Message]]
 
 
+RESUME_BYTES = 8_000_000  # the resume window's default bound on the deltas it keeps, in bytes
+
+
 class ResumeWindow:
     """The newest deltas, kept for pages that reconnect: at most `count` of them and `max_bytes` of text (deltas
     with many open alerts are large), the newest always. The hub keeps one for its in-process /ws, the push
@@ -220,3 +223,21 @@ class FeedHost:
             self._feeds.discard(feed)
             self.resyncs_closed += feed.resyncs
             feed.close()
+
+    def _close_feeds(self) -> None:
+        for feed in list(self._feeds):
+            self.unsubscribe(feed)
+
+    @property
+    def clients(self) -> int:
+        return len(self._feeds)
+
+    @property
+    def resyncs(self) -> int:
+        """Snapshots sent instead of a backlog to clients that fell behind (ever, all clients)."""
+        return self.resyncs_closed + sum(f.resyncs for f in self._feeds)
+
+
+def ping_text(seq: int, ts: float | None, last_data_age_s: float | None) -> str:
+    """The keep-alive every stream sends between deltas: where the stream is, and how old its data."""
+    return _encoder.encode({"type": "ping", "seq": seq, "ts": ts, "last_data_age_s": last_data_age_s}).decode()

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from dashboard.feed import Feed, FeedHost, Message, ResumeWindow
+from dashboard.feed import RESUME_BYTES, Feed, FeedHost, Message, ResumeWindow, ping_text
 from dashboard.views import (
     JSON,
     AlertRejected,
@@ -66,7 +66,7 @@ class Hub(FeedHost):
         clock: Clock | None = None,
         batch_interval_s: float = 0.25,
         resume_window: int | None = None,
-        resume_bytes: int = 8_000_000,
+        resume_bytes: int = RESUME_BYTES,
         max_sends_per_s: float = 4000.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -337,14 +337,7 @@ class Hub(FeedHost):
         return Message(self.seq, "snapshot", body=self.snapshot())
 
     def ping_text(self) -> str:
-        return _encoder.encode(
-            {
-                "type": "ping",
-                "seq": self.seq,
-                "ts": self.clock.now(),
-                "last_data_age_s": self.last_data_age_s(),
-            }
-        ).decode()
+        return ping_text(self.seq, self.clock.now(), self.last_data_age_s())
 
     def zones(self) -> list[JSON]:
         return list(self._zones.values())
@@ -383,17 +376,7 @@ class Hub(FeedHost):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        for feed in list(self._feeds):
-            self.unsubscribe(feed)
-
-    @property
-    def clients(self) -> int:
-        return len(self._feeds)
-
-    @property
-    def resyncs(self) -> int:
-        """Snapshots sent instead of a backlog to clients that fell behind (ever, all clients)."""
-        return self.resyncs_closed + sum(f.resyncs for f in self._feeds)
+        self._close_feeds()
 
     # -- health ----------------------------------------------------------------------------------------
 

@@ -46,9 +46,9 @@ from starlette.websockets import WebSocket
 from dashboard import link, logredact
 from dashboard.access import Refused
 from dashboard.auth import Principal
-from dashboard.feed import Feed, FeedHost, Message, ResumeWindow
+from dashboard.feed import RESUME_BYTES, Feed, FeedHost, Message, ResumeWindow, ping_text
 from dashboard.guard import LOOPBACK_HOSTS, RequestGuard
-from dashboard.stream import ScopeCache, serve_stream
+from dashboard.stream import AUTH_TIMEOUT_S, PING_INTERVAL_S, ScopeCache, serve_stream
 
 log = logging.getLogger("crowdflow.push")
 
@@ -67,8 +67,8 @@ class PushSettings(msgspec.Struct, frozen=True, kw_only=True):
     port: int
     allowed_hosts: list[str]
     allowed_origins: list[str] | None
-    ping_interval_s: float = 15.0
-    auth_timeout_s: float = 10.0
+    ping_interval_s: float = PING_INTERVAL_S
+    auth_timeout_s: float = AUTH_TIMEOUT_S
     site_port: int | None = None  # the dashboard's own port: its pages' Origin passes (guard.origin_allowed)
     answer_timeout_s: float = ANSWER_TIMEOUT_S  # a token check or snapshot not answered by then: refused / asked again
 
@@ -79,7 +79,7 @@ class Hello(PushSettings, frozen=True, kw_only=True):
     epoch: str
     seq: int
     client_queue: int
-    resume_bytes: int = 8_000_000
+    resume_bytes: int = RESUME_BYTES
 
 
 class Relayed(FeedHost):
@@ -167,16 +167,16 @@ class Relayed(FeedHost):
         return self.snapshot()
 
     def close_all(self) -> None:
-        for feed in list(self._feeds):
-            self.unsubscribe(feed)
+        self._close_feeds()
 
     def ping_text(self) -> str:
         since = time.monotonic() - self._beat_at  # the beat is at most a second old; age it by that
         now, age = self._beat.get("now"), self._beat.get("age")
-        return _encoder.encode({
-            "type": "ping", "seq": self.seq, "ts": now + since if isinstance(now, int | float) else None,
-            "last_data_age_s": round(age + since, 1) if isinstance(age, int | float) else None,
-        }).decode()  # fmt: skip
+        return ping_text(
+            self.seq,
+            now + since if isinstance(now, int | float) else None,
+            round(age + since, 1) if isinstance(age, int | float) else None,
+        )
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
@@ -212,8 +212,8 @@ class Relayed(FeedHost):
 
     def stats(self) -> dict[str, Any]:
         return {
-            "clients": len(self._feeds),
-            "resyncs": self.resyncs_closed + sum(f.resyncs for f in self._feeds),
+            "clients": self.clients,
+            "resyncs": self.resyncs,
             "seq": self.seq,
             "deltas": self.deltas,
             "gaps": self.gaps,

@@ -86,7 +86,6 @@ class Relay:
         self.snapshots = 0  # snapshots encoded for the push process
         self.auths = 0  # token checks answered
         self.stats: dict[str, Any] = {}  # the push process's own, each second
-        self._stop: asyncio.Event | None = None
         self._listener: socket.socket | None = None
         self.port = settings.port  # the bound one once listening (settings.port 0: any free port)
         self._not_up_since: float | None = time.monotonic()  # None while up
@@ -154,7 +153,6 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a push process running until `stop`; then stop it cleanly."""
-        self._stop = stop
         self._not_up_since = time.monotonic()  # counted from here: the service may take a while to get here
         try:
             self.listen()

@@ -52,6 +52,7 @@ GOING_AWAY = 1001
 UNAUTHORIZED = 4401  # 4000-4999: application codes; 4401 mirrors HTTP 401
 TRY_AGAIN_LATER = 1013  # RFC 6455 registry: a temporary condition; the token was not judged
 AUTH_TIMEOUT_S = 10.0
+PING_INTERVAL_S = 15.0  # a ping when no delta went out for this long: the page knows the stream lives
 NO_AUTH_MESSAGE = 'send {"type": "auth", "token": "<your token>"} as the first message'
 
 _decoder = msgspec.json.Decoder()

@@ -217,14 +217,20 @@ async def test_a_token_check_not_answered_in_time_is_try_again_later_not_refused
         await again.close()
 
 
+async def three_deltas_after_a_snapshot(r: Running) -> dict[str, Any]:
+    """A client takes a snapshot and leaves; three deltas follow, through the link. The snapshot it took."""
+    ws = await r.open()
+    snap: dict[str, Any] = await recv_data(ws)
+    await ws.close()
+    for i in range(3):
+        r.hub.update([zone_state("plaza", 100 + i)], None, [])
+    await until(lambda: r.relay.stats.get("seq") == 3, "the deltas through the link")
+    return snap
+
+
 async def test_resume_within_the_window_and_a_snapshot_after_it(mini_site: Site) -> None:
     async with running(mini_site) as r:
-        ws = await r.open()
-        snap = await recv_data(ws)
-        await ws.close()
-        for i in range(3):
-            r.hub.update([zone_state("plaza", 100 + i)], None, [])
-        await until(lambda: r.relay.stats.get("seq") == 3, "the deltas through the link")
+        snap = await three_deltas_after_a_snapshot(r)
         again = await r.open(query=f"?epoch={snap['epoch']}&seq={snap['seq']}")
         got = [await recv_data(again) for _ in range(3)]
         assert [(m["type"], m["seq"]) for m in got] == [("delta", 1), ("delta", 2), ("delta", 3)]
@@ -236,12 +242,7 @@ async def test_resume_within_the_window_and_a_snapshot_after_it(mini_site: Site)
 
 async def test_the_push_processs_resume_window_is_bounded_in_bytes_as_the_hubs(mini_site: Site) -> None:
     async with running(mini_site, resume_bytes=1) as r:  # only the newest delta is kept, whatever its size
-        ws = await r.open()
-        snap = await recv_data(ws)
-        await ws.close()
-        for i in range(3):
-            r.hub.update([zone_state("plaza", 100 + i)], None, [])
-        await until(lambda: r.relay.stats.get("seq") == 3, "the deltas through the link")
+        snap = await three_deltas_after_a_snapshot(r)
         behind = await r.open(query=f"?epoch={snap['epoch']}&seq={snap['seq']}")
         assert (await recv_data(behind))["type"] == "snapshot"  # three deltas no longer held
         await behind.close()
