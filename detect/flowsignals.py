@@ -254,6 +254,12 @@ class FlowSignals:
         for row, i in enumerate(counters):
             self._row[i] = row
         self._buf = _empty_ring(self._n) * len(counters)
+        # Each zone's counters as the tick reads them: (row, sensor id, entrance), built once.
+        self._counters_of: dict[str, list[tuple[int, str, str]]] = {
+            zid: [(self._row[site.index[s.id]], s.id, s.entrance or s.id) for s in site.sensors_of(zid)
+                  if s.kind == "counter"]
+            for zid in site.zones
+        }  # fmt: skip
 
     # ---- input ----------------------------------------------------------------------------------
 
@@ -404,16 +410,8 @@ class FlowSignals:
         """Stall and counter-flow detections at event time `now`, at most one of each per zone."""
         out: list[Detection] = []
         all_rates = self.all_rates(now)
-        index = self._index
         for zid, zone in self.site.zones.items():
-            per_sensor = []
-            for s in self.site.sensors_of(zid):
-                if s.kind != "counter":
-                    continue
-                row = self._row[index[s.id]]
-                r = all_rates[row] if row >= 0 else None
-                if r is not None:
-                    per_sensor.append((s.id, s.entrance or s.id, r))
+            per_sensor = [(sid, at, r) for row, sid, at in self._counters_of[zid] if (r := all_rates[row]) is not None]
             if not per_sensor:
                 continue
             share = self._share.get(zid)

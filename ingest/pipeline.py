@@ -214,6 +214,7 @@ class Ingestor:
             self._rate_window.append(-1)
             self._rate_count.append(0)
             self._rate_older.append(0)
+            assert k == len(self._prev_ts) - 1, "a per-stream column fell out of step with the sequences"
         return k
 
     def _sensor_of(self, k: int) -> int:
@@ -286,17 +287,7 @@ class Ingestor:
 
     def _reading(self, k: int, sensor: Sensor, reversed_: int, msg: Message, ts: float) -> Reading | None:
         if isinstance(msg, CountMsg):
-            cin, cout = (msg.out, msg.in_) if reversed_ else (msg.in_, msg.out)
-            return Reading(
-                sensor=sensor.id,
-                zone=sensor.zone,
-                kind="flow",
-                ts=ts,
-                seq=msg.seq,
-                interval_s=msg.interval_s,
-                inflow=cin,
-                outflow=cout,
-            )
+            return _flow(sensor, reversed_, msg.seq, ts, msg.interval_s, msg.in_, msg.out)
         if isinstance(msg, TotalMsg):
             return self._from_total(k, sensor, reversed_, msg, ts)
         if isinstance(msg, OccupancyMsg):
@@ -330,18 +321,7 @@ class Ingestor:
         interval = ts - p_ts
         if interval <= 0:
             interval = sensor.interval_s
-        if reversed_:  # mounted the other way round: its "in" is people leaving the zone
-            d_in, d_out = d_out, d_in
-        return Reading(
-            sensor=sensor.id,
-            zone=sensor.zone,
-            kind="flow",
-            ts=ts,
-            seq=msg.seq,
-            interval_s=interval,
-            inflow=d_in,
-            outflow=d_out,
-        )
+        return _flow(sensor, reversed_, msg.seq, ts, interval, d_in, d_out)
 
     def _reject(
         self, reason: Reason, detail: str, topic: str, payload: bytes, msg: Message, received_at: float
@@ -362,4 +342,13 @@ def _time_problem(when: datetime, ts: float, received_at: float) -> str:
         f"event time {when.isoformat()} is {rel} the time it was received; "
         "check the sensor's clock (NTP) and that its timestamps carry the right UTC offset "
         "(naive times are read in the site's timezone)"
+    )
+
+
+def _flow(sensor: Sensor, reversed_: int, seq: int, ts: float, interval_s: float, cin: int, cout: int) -> Reading:
+    """A flow reading of the zone's in and out; a counter mounted the other way round counts leaving as "in"."""
+    if reversed_:
+        cin, cout = cout, cin
+    return Reading(
+        sensor=sensor.id, zone=sensor.zone, kind="flow", ts=ts, seq=seq, interval_s=interval_s, inflow=cin, outflow=cout
     )
