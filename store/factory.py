@@ -112,7 +112,7 @@ def open_store(
             "or be unset for the embedded store"
         )
     try:
-        _port = urlsplit(url).port  # out of range or not a number: said here, not as a bare ValueError later
+        _ = urlsplit(url).port  # out of range or not a number: said here, not as a bare ValueError later
     except ValueError as err:
         raise StoreConfigError(f"store URL {url!r} has a bad port ({err}); e.g. http://localhost:8086") from err
     if api not in ("auto", "v1", "v2"):
@@ -123,8 +123,9 @@ def open_store(
     # An earlier start may have guessed the other API while the server was down and spooled under that API's
     # directory: the points are for this same server and these settings, so they are replayed here. Moved
     # only once the chosen store's settings are complete (below), so a config error strands nothing.
-    guessed = _other_api_dir(spool_root, chosen, url=url, database=database, bucket=bucket, org=org)
-    guessed = guessed if detected else None
+    guessed = (
+        _other_api_dir(spool_root, chosen, url=url, database=database, bucket=bucket, org=org) if detected else None
+    )
     if chosen == "v1":
         return InfluxV1Store(
             url,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,3 +266,13 @@ class ServiceProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         return ""
 
+
+async def until(cond: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    """Poll `cond` on the running loop until it holds; fail saying `what` never happened."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:g} s: {what}")
+        await asyncio.sleep(0.02)

@@ -56,5 +56,4 @@ def test_quick_run_drains_every_reading_in_every_set() -> None:
     for key in ("p1_msgs_per_s_300", "p2_msgs_per_s_300", "bare_msgs_per_s_300", "paho_msgs_per_s_300",
                 "c_msgs_per_s_300", "p2_vs_bare_300", "p2_vs_paho_300", "p2_speedup_300"):  # fmt: skip
         assert float(pairs[key]) > 0, key
-    assert float(pairs["p1_speedup_300"]) == 1.0
     assert "p3_msgs_per_s_300" not in pairs  # --quick measures N = 1 and 2 only

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,10 @@ from dashboard.pushserver import PushSettings
 from dashboard.relay import Relay, child_env
 from domain.site import Site
 from tests.dashboard.conftest import alert, zone_state
+from tests.servers import until
 
 WALL = "t-wall"
 ANN = Principal(person="ann", name="Ann An", role="officer", zones=frozenset({"seg-1"}))
-
-
-async def until(what: Callable[[], bool], why: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:g} s: {why}")
-        await asyncio.sleep(0.02)
 
 
 class Running:

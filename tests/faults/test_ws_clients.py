@@ -318,7 +318,6 @@ def run(
             res.sent = sensors.sink.acked
             res.add_run(svc.wait_taken(res.sent))
             res.figures["healthz_failures"] = str(dict(svc.health_failures or {}))
-            res.check(not res.rejected, f"unexpected rejections: {res.rejected}")
             res.check(not wall.error, f"the wall's stream ended: {wall.error}")
             if not in_process:
                 relay = svc.health().get("relay") or {}

@@ -27,15 +27,7 @@ from ingest.mqtt import (
 from ingest.pipeline import Ingestor
 from ingest.rejection import Rejection
 from tests.ingest.helpers import T0, count, site_with_area
-from tests.servers import Server
-
-
-async def until(cond: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.servers import Server, until
 
 
 def paho_publish(port: int, msgs: list[tuple[str, bytes]], qos: int = 1) -> None:
@@ -149,7 +141,7 @@ async def test_reconnects_and_receives_what_was_published_while_away(mosquitto: 
     # broker's persistent session (clean_session=False, QoS 1) can deliver them.
     assert not stats.connected, "the subscriber reconnected before the messages were published; test is moot"
 
-    await until(lambda: len(got) == 7, "the 5 messages published while away", within=30)
+    await until(lambda: len(got) == 7, "the 5 messages published while away", timeout_s=30)
     assert got == [p for _, p in before + away]
     assert stats.connects == 2 and stats.reconnects >= 1 and stats.last_error
     assert states.count("connected") == 2
