@@ -26,8 +26,8 @@ from ingest.mqtt import (
     _paho_of,
     subscribe_forever,
 )
-from tests.ingest.test_mqtt import settings_for, start_subscriber, stopped_within, until
-from tests.servers import Server, free_port, start_mosquitto
+from tests.ingest.test_mqtt import settings_for, start_subscriber, stopped_within
+from tests.servers import Server, free_port, start_mosquitto, until
 
 
 def publish_numbered(port: int, first: int, n: int, done: threading.Event | None = None) -> None:
@@ -74,7 +74,7 @@ async def drain_a_backlog(
     sub = start_subscriber(settings, ["t/#"], slow, clock=ManualClock(0.0), max_queued=max_queued)
     await until(lambda: "connected" in sub.states, "the subscriber to connect")
     publisher = asyncio.create_task(asyncio.to_thread(publish_numbered, port, 0, n, published))
-    await until(lambda: len(set(seen)) == n, f"all {n} messages", within=300)
+    await until(lambda: len(set(seen)) == n, f"all {n} messages", timeout_s=300)
     await publisher
     sub.stop.set()
     await stopped_within(sub.task)
@@ -188,7 +188,7 @@ async def test_a_stop_in_the_middle_of_a_backlog_loses_nothing(mosquitto: Server
     print(f"\nstopped after {len(seen)}; {first.stats.left_at_stop} received but not handled")
 
     second = start_subscriber(settings, ["t/#"], record, clock=ManualClock(0.0))
-    await until(lambda: len(set(seen)) == n, f"the rest of the {n} messages", within=60)
+    await until(lambda: len(set(seen)) == n, f"the rest of the {n} messages", timeout_s=60)
     second.stop.set()
     await stopped_within(second.task)
     assert set(seen) == set(range(n))
@@ -225,7 +225,7 @@ async def test_qos0_past_the_bound_waits_at_the_broker(mosquitto: Server) -> Non
             published.set()
 
     await asyncio.to_thread(publish_qos0)
-    await until(lambda: len(got) == n, "every message (the test broker queues without limit)", within=60)
+    await until(lambda: len(got) == n, "every message (the test broker queues without limit)", timeout_s=60)
     sub.stop.set()
     await stopped_within(sub.task)
     assert got == [b"%d" % i for i in range(n)]
